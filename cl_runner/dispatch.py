@@ -1,0 +1,83 @@
+"""From the composed config to typed components: the only place below the CLI that touches
+OmegaConf (DESIGN.md, principle 2)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cl_runner.config import REGISTRIES, Device, HardwareConfig, RunConfig
+from cl_runner.data import BENCHMARKS, Benchmark
+from cl_runner.errors import ConfigError
+from cl_runner.models import MODELS
+from cl_runner.strategies import STRATEGIES, Strategy
+from cl_runner.training.optim import OPTIMIZERS
+
+
+def resolve(cfg: DictConfig) -> RunConfig:
+    """Turn the composed config into a typed :class:`RunConfig` (nested dataclasses).
+
+    Raises:
+        ConfigError: a group holds a component name that is not registered, or a group node
+            has no schema (a YAML that does not extend ``/schema/<group>``).
+    """
+    run: RunConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    for registry in REGISTRIES:
+        node = getattr(run, registry.kind)
+        if not hasattr(node, "name") or isinstance(node, dict):
+            raise ConfigError(f"config group '{registry.kind}' has no schema; its YAML must list "
+                              f"'/schema/{registry.kind}@...' in its defaults")
+        if node.name not in registry:
+            raise ConfigError(f"{registry.kind}.name={node.name!r} is not registered; valid "
+                              f"options: {', '.join(registry.names())}")
+    run.data.root = str(Path(os.path.expanduser(run.data.root)).resolve())
+    return run
+
+
+def setup_hardware(cfg: HardwareConfig) -> torch.device:
+    """Apply thread count and determinism; return the device to run on.
+
+    Raises:
+        ConfigError: ``device=cuda`` on a machine without CUDA, or ``num_threads < 1``.
+    """
+    if cfg.device == Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("hardware.device=cuda but CUDA is not available here; use hardware=cpu or auto")
+    device = torch.device("cuda" if cfg.device != Device.cpu and torch.cuda.is_available() else "cpu")
+    if cfg.num_threads is not None:
+        if cfg.num_threads < 1:
+            raise ConfigError(f"hardware.num_threads must be >= 1, got {cfg.num_threads}")
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    return device
+
+
+def build_benchmark(run: RunConfig, device: torch.device) -> Benchmark:
+    """The benchmark named by ``run.benchmark.name``, its tensors on ``device``."""
+    return BENCHMARKS.build(run.benchmark, data_root=run.data.root, download=run.data.download,
+                            seed=run.seed, device=device)
+
+
+def build_model(run: RunConfig, benchmark: Benchmark, device: torch.device) -> torch.nn.Module:
+    """The model named by ``run.model.name``, sized for ``benchmark``, on ``device``."""
+    model = MODELS.build(run.model, input_shape=benchmark.input_shape,
+                         num_classes=benchmark.num_classes)
+    return model.to(device)
+
+
+def build_strategy(run: RunConfig) -> Strategy:
+    """The strategy named by ``run.strategy.name``."""
+    return STRATEGIES.build(run.strategy)
+
+
+def optimizer_factory(run: RunConfig):
+    """``(params, task) -> optimizer`` for the optimizer named by ``run.optimizer.name``."""
+    cfg = run.optimizer
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return lambda params, task: OPTIMIZERS.build(cfg, params=params, task=task)

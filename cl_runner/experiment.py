@@ -1,0 +1,145 @@
+"""One run: build the components, train the task sequence, write the run files."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import cl_runner
+from cl_runner import dispatch
+from cl_runner.config import RunConfig
+from cl_runner.results import metrics
+from cl_runner.results.writer import (accuracy_matrix_frame, atomic_write_csv, atomic_write_json,
+                                      metrics_frame)
+from cl_runner.training.loop import SequenceResult, train_sequence
+from cl_runner.training.progress import TrainingProgress
+
+log = logging.getLogger(__name__)
+
+ACCURACY_MATRIX = "accuracy_matrix.csv"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on."""
+    import hydra
+    import torchvision
+
+    return {"python": platform.python_version(), "cl_runner": cl_runner.__version__,
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "hydra": hydra.__version__}
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree (suffix ``-dirty`` with uncommitted changes), or None."""
+    src = Path(cl_runner.__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def config_dict(run: RunConfig) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(run))
+
+
+def write_results(out_dir: Path, result: SequenceResult, num_tasks: int) -> None:
+    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far."""
+    atomic_write_csv(out_dir / ACCURACY_MATRIX, accuracy_matrix_frame(result.accuracy, num_tasks),
+                     index=True)
+    atomic_write_csv(out_dir / METRICS, metrics_frame(result.accuracy, result.loss))
+
+
+def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Run the configured task sequence and write every run file into ``out_dir``.
+
+    Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task),
+    ``summary.json`` (``status: running`` at the start, ``complete`` or ``failed`` at the end),
+    plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``).
+
+    Returns:
+        The summary dictionary written to ``summary.json``.
+
+    Raises:
+        ConfigError, DatasetNotFoundError: bad settings or missing data (before training).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {
+        "status": "running", "strategy": run.strategy.name, "benchmark": run.benchmark.name,
+        "model": run.model.name, "seed": run.seed, "num_tasks": run.benchmark.num_tasks,
+        "started_at": started_at, "versions": package_versions(), "git_commit": git_commit(),
+        "config": config_dict(run),
+    }
+    atomic_write_json(out_dir / SUMMARY, summary)
+    try:
+        device = dispatch.setup_hardware(run.hardware)
+        summary["device"] = str(device)
+        torch.manual_seed(run.seed)  # model initialization and dropout
+        generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
+        optimizer = dispatch.optimizer_factory(run)
+        strategy = dispatch.build_strategy(run)
+        benchmark = dispatch.build_benchmark(run, device)
+        model = dispatch.build_model(run, benchmark, device)
+        for name, frame in benchmark.artifacts().items():
+            atomic_write_csv(out_dir / name, frame)
+        data_seconds = time.perf_counter() - t0
+        log.info("%s: %d tasks on %s, data ready in %.1fs; strategy %s, model %s (%d parameters)",
+                 benchmark.name, benchmark.num_tasks, device, data_seconds, run.strategy.name,
+                 run.model.name, sum(p.numel() for p in model.parameters()))
+        with TrainingProgress(benchmark.num_tasks, enabled=run.progress) as progress:
+            result = train_sequence(
+                benchmark, model, strategy, optimizer,
+                batch_size=run.benchmark.batch_size, eval_batch_size=run.benchmark.eval_batch_size,
+                epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
+                progress=progress,
+                on_task_end=lambda task, res: write_results(out_dir, res, benchmark.num_tasks),
+            )
+    except BaseException as exc:
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                       wall_time_seconds=time.perf_counter() - t0)
+        atomic_write_json(out_dir / SUMMARY, summary)
+        raise
+    wall = time.perf_counter() - t0
+    train_seconds = sum(result.task_seconds)
+    summary.update(metrics.all_metrics(result.accuracy, result.initial_accuracy))
+    summary.update(
+        status="complete",
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        average_accuracy_per_task=metrics.average_accuracy_curve(result.accuracy),
+        initial_accuracy=result.initial_accuracy,
+        wall_time_seconds=wall,
+        data_seconds=data_seconds,
+        task_seconds=result.task_seconds,
+        steps=sum(result.steps),
+        steps_per_second=sum(result.steps) / train_seconds if train_seconds > 0 else None,
+        learning_rates=result.learning_rates,
+        strategy_stats=strategy.stats(),
+    )
+    atomic_write_json(out_dir / SUMMARY, summary)
+    return summary

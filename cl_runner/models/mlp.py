@@ -1,0 +1,56 @@
+"""Multi-layer perceptron used on the MNIST benchmarks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cl_runner.models.base import MODELS
+
+
+@dataclass
+class MLPConfig:
+    """``model=mlp``: fully connected ReLU network.
+
+    Attributes:
+        hidden_sizes: widths of the hidden layers (the papers: 256, 256).
+        dropout: dropout probability after each hidden layer (0 disables it).
+    """
+
+    name: str = "mlp"
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    dropout: float = 0.0
+
+
+class MLP(nn.Module):
+    """Flatten -> [Linear -> ReLU -> Dropout] x len(hidden_sizes) -> Linear.
+
+    Input: float tensor of shape ``(B, *input_shape)``; output: logits ``(B, num_classes)``.
+    Architecture of Mirzadeh et al. 2020/2021 (784-256-256-10 on MNIST).
+    """
+
+    def __init__(self, input_dim: int, hidden_sizes: list[int], num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = input_dim
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@MODELS.register("mlp", config=MLPConfig)
+def build_mlp(cfg: MLPConfig, input_shape: tuple[int, ...], num_classes: int) -> MLP:
+    """Build an :class:`MLP` for inputs of shape ``input_shape`` (e.g. ``(1, 28, 28)``)."""
+    return MLP(math.prod(input_shape), list(cfg.hidden_sizes), num_classes, cfg.dropout)

@@ -1,0 +1,1 @@
+"""Metrics of the accuracy matrix and atomic writers for run files."""

@@ -1,0 +1,79 @@
+"""Atomic writers for the files a run leaves in its folder.
+
+Each file is written to a temporary name in the same folder and renamed over the target
+(``os.replace`` is atomic on POSIX), so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_csv(path: str | Path, frame: pd.DataFrame, index: bool = False) -> Path:
+    """Write a DataFrame as CSV atomically."""
+    return atomic_write_text(path, frame.to_csv(index=index))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN/inf are not JSON; undefined metrics are written as null
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON atomically; NaN and infinities become ``null``."""
+    return atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
+
+
+def accuracy_matrix_frame(accuracy: Sequence[Sequence[float]], num_tasks: int) -> pd.DataFrame:
+    """The accuracy matrix as a labelled frame: index ``after_task_1..``, columns ``task_1..``.
+
+    Args:
+        accuracy: rows so far (``len(accuracy) <= num_tasks``), each of length ``num_tasks``.
+    """
+    frame = pd.DataFrame(
+        [list(row) for row in accuracy],
+        columns=[f"task_{j}" for j in range(1, num_tasks + 1)],
+        index=pd.Index([f"after_task_{i}" for i in range(1, len(accuracy) + 1)], name="train_task"),
+    )
+    return frame
+
+
+def metrics_frame(accuracy: Sequence[Sequence[float]], loss: Sequence[Sequence[float]]) -> pd.DataFrame:
+    """Tidy frame, one row per (train_task, eval_task): columns ``train_task, eval_task,
+    accuracy, loss, trained`` (``trained`` = eval_task <= train_task). Tasks are 1-based."""
+    rows = [
+        {"train_task": i, "eval_task": j, "accuracy": acc, "loss": lss, "trained": j <= i}
+        for i, (acc_row, loss_row) in enumerate(zip(accuracy, loss, strict=True), start=1)
+        for j, (acc, lss) in enumerate(zip(acc_row, loss_row, strict=True), start=1)
+    ]
+    return pd.DataFrame(rows, columns=["train_task", "eval_task", "accuracy", "loss", "trained"])

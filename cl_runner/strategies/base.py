@@ -1,0 +1,88 @@
+"""The strategy interface: hooks called by the one training loop (DESIGN.md, principle 1).
+
+A strategy overrides only the hooks it needs. The loop checks once per task which hooks are
+overridden and skips the others, so an unused hook costs nothing in the training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cl_runner.data.benchmark import Benchmark
+from cl_runner.registry import Registry
+
+
+@dataclass
+class TaskContext:
+    """What a strategy sees at a task boundary.
+
+    Attributes:
+        task: 1-based task id.
+        train_x: the task's training inputs, uint8 ``(N, *input_shape)`` on ``device``.
+        train_y: int64 ``(N,)``.
+        model: the network being trained (the strategy may read or overwrite its weights).
+        benchmark: the task sequence (``to_input`` turns stored batches into model inputs).
+        device: where model and data live.
+        generator: the run's CPU random generator (seeded), for every random choice a
+            strategy makes (memory selection, subsets, shuffles).
+    """
+
+    task: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    model: nn.Module
+    benchmark: Benchmark
+    device: torch.device
+    generator: torch.Generator
+
+
+class Strategy:
+    """Base class: plain fine-tuning. Every hook is a no-op.
+
+    Hooks, in the order the loop calls them for task t:
+        ``before_task(ctx)`` -> per step: ``train_batch(x, y)`` -> loss = CE + ``penalty(model)``
+        -> backward -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
+        -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """Called before the first training step of a task."""
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the batch to train on (e.g. the current batch plus a replay batch).
+
+        Args: x uint8 ``(B, *input_shape)``, y int64 ``(B,)``. Returns the same kinds of tensors.
+        """
+        return x, y
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """An extra scalar loss term added to the cross-entropy (e.g. EWC), or None."""
+        return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Called with the gradients in ``p.grad``, before the optimizer step (projection)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimizer step."""
+
+    def after_task(self, ctx: TaskContext) -> None:
+        """Called after the last training step of a task, before evaluation."""
+
+    def stats(self) -> dict[str, Any]:
+        """Strategy-specific figures for ``summary.json`` (JSON-serializable)."""
+        return {}
+
+    def overrides(self, hook: str) -> bool:
+        """True when this strategy's class overrides ``hook`` of :class:`Strategy`."""
+        return getattr(type(self), hook) is not getattr(Strategy, hook)
+
+
+#: name -> factory(cfg) -> Strategy
+STRATEGIES: Registry[Strategy] = Registry("strategy")

@@ -1,0 +1,191 @@
+"""MC-SGD: Mode Connectivity SGD (Mirzadeh et al., "Linear Mode Connectivity in Multitask and
+Continual Learning", ICLR 2021, Section 4 and Algorithm 1; PAPERS.md, "MC-SGD").
+
+Per task t:
+  1. continual phase (the loop's plain SGD) gives ``w_hat_t``, starting from ``w_hat_{t-1}``
+     (``continual_start=w_hat``, the authors' code) or ``w_bar_{t-1}`` (``w_bar``, CL-Gym);
+  2. line phase (t >= 2), in ``after_task``: start at
+     ``w = w_bar_{t-1} + beta * (w_hat_t - w_bar_{t-1})`` and minimize
+         sum_{alpha in {0, 1/K, ..., 1}} L_mem(w_bar_{t-1} + alpha (w - w_bar_{t-1}))
+                                        + L_sub(w_hat_t   + alpha (w - w_hat_t))
+     with SGD over minibatches of the episodic memory (tasks 1..t) and of a random subset of
+     task t; the result is ``w_bar_t``, the model that is evaluated. ``w_bar_1 = w_hat_1``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from cl_runner.errors import ConfigError
+from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
+from cl_runner.strategies.memory import EpisodicMemory
+
+
+class ContinualStart(str, enum.Enum):
+    """Where the continual phase of task t starts."""
+
+    w_hat = "w_hat"  # w_hat_{t-1}: the authors' code
+    w_bar = "w_bar"  # w_bar_{t-1}: CL-Gym
+
+
+class LineGradient(str, enum.Enum):
+    """How the line-phase gradient is formed."""
+
+    authors = "authors"  # sum over alpha of dL/dw at each interpolated point (no factor alpha)
+    exact = "exact"  # the true gradient of the objective: sum over alpha of alpha * dL/dw
+
+
+@dataclass
+class MCSGDConfig:
+    """``strategy=mcsgd``. Defaults: the authors' Rotated MNIST settings (PAPERS.md).
+
+    Attributes:
+        memory_per_class: episodic-memory examples per class per task (1 -> 10 per MNIST task).
+        subset_size: size of the random subset of the current task used by the line phase.
+        lmc_lr: SGD learning rate of the line phase.
+        lmc_momentum: its momentum.
+        lmc_batch_size: minibatch size of memory and subset batches in the line phase.
+        lmc_epochs: passes over the larger of memory and subset (the smaller one cycles).
+        line_samples: K; the objective uses the K+1 points alpha = 0, 1/K, ..., 1.
+        beta: initial position of w on the segment from w_bar_{t-1} to w_hat_t.
+        continual_start: ``w_hat`` (default, authors' code) or ``w_bar`` (CL-Gym).
+        line_gradient: ``authors`` (default) or ``exact``; see :class:`LineGradient`.
+    """
+
+    name: str = "mcsgd"
+    memory_per_class: int = 1
+    subset_size: int = 500
+    lmc_lr: float = 0.05
+    lmc_momentum: float = 0.8
+    lmc_batch_size: int = 64
+    lmc_epochs: int = 1
+    line_samples: int = 10
+    beta: float = 0.1
+    continual_start: ContinualStart = ContinualStart.w_hat
+    line_gradient: LineGradient = LineGradient.authors
+
+
+def _clone_params(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@STRATEGIES.register("mcsgd", config=MCSGDConfig)
+class MCSGD(Strategy):
+    """MC-SGD (see the module docstring). ``stats()`` reports, per task t >= 2, the line
+    objective on the whole memory and subset before and after the line phase."""
+
+    def __init__(self, cfg: MCSGDConfig) -> None:
+        super().__init__(cfg)
+        for key in ("lmc_batch_size", "lmc_epochs", "line_samples", "subset_size"):
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"strategy.{key} must be >= 1, got {getattr(cfg, key)}")
+        if cfg.lmc_lr <= 0:
+            raise ConfigError(f"strategy.lmc_lr must be > 0, got {cfg.lmc_lr}")
+        self.memory = EpisodicMemory()
+        self.w_hat: dict[str, torch.Tensor] | None = None  # w_hat_{t}
+        self.w_bar: dict[str, torch.Tensor] | None = None  # w_bar_{t}
+        self.line_history: list[dict[str, float]] = []
+
+    def before_task(self, ctx: TaskContext) -> None:
+        if ctx.task > 1 and self.cfg.continual_start == ContinualStart.w_hat:
+            self._load(ctx.model, self.w_hat)
+
+    def after_task(self, ctx: TaskContext) -> None:
+        cfg = self.cfg
+        w_hat = _clone_params(ctx.model)
+        self.memory.add_per_class(ctx.train_x, ctx.train_y, ctx.task, cfg.memory_per_class,
+                                  ctx.generator)
+        if ctx.task == 1:
+            self.w_hat, self.w_bar = w_hat, w_hat
+            return
+        n_sub = min(cfg.subset_size, len(ctx.train_y))
+        pick = torch.randperm(len(ctx.train_y), generator=ctx.generator)[:n_sub].to(ctx.device)
+        sub_x, sub_y = ctx.train_x[pick], ctx.train_y[pick]
+        w_prev = self.w_bar
+        to_input = ctx.benchmark.to_input
+        terms = ((w_prev, self.memory.x, self.memory.y), (w_hat, sub_x, sub_y))
+
+        start = {n: w_prev[n] + cfg.beta * (w_hat[n] - w_prev[n]) for n in w_hat}
+        self._load(ctx.model, start)
+        before = self.line_objective(ctx.model, terms, to_input)
+        self.line_phase(ctx.model, terms, to_input, ctx.generator)
+        after = self.line_objective(ctx.model, terms, to_input)
+        self.line_history.append({"task": ctx.task, "line_loss_before": before,
+                                  "line_loss_after": after})
+        self.w_hat, self.w_bar = w_hat, _clone_params(ctx.model)
+
+    def alphas(self) -> list[float]:
+        """The K+1 interpolation points 0, 1/K, ..., 1."""
+        k = self.cfg.line_samples
+        return [i / k for i in range(k + 1)]
+
+    def line_phase(self, model: nn.Module, terms, to_input, generator: torch.Generator) -> None:
+        """Minimize the line objective over ``model``'s parameters in place.
+
+        Args:
+            terms: ``((anchor, x, y), ...)``: each anchor a name -> tensor dict of weights, x
+                uint8 inputs ``(N_i, ...)``, y int64 ``(N_i,)``; the objective sums the loss on
+                (x, y) at every point of the segment from the anchor to w.
+        """
+        cfg = self.cfg
+        params = dict(model.named_parameters())
+        opt = torch.optim.SGD(params.values(), lr=cfg.lmc_lr, momentum=cfg.lmc_momentum)
+        exact = cfg.line_gradient == LineGradient.exact
+        bs = cfg.lmc_batch_size
+        n_steps = max(math.ceil(len(y) / bs) for _, _, y in terms)
+        model.train()
+        for _ in range(cfg.lmc_epochs):
+            orders = [torch.randperm(len(y), generator=generator).to(y.device) for _, _, y in terms]
+            for step in range(n_steps):
+                grads = {n: torch.zeros_like(p) for n, p in params.items()}
+                for (anchor, x, y), order in zip(terms, orders, strict=True):
+                    idx = order.roll(-step * bs)[:bs]  # cycles when this term's data is shorter
+                    xb, yb = to_input(x[idx]), y[idx]
+                    for alpha in self.alphas():
+                        if exact and alpha == 0.0:
+                            continue
+                        point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
+                                 for n, p in params.items()}
+                        loss = F.cross_entropy(functional_call(model, point, (xb,)), yb)
+                        g = torch.autograd.grad(loss, list(point.values()))
+                        scale = alpha if exact else 1.0
+                        for n, gi in zip(point, g, strict=True):
+                            grads[n].add_(gi, alpha=scale)
+                for n, p in params.items():
+                    p.grad = grads[n]
+                opt.step()
+        for p in params.values():
+            p.grad = None
+
+    @torch.no_grad()
+    def line_objective(self, model: nn.Module, terms, to_input) -> float:
+        """The line objective at ``model``'s current weights on the whole memory and subset:
+        sum over alpha and terms of the mean cross-entropy (nats), in eval mode."""
+        was_training = model.training
+        model.eval()
+        w = {n: p.detach() for n, p in model.named_parameters()}
+        total = torch.zeros((), device=next(model.parameters()).device)
+        for anchor, x, y in terms:
+            xin = to_input(x)
+            for alpha in self.alphas():
+                point = {n: anchor[n] + alpha * (w[n] - anchor[n]) for n in w}
+                total += F.cross_entropy(functional_call(model, point, (xin,)), y)
+        model.train(was_training)
+        return float(total)
+
+    @staticmethod
+    @torch.no_grad()
+    def _load(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        for n, p in model.named_parameters():
+            p.copy_(weights[n])
+
+    def stats(self) -> dict[str, Any]:
+        return {"episodic_memory_size": len(self.memory), "line_phase": self.line_history}

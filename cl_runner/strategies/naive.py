@@ -1,0 +1,19 @@
+"""Naive SGD: plain fine-tuning on each task in turn (the lower baseline of the papers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cl_runner.strategies.base import STRATEGIES, Strategy
+
+
+@dataclass
+class NaiveConfig:
+    """``strategy=naive``: no settings of its own (optimizer and benchmark keys apply)."""
+
+    name: str = "naive"
+
+
+@STRATEGIES.register("naive", config=NaiveConfig)
+class Naive(Strategy):
+    """Plain fine-tuning: the base hooks, all no-ops (Mirzadeh et al. 2021, Table 1 "Naive SGD")."""
