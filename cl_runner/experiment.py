@@ -18,8 +18,12 @@ import cl_runner
 from cl_runner import dispatch
 from cl_runner.config import RunConfig
 from cl_runner.results import metrics
-from cl_runner.results.writer import (accuracy_matrix_frame, atomic_write_csv, atomic_write_json,
-                                      metrics_frame)
+from cl_runner.results.writer import (
+    accuracy_matrix_frame,
+    atomic_write_csv,
+    atomic_write_json,
+    metrics_frame,
+)
 from cl_runner.training.loop import SequenceResult, train_sequence
 from cl_runner.training.progress import TrainingProgress
 

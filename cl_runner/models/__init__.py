@@ -1,6 +1,6 @@
 """Models, registered by name in ``MODELS``."""
 
-from cl_runner.models.base import MODELS
 from cl_runner.models import mlp  # noqa: F401  (registers "mlp")
+from cl_runner.models.base import MODELS
 
 __all__ = ["MODELS"]

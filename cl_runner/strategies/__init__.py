@@ -3,8 +3,10 @@
 Adding a strategy: one file here, one ``conf/strategy/<name>.yaml``, one import line below.
 """
 
+from cl_runner.strategies import (
+    mcsgd,  # noqa: F401
+    naive,  # noqa: F401
+)
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
-from cl_runner.strategies import naive  # noqa: F401
-from cl_runner.strategies import mcsgd  # noqa: F401
 
 __all__ = ["STRATEGIES", "Strategy", "TaskContext"]

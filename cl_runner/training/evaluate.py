@@ -12,7 +12,7 @@ from cl_runner.data.benchmark import Benchmark
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch_size: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy and mean cross-entropy of ``model`` on one data set, in eval mode.
+    """Correct predictions and summed cross-entropy of ``model`` on one data set, in eval mode.
 
     Args:
         x: stored inputs ``(N, ...)`` (turned into model inputs by ``to_input`` per batch).
@@ -20,8 +20,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
         batch_size: examples per forward pass.
 
     Returns:
-        ``(accuracy, loss)``: 0-dim float tensors on the model's device (fraction in [0, 1],
-        nats per example). No host sync happens here.
+        ``(correct, loss_sum)``: 0-dim tensors on the model's device: the number of correct
+        predictions (int64) and the summed cross-entropy (nats, float32). No host sync here.
     """
     was_training = model.training
     model.eval()
@@ -33,8 +33,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
-    n = max(len(y), 1)
-    return correct.float() / n, loss_sum / n
+    return correct, loss_sum
 
 
 def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int
@@ -45,7 +44,10 @@ def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int
         ``(accuracies, losses)``: lists of length T (fractions; nats), task 1 first.
         One host sync for the whole pass.
     """
+    tasks = range(1, benchmark.num_tasks + 1)
+    sizes = torch.tensor([len(benchmark.test_data(t)[1]) for t in tasks], dtype=torch.float64)
     results = [evaluate(model, *benchmark.test_data(t), benchmark.to_input, batch_size)
-               for t in range(1, benchmark.num_tasks + 1)]
-    stacked = torch.stack([torch.stack(r) for r in results]).cpu()  # (T, 2)
-    return stacked[:, 0].tolist(), stacked[:, 1].tolist()
+               for t in tasks]
+    stacked = torch.stack([torch.stack([c.double(), s.double()]) for c, s in results]).cpu()
+    per_example = stacked / sizes.clamp(min=1).unsqueeze(1)  # (T, 2)
+    return per_example[:, 0].tolist(), per_example[:, 1].tolist()

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Speed benchmark (``make bench``): the runner against a bare PyTorch loop.
+
+Each measurement runs in a fresh subprocess (so peak memory is per run), alternating
+floor / naive / MC-SGD, repeated ``--repeats`` times; the report gives medians and the ratio
+naive / floor measured in the same invocation (machines here are shared and noisy: compare
+ratios, not seconds).
+
+- floor: a bare PyTorch loop doing the same SGD steps as the naive run (MLP 784-256-256-10,
+  batch 10, lr 0.01, momentum 0.8, one epoch over T x 60,000 examples) on preloaded float
+  tensors: no rotation, no evaluation, no files.
+- naive: ``cl-run strategy=naive benchmark=rotated_mnist`` end to end in-process (data loading,
+  rotations, training, T+1 evaluations of all T test sets, run files).
+- mcsgd: ``cl-run strategy=mcsgd benchmark=rotated_mnist`` (its default settings), end to end.
+
+Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def worker_floor(tasks: int, samples: int | None, data_root: str) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from cl_runner.data.sources import load_mnist
+    from cl_runner.models.mlp import MLP
+
+    train_x, train_y, _, _ = load_mnist(data_root, download=False)
+    n = samples or len(train_y)
+    x = train_x[:n].float().div_(255)  # preloaded float tensors
+    y = train_y[:n]
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
+    model = MLP(784, [256, 256], 10)
+    steps = 0
+    start = time.perf_counter()
+    for _ in range(tasks):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.8)
+        order = torch.randperm(n, generator=gen)
+        for s in range(0, n, 10):
+            idx = order[s : s + 10]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "steps": steps, "task_seconds": [seconds / tasks] * tasks}
+
+
+def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from cl_runner.cli import CONF_DIR
+    from cl_runner.dispatch import resolve
+    from cl_runner.experiment import run_experiment
+
+    overrides = [f"strategy={strategy}", "benchmark=rotated_mnist", f"benchmark.num_tasks={tasks}",
+                 f"data.root={data_root}", "progress=false", "data.download=false"]
+    if samples:
+        overrides.append(f"benchmark.train_samples_per_task={samples}")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        summary = run_experiment(resolve(cfg), out)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "steps": summary["steps"], "task_seconds": summary["task_seconds"],
+            "data_seconds": summary["data_seconds"], "average_accuracy": summary["average_accuracy"]}
+
+
+def measure(kind: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--tasks", str(args.tasks),
+           "--data-root", args.data_root] + (["--samples", str(args.samples)] if args.samples else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=None, help="training examples per task (default all)")
+    parser.add_argument("--only", default="floor,naive,mcsgd")
+    parser.add_argument("--data-root", default=os.environ.get("CL_RUNNER_DATA", str(REPO / "data")))
+    parser.add_argument("--worker", choices=["floor", "naive", "mcsgd"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        if args.worker == "floor":
+            res = worker_floor(args.tasks, args.samples, args.data_root)
+        else:
+            res = worker_run(args.worker, args.tasks, args.samples, args.data_root)
+        res["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(res))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    kinds = args.only.split(",")
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    for r in range(args.repeats):
+        for kind in kinds:
+            with console.status(f"repeat {r + 1}/{args.repeats}: {kind}"):
+                res = measure(kind, args)
+            runs[kind].append(res)
+            console.print(f"repeat {r + 1}: {kind:6s} {res['seconds']:7.1f} s  "
+                          f"peak RSS {res['peak_rss_mb']:.0f} MB")
+
+    table = Table(title=f"Rotated MNIST, {args.tasks} tasks, "
+                        f"{args.samples or 60000} examples per task, median of {args.repeats}")
+    for col in ("run", "wall (s)", "steps/s", "median s/task", "peak RSS (MB)", "ratio to floor"):
+        table.add_column(col, justify="right")
+    report = {"date": datetime.now().isoformat(timespec="seconds"), "args": vars(args), "runs": runs}
+    floor = statistics.median(r["seconds"] for r in runs["floor"]) if "floor" in runs else None
+    for kind, results in runs.items():
+        wall = statistics.median(r["seconds"] for r in results)
+        steps = results[0]["steps"]
+        per_task = statistics.median(statistics.median(r["task_seconds"]) for r in results)
+        peak = max(r["peak_rss_mb"] for r in results)
+        ratio = wall / floor if floor else float("nan")
+        if kind == "naive" and floor:
+            # the ratio per repeat, each naive run against the floor of the same repeat
+            report["naive_over_floor_per_repeat"] = [n["seconds"] / f["seconds"]
+                                                     for n, f in zip(runs["naive"], runs["floor"], strict=True)]
+        report[kind] = {"wall_seconds": wall, "steps_per_second": steps / wall,
+                        "median_task_seconds": per_task, "peak_rss_mb": peak, "ratio_to_floor": ratio}
+        table.add_row(kind, f"{wall:.1f}", f"{steps / wall:.0f}", f"{per_task:.2f}", f"{peak:.0f}",
+                      f"{ratio:.3f}" if floor else "-")
+    console.print(table)
+    if "naive_over_floor_per_repeat" in report:
+        console.print("naive / floor per repeat: "
+                      + ", ".join(f"{v:.3f}" for v in report["naive_over_floor_per_repeat"]))
+    out = REPO / "outputs" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_{datetime.now():%Y%m%d_%H%M%S}.json"
+    path.write_text(json.dumps(report, indent=2))
+    console.print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
