@@ -63,7 +63,7 @@ class MCSGDConfig:
     name: str = "mcsgd"
     memory_per_class: int = 1
     subset_size: int = 500
-    lmc_lr: float = 0.05
+    lmc_lr: float = 0.01
     lmc_momentum: float = 0.8
     lmc_batch_size: int = 64
     lmc_epochs: int = 1
