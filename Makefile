@@ -16,7 +16,6 @@ help: ## list the targets
 
 setup: ## create .venv and install the package with its dev extras (torch 2.14.1 + torchvision 0.29.1)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python -c "import torch, torchvision, hydra; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| hydra', hydra.__version__)"
 
