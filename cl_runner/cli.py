@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -16,6 +18,7 @@ from cl_runner.config import register_configs
 from cl_runner.errors import CLRunnerError
 
 register_configs()
+log = logging.getLogger(__name__)
 
 #: the repository's conf/ folder (the package is installed in editable mode by `make setup`)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -44,18 +47,43 @@ def summary_table(summary: dict[str, Any]) -> Table:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def run(cfg: DictConfig) -> float:
-    """``cl-run``: train one task sequence; returns the final average accuracy."""
+def run(cfg: DictConfig) -> float | None:
+    """``cl-run``: train one task sequence; returns the final average accuracy.
+
+    A run folder that already holds a complete result for the same config is skipped unless
+    ``force=true``. In a multirun a job that raises is recorded as failed in its folder and the
+    exception goes back to Hydra, which runs the other jobs (see ``cl_runner/sweep.py``).
+    """
+    from cl_runner import sweep
     from cl_runner.dispatch import resolve
-    from cl_runner.experiment import run_experiment
+    from cl_runner.experiment import config_dict, run_experiment
 
     console = Console(stderr=True)
-    out_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    out_dir = hydra_cfg.runtime.output_dir
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary = run_experiment(resolve(cfg), out_dir)
-    except CLRunnerError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        run_cfg = resolve(cfg)
+        if not run_cfg.force:
+            done = sweep.complete_result(out_dir, config_dict(run_cfg))
+            if done is not None:
+                log.info("skipped: %s already holds a complete result for this config "
+                         "(force=true re-runs it)", out_dir)
+                return done.get("average_accuracy")
+        summary = run_experiment(run_cfg, out_dir)
+    except Exception as exc:
+        sweep.record_failure(out_dir, exc, {
+            key: OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
+            for key, path in (("strategy", "strategy.name"), ("benchmark", "benchmark.name"),
+                              ("seed", "seed"))})
+        if multirun:
+            log.error("job failed: %s (recorded in %s; the other jobs go on)",
+                      sweep.error_text(exc), Path(out_dir) / sweep.SUMMARY)
+            raise
+        if isinstance(exc, CLRunnerError):
+            console.print(f"[bold red]error:[/] {exc}")
+            sys.exit(2)
+        raise
     Console().print(summary_table(summary))
     Console().print(f"run folder: {out_dir}")
     return summary["average_accuracy"]

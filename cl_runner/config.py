@@ -69,6 +69,9 @@ class RunConfig:
     Attributes:
         seed: seeds model initialization, dropout, shuffles, subsets, memories, permutations.
         progress: show the rich progress bar.
+        force: run even when the run folder already holds a complete result for the same
+            config (by default such a job is skipped, so a relaunched sweep only runs what is
+            missing; see ``cl_runner/sweep.py``).
     """
 
     seed: int = 1
@@ -79,6 +82,7 @@ class RunConfig:
     optimizer: Any = MISSING
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     progress: bool = True
+    force: bool = False
 
 
 def register_configs() -> None:
