@@ -337,7 +337,7 @@ def group_label(keys: Sequence[str], values: Sequence[str], skip: Sequence[str] 
 
 def slug(text: str) -> str:
     """A file-name-safe version of a group label."""
-    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text.replace(" / ", "__")).strip("_") or "all"
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text.replace(" / ", "__")).strip("_") or "all"
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -673,17 +673,19 @@ def plot_final_accuracy(summary: Summary, folder: Path) -> list[Path]:
         vals = pd.Series([_number(r.summary.get("average_accuracy")) for r in g.runs])
         row_mean, row_std = float(vals.mean()), float(vals.std(ddof=1))
         means.append(100 * row_mean)
-        stds.append(100 * row_std if math.isfinite(row_std) else 0.0)
+        stds.append(100 * row_std)  # NaN for one seed: no error bar
         labels.append(group_label(summary.group_keys, g.values).replace(" / ", "\n"))
-    fig = _figure(max(4.0, 1.1 * len(labels) + 1.5), 4.2)
+    fig = _figure(max(4.5, 1.1 * len(labels) + 1.5), 4.2)
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     bars = ax.bar(x, means, yerr=stds, capsize=4, color=[f"C{i % 10}" for i in range(len(x))])
-    ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=3, fontsize=8)
+    ax.bar_label(bars, labels=[f"{m:.1f}" + (f" ± {s:.1f}" if math.isfinite(s) else "")
+                               for m, s in zip(means, stds, strict=True)],
+                 padding=3, fontsize=8)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("final average accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("final average accuracy: mean ± sample std over seeds")
+    ax.set_title("final average accuracy\n(mean ± sample std over seeds)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, folder / "final_accuracy")
 
@@ -806,7 +808,8 @@ def parse_args(argv: Sequence[str]) -> SummarizeOptions:
                               OmegaConf.from_dotlist(dotlist))
         options: SummarizeOptions = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
-        raise SummarizeError(str(exc).splitlines()[0]) from exc
+        key = getattr(exc, "full_key", None)
+        raise SummarizeError((f"{key}: " if key else "") + str(exc).splitlines()[0]) from exc
     options.paths = list(options.paths) + paths
     return options
 

@@ -117,3 +117,12 @@ def test_bad_benchmark_values_rejected(mnist_root):
         RotatedMNIST(RotatedMNISTConfig(batch_size=0), str(mnist_root), False, 1, CPU)
     with pytest.raises(ConfigError, match="train_samples_per_task"):
         RotatedMNIST(RotatedMNISTConfig(train_samples_per_task=70_000), str(mnist_root), False, 1, CPU)
+
+
+def test_chunked_rotation_equals_one_call(monkeypatch):
+    import cl_runner.data.mnist as mnist
+
+    x = random_images(n=10)
+    whole = rotate(x, 33.0)
+    monkeypatch.setattr(mnist, "ROTATE_CHUNK", 3)
+    assert torch.equal(mnist.rotate(x, 33.0), whole)
