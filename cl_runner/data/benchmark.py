@@ -1,0 +1,88 @@
+"""The benchmark interface: a sequence of tasks held as tensors, and its registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from omegaconf import MISSING
+
+from cl_runner.errors import ConfigError
+from cl_runner.registry import Registry
+
+
+@dataclass
+class BenchmarkConfig:
+    """Keys shared by every benchmark (``benchmark.*``).
+
+    Attributes:
+        num_tasks: length of the task sequence T.
+        train_samples_per_task: null = the whole training set per task; otherwise a seeded
+            random subset of this many training examples per task.
+        batch_size: training minibatch size of the continual phase.
+        eval_batch_size: batch size of the (gradient-free) evaluation passes.
+        epochs_per_task: passes over each task's training data (the papers: 1).
+    """
+
+    name: str = MISSING
+    num_tasks: int = 20
+    train_samples_per_task: int | None = None
+    batch_size: int = 10
+    eval_batch_size: int = 1000
+    epochs_per_task: int = 1
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of any out-of-range value."""
+        for key in ("num_tasks", "batch_size", "eval_batch_size", "epochs_per_task"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"benchmark.{key} must be >= 1, got {getattr(self, key)}")
+        if self.train_samples_per_task is not None and self.train_samples_per_task < 1:
+            raise ConfigError(
+                f"benchmark.train_samples_per_task must be null or >= 1, got {self.train_samples_per_task}"
+            )
+
+
+class Benchmark(ABC):
+    """A task sequence. Inputs are stored as uint8 tensors and turned into model inputs per
+    batch by :meth:`to_input`; labels are int64. Task ids are 1-based.
+
+    Attributes:
+        name: registered name.
+        num_tasks: T.
+        input_shape: shape of one example, e.g. ``(1, 28, 28)``.
+        num_classes: size of the (shared) output layer.
+        device: where every tensor this benchmark returns lives.
+    """
+
+    name: str
+    num_tasks: int
+    input_shape: tuple[int, ...]
+    num_classes: int
+    device: torch.device
+
+    @abstractmethod
+    def train_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training set of ``task`` (1-based): ``(x uint8 (N, *input_shape), y int64 (N,))``."""
+
+    @abstractmethod
+    def test_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test set of ``task`` (1-based): ``(x uint8 (M, *input_shape), y int64 (M,))``."""
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored uint8 batch ``(B, *input_shape)`` -> float32 model input in [0, 1]."""
+        return x.float().div_(255.0)
+
+    def artifacts(self) -> dict[str, pd.DataFrame]:
+        """Tables describing the task sequence (angles, permutations...), file name -> frame."""
+        return {}
+
+    def check_task(self, task: int) -> None:
+        """Raise ``IndexError`` unless ``1 <= task <= num_tasks``."""
+        if not 1 <= task <= self.num_tasks:
+            raise IndexError(f"task {task} out of range 1..{self.num_tasks}")
+
+
+#: name -> factory(cfg, data_root: str, download: bool, seed: int, device) -> Benchmark
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
