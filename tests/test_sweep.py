@@ -1,0 +1,165 @@
+"""``cl-run -m`` sweeps through Hydra's launchers: one folder per job, relaunch skips complete
+jobs, a failing job is recorded and the others run, joblib runs jobs in parallel processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from cl_runner import summarize as S
+from cl_runner.cli import CONF_DIR
+from cl_runner.sweep import comparable_config, complete_result, record_failure
+
+TINY = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=500", "progress=false",
+        "hardware.num_threads=1"]
+
+
+def cl_run(args: list[str], mnist_root: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CL_RUNNER_DATA=str(mnist_root), HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "-m", "cl_runner", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "summary")
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {p.name: json.loads((p / "summary.json").read_text()) for p in job_folders(sweep_dir)}
+
+
+@pytest.fixture(scope="module")
+def sweep_2x2(tmp_path_factory, mnist_root) -> Path:
+    """2 strategies x 2 seeds, tiny, default (sequential) launcher."""
+    sweep_dir = tmp_path_factory.mktemp("sweeps") / "grid"
+    proc = cl_run(["-m", "strategy=naive,mcsgd", "seed=1,2", *TINY,
+                   f"hydra.sweep.dir={sweep_dir}"], mnist_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep_dir
+
+
+def test_multirun_writes_one_folder_per_job_and_summarizes(sweep_2x2, tmp_path):
+    folders = job_folders(sweep_2x2)
+    assert [p.name for p in folders] == [
+        "0_rotated_mnist_naive_seed1", "1_rotated_mnist_naive_seed2",
+        "2_rotated_mnist_mcsgd_seed1", "3_rotated_mnist_mcsgd_seed2"]
+    for folder in folders:
+        for name in ("accuracy_matrix.csv", "metrics.csv", "summary.json", ".hydra/config.yaml"):
+            assert (folder / name).is_file(), folder / name
+    assert all(s["status"] == "complete" for s in summaries(sweep_2x2).values())
+    summary = S.summarize([sweep_2x2], out=tmp_path / "summary", plots=False)
+    assert [g.values for g in summary.groups] == [("rotated_mnist", "mcsgd"),
+                                                  ("rotated_mnist", "naive")]
+    assert [len(g.runs) for g in summary.groups] == [2, 2] and not summary.excluded
+    by_strategy = {s["strategy"]: [] for s in summaries(sweep_2x2).values()}
+    for s in summaries(sweep_2x2).values():
+        by_strategy[s["strategy"]].append(s["average_accuracy"])
+    acc = summary.table[summary.table.metric == "average_accuracy"].set_index("strategy")
+    for strategy, values in by_strategy.items():
+        assert acc.loc[strategy, "mean"] == pytest.approx(sum(values) / 2)
+        assert acc.loc[strategy, "std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
+    md_rows = [ln for ln in (tmp_path / "summary" / "summary.md").read_text().splitlines()
+               if ln.startswith("|")]
+    assert len(md_rows) == 2 + 2  # header, separator, one row per strategy
+
+
+def test_relaunch_skips_complete_jobs_and_force_reruns(sweep_2x2, mnist_root):
+    before = summaries(sweep_2x2)
+    proc = cl_run(["-m", "strategy=naive,mcsgd", "seed=1,2", *TINY,
+                   f"hydra.sweep.dir={sweep_2x2}"], mnist_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert log.count("skipped:") == 4
+    assert "average accuracy" not in proc.stdout  # no run table: nothing trained
+    assert summaries(sweep_2x2) == before          # the results were not rewritten
+    # force=true re-runs (here the first job only), in the same folder
+    first = job_folders(sweep_2x2)[0]
+    proc = cl_run(["strategy=naive", "seed=1", *TINY, "force=true", f"hydra.run.dir={first}"],
+                  mnist_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipped:" not in proc.stdout + proc.stderr and "average accuracy" in proc.stdout
+    again = json.loads((first / "summary.json").read_text())
+    assert again["status"] == "complete" and again["config"]["force"] is True
+    # seeds are deterministic on CPU: the re-run gives the same matrix
+    assert again["average_accuracy"] == before[first.name]["average_accuracy"]
+
+
+def test_failing_job_is_recorded_and_the_others_complete(tmp_path, mnist_root):
+    sweep_dir = tmp_path / "fail"
+    # job 1 has an invalid thread count: it raises inside the job, after Hydra launched it
+    proc = cl_run(["-m", "strategy=naive", "seed=1", "hardware.num_threads=1,0",
+                   "benchmark.num_tasks=2", "benchmark.train_samples_per_task=500",
+                   "progress=false", f"hydra.sweep.dir={sweep_dir}"], mnist_root)
+    assert proc.returncode != 0  # Hydra reports the failed job when the sweep ends
+    assert "hardware.num_threads must be >= 1" in proc.stderr
+    runs = summaries(sweep_dir)
+    ok, bad = runs["0_rotated_mnist_naive_seed1"], runs["1_rotated_mnist_naive_seed1"]
+    assert ok["status"] == "complete"
+    assert bad["status"] == "failed"
+    assert bad["error"] == "ConfigError: hardware.num_threads must be >= 1, got 0"
+    summary = S.summarize([sweep_dir], out=tmp_path / "summary", plots=False)
+    assert len(summary.groups) == 1 and len(summary.groups[0].runs) == 1
+    [failed] = summary.excluded
+    assert failed.status == "failed" and "num_threads" in failed.reason
+    assert failed.path.name == "1_rotated_mnist_naive_seed1"
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path, mnist_root):
+    sweep_dir = tmp_path / "joblib"
+    proc = cl_run(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "strategy=naive",
+                   "seed=1,2", *TINY, f"hydra.sweep.dir={sweep_dir}"], mnist_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    runs = summaries(sweep_dir)
+    assert sorted(runs) == ["0_rotated_mnist_naive_seed1", "1_rotated_mnist_naive_seed2"]
+    assert all(r["status"] == "complete" for r in runs.values())
+    # the same jobs as the sequential sweep give the same numbers
+    basic = summaries(sweep_2x2)
+    for name, run in runs.items():
+        assert run["average_accuracy"] == basic[name]["average_accuracy"]
+        pd.testing.assert_frame_equal(
+            pd.read_csv(sweep_dir / name / "accuracy_matrix.csv"),
+            pd.read_csv(sweep_2x2 / name / "accuracy_matrix.csv"))
+
+
+@pytest.mark.parametrize("launcher, target", [
+    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+    ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+])
+def test_launcher_configs_compose(launcher, target):
+    if launcher == "submitit_slurm":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                            reason="the slurm extra: pip install -e '.[slurm]'")
+    overrides = [f"hydra/launcher={launcher}", "strategy=naive", "seed=1"]
+    if launcher == "submitit_slurm":
+        overrides += ["hydra.launcher.timeout_min=30", "hydra.launcher.cpus_per_task=2"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == target
+    if launcher == "submitit_slurm":
+        assert cfg.hydra.launcher.timeout_min == 30 and cfg.hydra.launcher.cpus_per_task == 2
+
+
+def test_complete_result_compares_the_resolved_config(tmp_path):
+    cfg = {"seed": 1, "benchmark": {"name": "b", "angles": (0.0, 9.0)}, "progress": True,
+           "force": False, "data": {"root": "/a"}}
+    assert complete_result(tmp_path, cfg) is None  # nothing there
+    stored = {"seed": 1, "benchmark": {"name": "b", "angles": [0.0, 9.0]}, "progress": False,
+              "force": True, "data": {"root": "/elsewhere"}}
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "complete", "config": stored}))
+    assert complete_result(tmp_path, cfg) is None  # no accuracy matrix
+    (tmp_path / "accuracy_matrix.csv").write_text("train_task,task_1\nafter_task_1,0.5\n")
+    assert complete_result(tmp_path, cfg)["status"] == "complete"  # progress/force/data ignored
+    assert comparable_config(stored) == comparable_config(cfg)
+    assert complete_result(tmp_path, {**cfg, "seed": 2}) is None   # another config
+    record_failure(tmp_path, ValueError("boom"), {"seed": 1})
+    assert complete_result(tmp_path, cfg) is None                  # failed: run again
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data["status"] == "failed" and data["error"] == "ValueError: boom" and data["seed"] == 1
