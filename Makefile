@@ -7,9 +7,13 @@ SHARED_DATA := $(abspath ../shared/data)
 # data root: CL_RUNNER_DATA when set, else ../shared/data when it exists, else ./data
 export CL_RUNNER_DATA ?= $(if $(wildcard $(SHARED_DATA)/MNIST),$(SHARED_DATA),$(abspath data))
 SEED ?= 1
+# make sweep / make summarize: the demonstration grid and where it goes (a fixed folder, so
+# running `make sweep` again resumes it: complete jobs are skipped)
+SWEEP_DIR ?= outputs/multirun/demo
+JOBS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test test-all lint bench clean
+.PHONY: help setup run sweep summarize test test-all lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -21,6 +25,14 @@ setup: ## create .venv and install the package with its dev extras (torch 2.14.1
 
 run: ## the main job: MC-SGD on 20-task Rotated MNIST (SEED=1; extra overrides in ARGS="...")
 	$(BIN)/cl-run strategy=mcsgd benchmark=rotated_mnist seed=$(SEED) $(ARGS)
+
+sweep: ## demo grid: naive,mcsgd x seeds 1,2 on 3-task Rotated MNIST (10k images/task), JOBS=2 parallel jobs, 1 thread each, into SWEEP_DIR
+	$(BIN)/cl-run -m strategy=naive,mcsgd seed=1,2 benchmark=rotated_mnist benchmark.num_tasks=3 \
+		benchmark.train_samples_per_task=10000 hardware.num_threads=1 progress=false \
+		hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+
+summarize: ## tables and plots of SWEEP_DIR (or PATHS="dir1 dir2") into its summary/ folder (options in ARGS="format=latex ...")
+	$(BIN)/cl-summarize $(or $(PATHS),$(SWEEP_DIR)) $(ARGS)
 
 test: ## the fast test suite (real MNIST subsets, CPU, no network)
 	$(BIN)/python -m pytest -q
