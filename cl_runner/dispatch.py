@@ -21,8 +21,9 @@ def resolve(cfg: DictConfig) -> RunConfig:
     """Turn the composed config into a typed :class:`RunConfig` (nested dataclasses).
 
     Raises:
-        ConfigError: a group holds a component name that is not registered, or a group node
-            has no schema (a YAML that does not extend ``/schema/<group>``).
+        ConfigError: a group holds a component name that is not registered, a group node
+            has no schema (a YAML that does not extend ``/schema/<group>``), or the model does
+            not fit the benchmark (:func:`check_model_fits_benchmark`).
     """
     run: RunConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     for registry in REGISTRIES:
@@ -33,8 +34,27 @@ def resolve(cfg: DictConfig) -> RunConfig:
         if node.name not in registry:
             raise ConfigError(f"{registry.kind}.name={node.name!r} is not registered; valid "
                               f"options: {', '.join(registry.names())}")
+    check_model_fits_benchmark(run)
     run.data.root = str(Path(os.path.expanduser(run.data.root)).resolve())
     return run
+
+
+def check_model_fits_benchmark(run: RunConfig) -> None:
+    """Refuse, before any data is loaded, a model the benchmark does not support.
+
+    A benchmark config class may list ``supported_models`` (a ClassVar; e.g. Split CIFAR-100:
+    ``("resnet18_reduced",)``); benchmarks without the list accept every model.
+
+    Raises:
+        ConfigError: naming the model, the benchmark and the models that fit.
+    """
+    supported = getattr(type(run.benchmark), "supported_models", None)
+    if supported is not None and run.model.name not in supported:
+        raise ConfigError(
+            f"model={run.model.name} does not fit benchmark={run.benchmark.name}; supported: "
+            f"{', '.join(f'model={m}' for m in supported)} (the benchmark's default, used when "
+            f"no model is given)."
+        )
 
 
 def setup_hardware(cfg: HardwareConfig) -> torch.device:

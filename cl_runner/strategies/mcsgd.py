@@ -10,6 +10,11 @@ Per task t:
                                         + L_sub(w_hat_t   + alpha (w - w_hat_t))
      with SGD over minibatches of the episodic memory (tasks 1..t) and of a random subset of
      task t; the result is ``w_bar_t``, the model that is evaluated. ``w_bar_1 = w_hat_1``.
+
+On task-incremental benchmarks (Split CIFAR-100) every loss of the line phase uses the training
+masks of :mod:`cl_runner.training.masking`: the subset is masked to task t's classes and each
+memory example to the classes of the task it was stored from (``EpisodicMemory.task``), as the
+authors' code calls the model with each batch's task id.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch.func import functional_call
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import EpisodicMemory
+from cl_runner.training.masking import class_masks, mask_logits, rows
 
 
 class ContinualStart(str, enum.Enum):
@@ -111,7 +117,11 @@ class MCSGD(Strategy):
         sub_x, sub_y = ctx.train_x[pick], ctx.train_y[pick]
         w_prev = self.w_bar
         to_input = ctx.benchmark.to_input
-        terms = ((w_prev, self.memory.x, self.memory.y), (w_hat, sub_x, sub_y))
+        masks = class_masks(ctx.benchmark, "train")  # (T, C) bool or None
+        mem_allowed = None if masks is None else masks[self.memory.task - 1]  # (M, C)
+        sub_allowed = None if masks is None else masks[ctx.task - 1]  # (C,)
+        terms = ((w_prev, self.memory.x, self.memory.y, mem_allowed),
+                 (w_hat, sub_x, sub_y, sub_allowed))
 
         start = {n: w_prev[n] + cfg.beta * (w_hat[n] - w_prev[n]) for n in w_hat}
         self._load(ctx.model, start)
@@ -131,30 +141,36 @@ class MCSGD(Strategy):
         """Minimize the line objective over ``model``'s parameters in place.
 
         Args:
-            terms: ``((anchor, x, y), ...)``: each anchor a name -> tensor dict of weights, x
-                uint8 inputs ``(N_i, ...)``, y int64 ``(N_i,)``; the objective sums the loss on
-                (x, y) at every point of the segment from the anchor to w.
+            terms: ``((anchor, x, y, allowed), ...)``: each anchor a name -> tensor dict of
+                weights, x uint8 inputs ``(N_i, ...)``, y int64 ``(N_i,)``, allowed the
+                task-incremental mask (``None``, bool ``(C,)`` or per example ``(N_i, C)``);
+                the objective sums the (masked) loss on (x, y) at every point of the segment
+                from the anchor to w.
         """
         cfg = self.cfg
         params = dict(model.named_parameters())
         opt = torch.optim.SGD(params.values(), lr=cfg.lmc_lr, momentum=cfg.lmc_momentum)
         exact = cfg.line_gradient == LineGradient.exact
         bs = cfg.lmc_batch_size
-        n_steps = max(math.ceil(len(y) / bs) for _, _, y in terms)
+        n_steps = max(math.ceil(len(y) / bs) for _, _, y, _ in terms)
         model.train()
         for _ in range(cfg.lmc_epochs):
-            orders = [torch.randperm(len(y), generator=generator).to(y.device) for _, _, y in terms]
+            orders = [torch.randperm(len(y), generator=generator).to(y.device)
+                      for _, _, y, _ in terms]
             for step in range(n_steps):
                 grads = {n: torch.zeros_like(p) for n, p in params.items()}
-                for (anchor, x, y), order in zip(terms, orders, strict=True):
+                for (anchor, x, y, allowed), order in zip(terms, orders, strict=True):
                     idx = order.roll(-step * bs)[:bs]  # cycles when this term's data is shorter
-                    xb, yb = to_input(x[idx]), y[idx]
+                    xb, yb, ab = to_input(x[idx]), y[idx], rows(allowed, idx)
                     for alpha in self.alphas():
                         if exact and alpha == 0.0:
                             continue
                         point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
                                  for n, p in params.items()}
-                        loss = F.cross_entropy(functional_call(model, point, (xb,)), yb)
+                        logits = functional_call(model, point, (xb,))
+                        if ab is not None:
+                            logits = mask_logits(logits, ab)
+                        loss = F.cross_entropy(logits, yb)
                         g = torch.autograd.grad(loss, list(point.values()))
                         scale = alpha if exact else 1.0
                         for n, gi in zip(point, g, strict=True):
@@ -168,16 +184,19 @@ class MCSGD(Strategy):
     @torch.no_grad()
     def line_objective(self, model: nn.Module, terms, to_input) -> float:
         """The line objective at ``model``'s current weights on the whole memory and subset:
-        sum over alpha and terms of the mean cross-entropy (nats), in eval mode."""
+        sum over alpha and terms of the mean (masked) cross-entropy (nats), in eval mode."""
         was_training = model.training
         model.eval()
         w = {n: p.detach() for n, p in model.named_parameters()}
         total = torch.zeros((), device=next(model.parameters()).device)
-        for anchor, x, y in terms:
+        for anchor, x, y, allowed in terms:
             xin = to_input(x)
             for alpha in self.alphas():
                 point = {n: anchor[n] + alpha * (w[n] - anchor[n]) for n in w}
-                total += F.cross_entropy(functional_call(model, point, (xin,)), y)
+                logits = functional_call(model, point, (xin,))
+                if allowed is not None:
+                    logits = mask_logits(logits, allowed)
+                total += F.cross_entropy(logits, y)
         model.train(was_training)
         return float(total)
 

@@ -7,17 +7,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
+from cl_runner.training.masking import class_masks, mask_logits
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch_size: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch_size: int,
+             allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Correct predictions and summed cross-entropy of ``model`` on one data set, in eval mode.
 
     Args:
         x: stored inputs ``(N, ...)`` (turned into model inputs by ``to_input`` per batch).
         y: int64 labels ``(N,)``.
         batch_size: examples per forward pass.
+        allowed: bool ``(C,)`` task-incremental mask of the data set's task (prediction and
+            loss range over the allowed classes only), or ``None`` (all classes).
 
     Returns:
         ``(correct, loss_sum)``: 0-dim tensors on the model's device: the number of correct
@@ -30,6 +33,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
     for start in range(0, len(y), batch_size):
         xb, yb = to_input(x[start : start + batch_size]), y[start : start + batch_size]
         logits = model(xb)
+        if allowed is not None:
+            logits = mask_logits(logits, allowed)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
@@ -40,13 +45,18 @@ def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int
                    ) -> tuple[list[float], list[float]]:
     """Test accuracy and loss on every task of ``benchmark`` (trained or not).
 
+    Task t is scored with the test-time mask of task t when the benchmark has one
+    (``class_masks(benchmark, "test")``; task-incremental), else over all classes.
+
     Returns:
         ``(accuracies, losses)``: lists of length T (fractions; nats), task 1 first.
         One host sync for the whole pass.
     """
     tasks = range(1, benchmark.num_tasks + 1)
     sizes = torch.tensor([len(benchmark.test_data(t)[1]) for t in tasks], dtype=torch.float64)
-    results = [evaluate(model, *benchmark.test_data(t), benchmark.to_input, batch_size)
+    masks = class_masks(benchmark, "test")
+    results = [evaluate(model, *benchmark.test_data(t), benchmark.to_input, batch_size,
+                        None if masks is None else masks[t - 1])
                for t in tasks]
     stacked = torch.stack([torch.stack([c.double(), s.double()]) for c, s in results]).cpu()
     per_example = stacked / sizes.clamp(min=1).unsqueeze(1)  # (T, 2)

@@ -15,6 +15,7 @@ from torch import nn
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.strategies.base import Strategy, TaskContext
 from cl_runner.training.evaluate import evaluate_tasks
+from cl_runner.training.masking import class_masks, mask_logits, masks_by_label
 from cl_runner.training.progress import TrainingProgress
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ def train_sequence(
     After each task the model is evaluated on the test sets of all T tasks (trained and not
     yet trained), batched and without gradients.
 
+    Task-incremental benchmarks (``class_masks(benchmark, "train")`` not None) train task t
+    on logits masked to task t's classes (:mod:`cl_runner.training.masking`); when the
+    strategy's ``train_batch`` hook may add examples of other tasks (replay), each example is
+    masked to the task owning its label. Without masks the step does no masking work.
+
     Args:
         make_optimizer: ``(params, task) -> optimizer``; called once per task, so the
             learning rate can decay per task and momentum restarts.
@@ -87,6 +93,8 @@ def train_sequence(
     use_penalty = strategy.overrides("penalty")
     use_after_backward = strategy.overrides("after_backward")
     use_after_step = strategy.overrides("after_step")
+    train_masks = class_masks(benchmark, "train")  # (T, C) bool, or None: no masking at all
+    label_masks = masks_by_label(train_masks) if train_masks is not None and use_batch else None
 
     for task in range(1, benchmark.num_tasks + 1):
         started = time.perf_counter()
@@ -98,6 +106,8 @@ def train_sequence(
         steps_per_epoch = math.ceil(n / batch_size)
         if progress is not None:
             progress.start_task(task, steps_per_epoch * epochs_per_task)
+        # decided once per task: None (MNIST), this task's (C,) mask, or per-example by label
+        allowed = None if train_masks is None else train_masks[task - 1]
         model.train()
         for _ in range(epochs_per_task):
             order = torch.randperm(n, generator=generator).to(device)
@@ -107,7 +117,10 @@ def train_sequence(
                 x, y = train_x[idx], train_y[idx]
                 if use_batch:
                     x, y = strategy.train_batch(x, y)
-                loss = F.cross_entropy(model(to_input(x)), y)
+                logits = model(to_input(x))
+                if allowed is not None:
+                    logits = mask_logits(logits, allowed if label_masks is None else label_masks[y])
+                loss = F.cross_entropy(logits, y)
                 if use_penalty:
                     extra = strategy.penalty(model)
                     if extra is not None:
