@@ -32,8 +32,9 @@ def test_strategy_runs_three_tasks_and_writes_files(tmp_path, mnist_root, strate
     assert list(matrix.columns) == ["task_1", "task_2", "task_3"]
     assert list(matrix.index) == ["after_task_1", "after_task_2", "after_task_3"]
     assert ((matrix >= 0) & (matrix <= 1)).all().all()
-    # it learns: each task is well above chance (10%) right after training on it
-    assert min(matrix.iloc[i, i] for i in range(3)) > 0.5
+    # it learns: each task is far above chance (10%) right after training on it (1,000
+    # examples: 100 steps at batch 10 for naive, 16 at batch 64 in MC-SGD's regime)
+    assert min(matrix.iloc[i, i] for i in range(3)) > 0.3
 
     tidy = pd.read_csv(out / "metrics.csv")
     assert list(tidy.columns) == ["train_task", "eval_task", "accuracy", "loss", "trained"]
@@ -68,13 +69,14 @@ def test_mcsgd_line_phase_lowers_its_objective(tmp_path, mnist_root):
 def test_mcsgd_forgets_less_than_naive_in_the_same_regime(tmp_path, mnist_root):
     """Real data, large rotations so that naive fine-tuning forgets: with the same continual
     regime, MC-SGD's line phase must keep more of the old tasks."""
-    common = ["benchmark.angle_step=45", "benchmark.train_samples_per_task=3000",
+    # measured on seeds 1 and 2: naive 0.60 accuracy / 0.46 forgetting, MC-SGD 0.65-0.66 / 0.13-0.15
+    common = ["benchmark.angle_step=45", "benchmark.train_samples_per_task=10000",
               "optimizer.lr=0.1", "optimizer.gamma=0.8", "benchmark.batch_size=64",
               "model.dropout=0.2"]
     naive, _ = run_short(tmp_path / "naive", mnist_root, ["strategy=naive"] + common)
     mcsgd, _ = run_short(tmp_path / "mcsgd", mnist_root, ["strategy=mcsgd"] + common)
-    assert mcsgd["forgetting"] < naive["forgetting"] - 0.05
-    assert mcsgd["average_accuracy"] > naive["average_accuracy"]
+    assert mcsgd["forgetting"] < naive["forgetting"] - 0.2
+    assert mcsgd["average_accuracy"] > naive["average_accuracy"] + 0.02
 
 
 def test_failed_run_is_recorded(tmp_path):
