@@ -254,6 +254,40 @@ def test_training_step_never_touches_other_tasks_outputs(cifar_root):
     assert not torch.equal(after[5:], before[5:])
 
 
+def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
+    """A strategy whose ``train_batch`` mixes task-1 examples into task 2's batches: each
+    example must be masked to its own task (by label). With task 2's mask for all, the
+    replayed labels would be impossible and the loss +inf."""
+    from cl_runner.strategies.base import Strategy
+
+    class ReplayTask1(Strategy):
+        def after_task(self, ctx):
+            if ctx.task == 1:
+                self.x, self.y = ctx.train_x[:5], ctx.train_y[:5]
+
+        def train_batch(self, x, y):
+            if not hasattr(self, "x"):
+                return x, y
+            return torch.cat([x, self.x]), torch.cat([y, self.y])
+
+    torch.manual_seed(0)
+    bench = make(cifar_root, num_tasks=2)
+    model = ResNet18Reduced(3, 100, nf=4)
+    initial = model.linear.weight.detach().clone()
+    snapshots = []
+    result = train_sequence(bench, model, ReplayTask1(None),
+                            lambda params, task: torch.optim.SGD(params, lr=0.1),
+                            batch_size=5, eval_batch_size=100, epochs_per_task=1,
+                            generator=torch.Generator().manual_seed(0),
+                            on_task_end=lambda t, r: snapshots.append(
+                                model.linear.weight.detach().clone()))
+    after_1, after_2 = snapshots
+    assert all(math.isfinite(v) for row in result.loss for v in row)
+    assert torch.isfinite(after_2).all()
+    assert not torch.equal(after_2[:5], after_1[:5])  # replay trained task 1's outputs
+    assert torch.equal(after_2[10:], initial[10:])  # classes of no task: never touched
+
+
 # ---------------------------------------------------------------- the reduced ResNet-18
 
 def expected_parameter_count(nf: int, num_classes: int, in_channels: int = 3) -> int:
