@@ -154,10 +154,11 @@ class SplitCIFAR100(Benchmark):
                 )
             self._train = [self._subset(x, y, cfg.train_samples_per_task, seed, t)
                            for t, (x, y) in enumerate(self._train, start=1)]
-        empty = [t for t, (_, y) in enumerate(self._test, start=1) if len(y) == 0]
-        if empty or any(len(y) == 0 for _, y in self._train):
-            raise ConfigError(f"CIFAR-100 archive in {data_root} has no images for some tasks "
-                              f"(test sets empty for tasks {empty})")
+        empty = [t for t in range(1, self.num_tasks + 1)
+                 if len(self._train[t - 1][1]) == 0 or len(self._test[t - 1][1]) == 0]
+        if empty:
+            raise ConfigError(f"the CIFAR-100 archive in {data_root} has no training or no test "
+                              f"images for the classes of tasks {empty}")
 
         scale = torch.full((3,), 1.0 / 255.0)
         shift = torch.zeros(3)
