@@ -30,6 +30,7 @@ from cl_runner.data.sources import CIFAR100_FILES, _cifar100_reader, load_cifar1
 from cl_runner.errors import ConfigError, DatasetNotFoundError
 from cl_runner.experiment import run_experiment
 from cl_runner.models.resnet import ResNet18Reduced, ResNet18ReducedConfig, build_resnet18_reduced
+from cl_runner.strategies import STRATEGIES
 from cl_runner.training.evaluate import evaluate_tasks
 from cl_runner.training.loop import train_sequence
 from cl_runner.training.masking import class_masks, mask_logits, masks_by_label, rows
@@ -368,10 +369,15 @@ SHORT = ["benchmark=split_cifar100", "benchmark.num_tasks=3", "benchmark.verify_
          "progress=false", "hardware=cpu", "hardware.num_threads=1", "data.download=false"]
 
 
-@pytest.mark.parametrize("strategy", ["naive", "mcsgd"])
+#: per-strategy settings that keep the CPU time small (a new strategy runs with its defaults)
+FAST = {"mcsgd": ["strategy.subset_size=10", "strategy.lmc_batch_size=10",
+                  "strategy.line_samples=2"]}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_three_task_sequence_on_the_generated_archive(tmp_path, cifar_root, strategy):
-    extra = (["strategy.subset_size=10", "strategy.lmc_batch_size=10", "strategy.line_samples=2"]
-             if strategy == "mcsgd" else [])
+    """Every registered strategy (naive and MC-SGD today) on 3 tasks of the generated archive."""
+    extra = FAST.get(strategy, [])
     run = compose_run(SHORT + [f"strategy={strategy}", f"data.root={cifar_root}"] + extra)
     summary = run_experiment(run, tmp_path)
     assert summary["status"] == "complete" and summary["model"] == "resnet18_reduced"
