@@ -42,7 +42,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("forward transfer", fmt(summary.get("forward_transfer"), False))
     table.add_row("learning accuracy", fmt(summary["learning_accuracy"], True))
     table.add_row("wall time", f"{summary['wall_time_seconds']:.1f} s")
-    table.add_row("steps per second", f"{summary['steps_per_second']:.0f}")
+    table.add_row("steps per second", f"{summary['steps_per_second']:.1f}")
     return table
 
 
