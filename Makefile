@@ -18,9 +18,9 @@ JOBS ?= 2
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-setup: ## create .venv and install the package with its dev extras (torch 2.14.1 + torchvision 0.29.1)
+setup: ## create .venv and install the package with its dev and slurm extras (torch 2.14.1 + torchvision 0.29.1)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,slurm]'
 	$(BIN)/python -c "import torch, torchvision, hydra; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| hydra', hydra.__version__)"
 
 run: ## the main job: MC-SGD on 20-task Rotated MNIST (SEED=1; extra overrides in ARGS="...")
