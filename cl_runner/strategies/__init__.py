@@ -4,8 +4,11 @@ Adding a strategy: one file here, one ``conf/strategy/<name>.yaml``, one import 
 """
 
 from cl_runner.strategies import (
+    er,  # noqa: F401
     mcsgd,  # noqa: F401
+    multitask,  # noqa: F401
     naive,  # noqa: F401
+    stable_sgd,  # noqa: F401
 )
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 

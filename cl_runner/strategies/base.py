@@ -44,8 +44,9 @@ class Strategy:
     """Base class: plain fine-tuning. Every hook is a no-op.
 
     Hooks, in the order the loop calls them for task t:
-        ``before_task(ctx)`` -> per step: ``train_batch(x, y)`` -> loss = CE + ``penalty(model)``
-        -> backward -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
+        ``before_task(ctx)`` -> ``task_data(ctx)`` (the task's training set) -> per step:
+        ``train_batch(x, y)`` -> loss = CE + ``penalty(model)`` -> backward
+        -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
         -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``.
     """
 
@@ -54,6 +55,16 @@ class Strategy:
 
     def before_task(self, ctx: TaskContext) -> None:
         """Called before the first training step of a task."""
+
+    def task_data(self, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training set of task ``ctx.task``, called once per task after ``before_task``:
+        ``(x uint8 (N, *input_shape), y int64 (N,))`` on ``ctx.device``. The loop shuffles and
+        batches it (its size sets the number of steps). Default: the task's own data
+        (``ctx.train_x``, ``ctx.train_y``); multitask returns the union of tasks 1..t. On
+        task-incremental benchmarks a strategy overriding it has each example masked to the
+        task owning its label, as with ``train_batch``.
+        """
+        return ctx.train_x, ctx.train_y
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the batch to train on (e.g. the current batch plus a replay batch).

@@ -1,4 +1,5 @@
-"""Episodic memory: a small store of past examples, selected per class per task."""
+"""Episodic memory: a small store of past examples, selected per class per task
+(:class:`EpisodicMemory`) or by reservoir sampling over the stream (:class:`ReservoirBuffer`)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,91 @@ class EpisodicMemory:
             self.x = torch.cat([self.x, x])
             self.y = torch.cat([self.y, y])
             self.task = torch.cat([self.task, t])
+
+
+class ReservoirBuffer:
+    """A replay buffer of at most ``capacity`` examples filled by reservoir sampling
+    (Vitter 1985, Algorithm R), as in ER-Reservoir (Chaudhry et al. 2019, "On Tiny Episodic
+    Memories in Continual Learning", arXiv 1902.10486; Riemer et al. 2019, MER): after a stream
+    of ``n >= capacity`` examples, every example seen so far is in the buffer with probability
+    ``capacity / n``.
+
+    Sequential semantics: the i-th example of the stream (0-based) goes to slot i while
+    ``i < capacity``; afterwards it draws ``j`` uniform in ``{0, ..., i}`` and replaces slot j
+    when ``j < capacity``. ``add`` applies this to a whole batch with tensor ops: the draws of
+    the items are independent of each other, so they are made at once; when several items of
+    one batch land in the same slot, the last of them (in stream order) wins, which is what the
+    one-by-one algorithm leaves. No host sync: the buffer has one extra "dump" row
+    (index ``capacity``) that receives the items that are not kept, and random numbers come
+    from a pool drawn from ``generator`` (CPU, the run's) and moved to the device in blocks.
+
+    Attributes:
+        x: ``(capacity + 1, *input_shape)`` storage, uint8 like the benchmark's data, on the
+            device of the first batch added (row ``capacity`` is scratch; read ``x[:len(self)]``).
+        y: int64 labels, same layout. task: int64 1-based task ids, same layout.
+        seen: number of examples offered to the buffer so far.
+    """
+
+    #: random numbers drawn from the generator at a time
+    POOL = 1 << 16
+
+    def __init__(self, capacity: int, generator: torch.Generator) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.generator = generator
+        self.seen = 0
+        self.x: torch.Tensor | None = None
+        self.y: torch.Tensor | None = None
+        self.task: torch.Tensor | None = None
+        self._pool: torch.Tensor | None = None
+        self._pool_pos = 0
+
+    def __len__(self) -> int:
+        return min(self.seen, self.capacity)
+
+    def uniform(self, k: int, device: torch.device) -> torch.Tensor:
+        """``k`` float64 uniforms in [0, 1) on ``device``, taken from the pool."""
+        if self._pool is None or self._pool.device != device or self._pool_pos + k > len(self._pool):
+            size = max(self.POOL, 2 * k)
+            self._pool = torch.rand(size, generator=self.generator, dtype=torch.float64).to(device)
+            self._pool_pos = 0
+        out = self._pool[self._pool_pos : self._pool_pos + k]
+        self._pool_pos += k
+        return out
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> None:
+        """Offer a batch ``x (B, ...)``, ``y (B,)`` of ``task`` (an int, or int64 ``(B,)``)
+        to the buffer, in order."""
+        b, cap, device = len(y), self.capacity, y.device
+        if b == 0:
+            return
+        if self.x is None:
+            self.x = torch.zeros((cap + 1, *x.shape[1:]), dtype=x.dtype, device=device)
+            self.y = torch.zeros(cap + 1, dtype=y.dtype, device=device)
+            self.task = torch.zeros(cap + 1, dtype=torch.int64, device=device)
+        pos = torch.arange(self.seen, self.seen + b, device=device)  # stream positions
+        draw = (self.uniform(b, device) * (pos + 1)).long()  # uniform in {0..i}
+        slot = torch.where(pos < cap, pos, draw).clamp_(max=cap)  # cap = not kept
+        order = torch.arange(b, device=device)
+        last = torch.full((cap + 1,), -1, dtype=torch.int64, device=device)
+        last.scatter_reduce_(0, slot, order, reduce="amax")  # last item landing in each slot
+        target = torch.where(last[slot] == order, slot, cap)  # earlier ones are overwritten
+        self.x.index_copy_(0, target, x)
+        self.y.index_copy_(0, target, y)
+        tasks = task if isinstance(task, torch.Tensor) else torch.full_like(y, task)
+        self.task.index_copy_(0, target, tasks.to(torch.int64))
+        self.seen += b
+
+    def sample(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``k`` distinct random stored examples (all of them, in random order, when the buffer
+        holds ``<= k``): ``(x, y, task)``, new tensors.
+
+        Raises:
+            ValueError: the buffer is empty.
+        """
+        n = len(self)
+        if self.x is None or n == 0:
+            raise ValueError("sample() on an empty ReservoirBuffer")
+        idx = torch.argsort(self.uniform(n, self.y.device))[: min(k, n)]
+        return self.x[idx], self.y[idx], self.task[idx]

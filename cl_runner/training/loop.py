@@ -68,8 +68,9 @@ def train_sequence(
 
     Task-incremental benchmarks (``class_masks(benchmark, "train")`` not None) train task t
     on logits masked to task t's classes (:mod:`cl_runner.training.masking`); when the
-    strategy's ``train_batch`` hook may add examples of other tasks (replay), each example is
-    masked to the task owning its label. Without masks the step does no masking work.
+    strategy's ``train_batch`` or ``task_data`` hook may add examples of other tasks (replay,
+    multitask), each example is masked to the task owning its label. Without masks the step
+    does no masking work.
 
     Args:
         make_optimizer: ``(params, task) -> optimizer``; called once per task, so the
@@ -94,13 +95,15 @@ def train_sequence(
     use_after_backward = strategy.overrides("after_backward")
     use_after_step = strategy.overrides("after_step")
     train_masks = class_masks(benchmark, "train")  # (T, C) bool, or None: no masking at all
-    label_masks = masks_by_label(train_masks) if train_masks is not None and use_batch else None
+    mixes_tasks = use_batch or strategy.overrides("task_data")  # batches may hold other tasks
+    label_masks = masks_by_label(train_masks) if train_masks is not None and mixes_tasks else None
 
     for task in range(1, benchmark.num_tasks + 1):
         started = time.perf_counter()
         train_x, train_y = benchmark.train_data(task)
         ctx = TaskContext(task, train_x, train_y, model, benchmark, device, generator)
         strategy.before_task(ctx)
+        train_x, train_y = strategy.task_data(ctx)  # the task's data, or e.g. multitask's union
         optimizer = make_optimizer(list(model.parameters()), task)
         n = len(train_y)
         steps_per_epoch = math.ceil(n / batch_size)
