@@ -13,7 +13,7 @@ SWEEP_DIR ?= outputs/multirun/demo
 JOBS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep summarize test test-all lint bench clean
+.PHONY: help setup run sweep summarize reproduce test test-all lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ sweep: ## demo grid: naive,mcsgd x seeds 1,2 on 3-task Rotated MNIST (10k images
 
 summarize: ## tables and plots of SWEEP_DIR (or PATHS="dir1 dir2") into its summary/ folder (options in ARGS="format=latex ...")
 	$(BIN)/cl-summarize $(or $(PATHS),$(SWEEP_DIR)) $(ARGS)
+
+reproduce: ## Table 1 on Rotated/Permuted MNIST: 7 methods x 2 benchmarks x 3 seeds (hours on 2 cores; JOBS parallel) -> docs/results/table1.md
+	BIN=$(BIN) bash scripts/reproduce_table1.sh $(JOBS)
 
 test: ## the fast test suite (real MNIST subsets, CPU, no network)
 	$(BIN)/python -m pytest -q

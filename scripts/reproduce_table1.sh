@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Reproduce Table 1 of the MC-SGD paper on Rotated and Permuted MNIST:
+# 7 methods x 2 benchmarks x 3 seeds with the presets of conf/experiment/, then cl-summarize
+# and docs/results/table1.md. Resumable: running it again skips complete jobs.
+# Usage: scripts/reproduce_table1.sh [JOBS] (parallel jobs, 1 CPU thread each; default 2)
+# Environment: SEEDS (default 1,2,3), METHODS (default all seven), SWEEP_DIR, BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${1:-2}
+BIN=${BIN:-.venv/bin}
+SWEEP_DIR=${SWEEP_DIR:-outputs/multirun/table1}
+SEEDS=${SEEDS:-1,2,3}
+METHODS=${METHODS:-naive ewc agem er stable_sgd mcsgd multitask}
+presets=""
+for b in rotated_mnist permuted_mnist; do
+  for m in $METHODS; do presets+="${b}_${m},"; done
+done
+start=$(date +%s)
+"$BIN/cl-run" -m "+experiment=${presets%,}" seed="$SEEDS" hardware.num_threads=1 progress=false \
+  hydra/launcher=joblib hydra.launcher.n_jobs="$JOBS" hydra.sweep.dir="$SWEEP_DIR"
+wall=$(( $(date +%s) - start ))
+"$BIN/cl-summarize" "$SWEEP_DIR" out="$SWEEP_DIR/summary"
+"$BIN/python" scripts/table1.py "$SWEEP_DIR/summary/summary.csv" docs/results/table1.md \
+  --wall-seconds "$wall" --command "scripts/reproduce_table1.sh $JOBS"
+mkdir -p docs/results/plots
+cp "$SWEEP_DIR"/summary/plots/accuracy_curve_*.png "$SWEEP_DIR"/summary/plots/final_accuracy.png docs/results/plots/
