@@ -4,7 +4,9 @@ Adding a strategy: one file here, one ``conf/strategy/<name>.yaml``, one import 
 """
 
 from cl_runner.strategies import (
+    agem,  # noqa: F401
     er,  # noqa: F401
+    ewc,  # noqa: F401
     mcsgd,  # noqa: F401
     multitask,  # noqa: F401
     naive,  # noqa: F401
