@@ -50,13 +50,17 @@ def main() -> None:
     parser.add_argument("out_md")
     parser.add_argument("--wall-seconds", type=float, default=None)
     parser.add_argument("--command", default="make reproduce")
+    parser.add_argument("--seeds", default="1-3", help="the seeds, as shown in the header")
+    parser.add_argument("--note", default="", help="a paragraph added under the header")
     args = parser.parse_args()
     frame = pd.read_csv(args.summary_csv)
     lines = ["# Table 1 of the MC-SGD paper, reproduced", "",
              f"Made by `{args.command}`: 20 tasks, 60,000 training images per task, one epoch per "
-             "task, seeds 1-3, presets `conf/experiment/<benchmark>_<method>.yaml`. "
+             f"task, seeds {args.seeds}, presets `conf/experiment/<benchmark>_<method>.yaml`. "
              "Ours: mean ± sample std over seeds; accuracy in %, forgetting as a fraction. "
              "Paper: PAPERS.md (* = checked against a re-implementation's config).", ""]
+    if args.note:
+        lines += [args.note, ""]
     if args.wall_seconds is not None:
         lines += [f"Wall time of the whole reproduction on this machine: {args.wall_seconds / 60:.1f} min.", ""]
     for benchmark in BENCHMARKS:
