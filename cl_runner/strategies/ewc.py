@@ -57,7 +57,7 @@ class EWCConfig:
 
     Attributes:
         ewc_lambda: lambda, the penalty strength (the paper's MNIST value is not in PAPERS.md;
-            the default 100 is this project's choice, see ``conf/strategy/ewc.yaml``).
+            the default 10 is this project's choice, see ``conf/strategy/ewc.yaml``).
         mode: ``separate`` (default: one penalty per past task) or ``online``.
         gamma_ewc: decay of the running Fisher in ``online`` mode (1 = plain sum).
         fisher_samples: training examples of the task used to estimate its Fisher (all of
@@ -66,7 +66,7 @@ class EWCConfig:
     """
 
     name: str = "ewc"
-    ewc_lambda: float = 100.0
+    ewc_lambda: float = 10.0
     mode: EWCMode = EWCMode.separate
     gamma_ewc: float = 1.0
     fisher_samples: int = 1024
