@@ -11,3 +11,8 @@ class DatasetNotFoundError(CLRunnerError):
 
 class ConfigError(CLRunnerError):
     """A configuration value is well-typed but invalid (e.g. a negative batch size)."""
+
+
+class TrainingDivergedError(CLRunnerError):
+    """The training loss became NaN or infinite; the run stops instead of reporting chance-level
+    numbers as a result."""

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from cl_runner.errors import DatasetNotFoundError
+from cl_runner.errors import DatasetNotFoundError, TrainingDivergedError
 from cl_runner.experiment import run_experiment
 from cl_runner.strategies import STRATEGIES
 from tests.conftest import compose_run
@@ -85,3 +85,13 @@ def test_failed_run_is_recorded(tmp_path):
         run_experiment(run, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "MNIST not found" in summary["error"]
+
+
+def test_diverged_training_fails_the_run_instead_of_completing(tmp_path, mnist_root):
+    run = compose_run(SHORT + [f"data.root={mnist_root}", "optimizer.lr=1e6",
+                               "benchmark.train_samples_per_task=300"])
+    with pytest.raises(TrainingDivergedError, match="task 1"):
+        run_experiment(run, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "diverged" in summary["error"]
+    assert pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0).shape == (1, 3)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
+from cl_runner.errors import TrainingDivergedError
 from cl_runner.strategies.base import Strategy, TaskContext
 from cl_runner.training.evaluate import evaluate_tasks
 from cl_runner.training.masking import class_masks, mask_logits, masks_by_label
@@ -83,6 +84,10 @@ def train_sequence(
         on_task_end: called as ``on_task_end(task, result_so_far)`` after each evaluation
             (the runner writes partial results there, so a crash loses at most one task).
 
+    Raises:
+        TrainingDivergedError: the last training loss of a task is NaN or infinite (checked
+            once per task, after its results are passed to ``on_task_end``).
+
     Returns:
         The :class:`SequenceResult`.
     """
@@ -142,8 +147,6 @@ def train_sequence(
         last_loss = float(loss.detach())  # one sync per task, for the log line
         strategy.after_task(ctx)
         accuracy, losses = evaluate_tasks(model, benchmark, eval_batch_size)
-        if not all(math.isfinite(v) for v in losses):
-            log.warning("task %d: non-finite test loss (diverged training?)", task)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
         result.steps.append(steps_per_epoch * epochs_per_task)
@@ -160,5 +163,10 @@ def train_sequence(
             progress.end_task()
         if on_task_end is not None:
             on_task_end(task, result)
+        if not math.isfinite(last_loss):
+            raise TrainingDivergedError(
+                f"training diverged: the training loss of task {task} is {last_loss} (the rows "
+                f"so far are in accuracy_matrix.csv); lower the learning rate or the penalty"
+            )
         del train_x, train_y, ctx
     return result
