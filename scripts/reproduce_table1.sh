@@ -29,6 +29,7 @@ wall=$(( $(date +%s) - start + ${WALL_EXTRA_SECONDS:-0} ))
 "$BIN/cl-summarize" "$SWEEP_DIR" ${EXTRA_RUNS:-} out="$SWEEP_DIR/summary"
 "$BIN/python" scripts/table1.py "$SWEEP_DIR/summary/summary.csv" docs/results/table1.md \
   --wall-seconds "$wall" --seeds "${SEEDS_SHOWN:-$SEEDS}" --note "${NOTE:-}" \
+  --append docs/results/table1_notes.md \
   --command "scripts/reproduce_table1.sh $JOBS"
 mkdir -p docs/results/plots
 cp "$SWEEP_DIR"/summary/plots/accuracy_curve_*.png "$SWEEP_DIR"/summary/plots/final_accuracy.png docs/results/plots/

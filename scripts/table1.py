@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Write ``docs/results/table1.md``: our mean ± std next to the MC-SGD paper's Table 1.
 
-Usage: python scripts/table1.py SUMMARY_CSV OUT_MD [--wall-seconds S] [--command CMD]
+Usage: python scripts/table1.py SUMMARY_CSV OUT_MD [--wall-seconds S] [--command CMD] [--seeds S]
+       [--note TEXT] [--append FILE]
 
 SUMMARY_CSV is the tidy ``summary.csv`` that ``cl-summarize`` writes (one row per group and
 metric: ``benchmark, strategy, metric, mean, std, n_seeds``). The paper's numbers are those of
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--command", default="make reproduce")
     parser.add_argument("--seeds", default="1-3", help="the seeds, as shown in the header")
     parser.add_argument("--note", default="", help="a paragraph added under the header")
+    parser.add_argument("--append", default=None,
+                        help="a markdown file appended after the tables (hand-written analysis)")
     args = parser.parse_args()
     frame = pd.read_csv(args.summary_csv)
     lines = ["# Table 1 of the MC-SGD paper, reproduced", "",
@@ -73,6 +76,8 @@ def main() -> None:
             lines.append(f"| {strategy} | {cell(frame, strategy, benchmark, 'average_accuracy', 100, 1)} "
                          f"| {acc}{star} | {cell(frame, strategy, benchmark, 'forgetting', 1, 3)} | {fgt} |")
         lines.append("")
+    if args.append:
+        lines += [Path(args.append).read_text(encoding="utf-8").rstrip(), ""]
     out = Path(args.out_md)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
