@@ -188,6 +188,26 @@ def test_cl_analyze_interpolate_and_distances_write_csv_and_plots(runs, tmp_path
     assert (out / "distances.png").exists()
 
 
+def test_cl_analyze_plane_and_curvature(runs, tmp_path):
+    paths = [str(runs / r) for r in ("mcsgd", "naive", "multitask")]
+    out = tmp_path / "analysis"
+    assert analyze.main(["plane", *paths, f"out={out}", "grid=3", "max_examples=500"]) == 0
+    grid = pd.read_csv(out / "plane_task1_t2.csv")
+    assert len(grid) == 9 and grid["loss"].map(math.isfinite).all()
+    points = pd.read_csv(out / "plane_points_task1_t2.csv").set_index("solution")
+    assert points.loc["mcsgd/w_hat_1", ["x", "y"]].abs().max() < 1e-6  # the origin
+    assert points["distance_to_plane"].iloc[:3].max() < 1e-3  # the three points span it
+    assert points.loc["mcsgd/w_bar_2", "role"] == "projected"
+    assert (out / "plane_task1_t2.png").exists()
+    assert analyze.main(["curvature", *paths, f"out={out}", "k=2", "iterations=6", "batches=1",
+                         "batch_size=64"]) == 0
+    eigen = pd.read_csv(out / "curvature_eigen_mcsgd_w_hat_1_task1.csv")
+    assert list(eigen["rank"]) == [1, 2] and eigen["eigenvalue"].is_monotonic_decreasing
+    cosines = pd.read_csv(out / "curvature_cosines_mcsgd_w_hat_1_task1.csv")
+    assert set(cosines["direction"].str.split(":").str[0]) == {"continual", "multitask", "mcsgd"}
+    assert (cosines["cosine"].abs() <= 1 + 1e-6).all()
+
+
 def test_cl_analyze_reports_bad_input(runs, capsys):
     assert analyze.main(["interpolate", str(runs / "mcsgd"), "pointz=3"]) == 2
     assert "unknown option 'pointz'" in capsys.readouterr().err
