@@ -16,15 +16,13 @@ folder and renamed over the target, so a crash never leaves a half-written check
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from cl_runner.results.writer import atomic_write_csv
+from cl_runner.results.writer import atomic_write, atomic_write_csv
 
 FOLDER = "checkpoints"
 INDEX = "index.csv"
@@ -45,17 +43,7 @@ def cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def atomic_torch_save(obj: object, path: Path) -> int:
     """``torch.save(obj)`` to ``path`` atomically (temporary file + rename); returns its size
     in bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
     return path.stat().st_size
 
 
