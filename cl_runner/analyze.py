@@ -490,7 +490,7 @@ USAGE = """usage: cl-analyze COMMAND RUN_DIR [RUN_DIR ...] [key=value ...]
 
 commands: interpolate | plane | distances | curvature
 Linear-mode-connectivity analyses over run folders of one benchmark and seed saved with
-checkpoints.enabled=true (see `python -m cl_runner.analyze --help` and the module docstring).
+checkpoints.enabled=true (details: README, "Linear mode connectivity", and cl_runner/analyze.py).
 options: {options}
 """
 
