@@ -136,7 +136,7 @@ def test_interpolation_between_identical_weights_is_flat(analysis_parts):
     curve = lmc.interpolate(lmc.PointEvaluator(model, benchmark, task=2, max_examples=500),
                             state, state, points=4)
     assert curve["loss"].nunique() == 1 and curve["accuracy"].nunique() == 1
-    assert lmc.barrier(curve)["barrier"] == 0.0
+    assert lmc.barrier(curve)["barrier"] == 0.0 and lmc.barrier(curve)["interior_bump"] == 0.0
 
 
 def test_solution_names_resolve(analysis_parts):

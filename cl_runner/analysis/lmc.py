@@ -197,8 +197,10 @@ def interpolate(evaluator: PointEvaluator, start: dict[str, torch.Tensor],
 def barrier(curve: pd.DataFrame) -> dict[str, float]:
     """Loss barrier of an interpolation curve: the maximum loss along the path minus the mean
     of the end points' losses (Frankle et al., "Linear Mode Connectivity and the Lottery
-    Ticket Hypothesis", ICML 2020, Definition 1 uses the same max-minus-mean form); and the
-    accuracy drop, the mean of the end points' accuracies minus the minimum along the path.
+    Ticket Hypothesis", ICML 2020, Definition 1 uses the same max-minus-mean form); the
+    interior bump, the maximum minus the larger end point (0 for a path whose loss is
+    monotone: then the barrier is half the end points' difference); and the accuracy drop,
+    the mean of the end points' accuracies minus the minimum along the path.
 
     Args:
         curve: a frame from :func:`interpolate` (rows ordered by alpha).
@@ -208,6 +210,7 @@ def barrier(curve: pd.DataFrame) -> dict[str, float]:
         "loss_start": float(first["loss"]), "loss_end": float(last["loss"]),
         "loss_max": float(curve["loss"].max()),
         "barrier": float(curve["loss"].max() - (first["loss"] + last["loss"]) / 2),
+        "interior_bump": float(curve["loss"].max() - max(first["loss"], last["loss"])),
         "accuracy_start": float(first["accuracy"]), "accuracy_end": float(last["accuracy"]),
         "accuracy_min": float(curve["accuracy"].min()),
         "accuracy_drop": float((first["accuracy"] + last["accuracy"]) / 2
