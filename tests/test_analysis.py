@@ -227,3 +227,39 @@ def test_batchnorm_statistics_recomputed_on_task_data():
     batch_vars = torch.stack([features[i:i + 16].var(0) for i in range(0, 64, 16)])
     torch.testing.assert_close(model[1].running_var, batch_vars.mean(0))
     assert not model.training and model[1].momentum == 0.1
+
+
+class _TinyBenchmark:
+    """A 1-task stand-in with float inputs, for BatchNorm models (no dataset needed)."""
+
+    num_tasks, num_classes, input_shape = 1, 3, (4,)
+
+    def __init__(self) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randn(200, 4, generator=gen) * 3 + 1
+        self.y = torch.randint(0, 3, (200,), generator=gen)
+
+    def check_task(self, task):
+        assert task == 1
+
+    def train_data(self, task):
+        return self.x, self.y
+
+    test_data = train_data
+
+    def to_input(self, x):
+        return x
+
+
+def test_paths_recompute_batchnorm_statistics_consistently():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    a = {k: v.clone() for k, v in model.state_dict().items()}
+    b = {k: v.clone() for k, v in a.items()}
+    b["1.running_mean"] += 5.0  # same weights, stale statistics at one end
+    bench = _TinyBenchmark()
+    recompute = lmc.PointEvaluator(model, bench, task=1, bn_batches=2, bn_batch_size=100)
+    curve = lmc.interpolate(recompute, a, b, points=3)
+    assert curve["loss"].nunique() == 1  # statistics from the data, whatever the buffers say
+    stale = lmc.PointEvaluator(model, bench, task=1, bn_mode="interpolate")
+    assert lmc.interpolate(stale, a, b, points=3)["loss"].nunique() == 3
