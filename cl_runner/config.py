@@ -70,8 +70,8 @@ class CheckpointConfig:
     ``init.pt`` (the shared initialization) and, per task t, the solutions the strategy names
     (``w_hat_{t}.pt``; MC-SGD also ``w_bar_{t}.pt``; multitask ``w_star_{t}.pt``), each a
     ``state_dict`` on the CPU, plus ``index.csv``. Size: 4 bytes per float32 parameter or
-    buffer entry plus ~1.5 kB of pickle; the MLP 784-256-256-10 (269,322 parameters) takes
-    1.08 MB per file, so a 20-task run 22.6 MB (MC-SGD 44.1 MB).
+    buffer entry plus ~2.5 kB of pickle; the MLP 784-256-256-10 (269,322 parameters) takes
+    1.08 MB per file, so a 20-task run 22.7 MB (MC-SGD, two files per task: 44.3 MB).
 
     Attributes:
         enabled: save checkpoints (default off: no cost at all).

@@ -158,7 +158,7 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, k: int, it
     """The ``k`` largest eigenvalues of a symmetric operator and their Ritz vectors.
 
     Lanczos iteration with full reorthogonalization (Golub & Van Loan, "Matrix Computations",
-    4th ed., Algorithm 10.1.1 with complete reorthogonalization, Section 10.3.1); the Ritz values
+    Chapter 10, the Lanczos process with complete reorthogonalization); the Ritz values
     of the ``m x m`` tridiagonal matrix (``m = min(iterations, dim)``) approximate the extreme
     eigenvalues, exactly when ``m = dim``.
 
@@ -213,7 +213,7 @@ def power_iteration(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, k:
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest-magnitude eigenvalues of a symmetric operator by power iteration with
     deflation (each vector kept orthogonal to the ones found before; as PyHessian, Yao et al.,
-    "PyHessian: Neural Networks Through the Lens of the Hessian", 2020, Section III-A).
+    "PyHessian: Neural Networks Through the Lens of the Hessian", IEEE BigData 2020).
 
     Args:
         matvec: ``v (dim,) -> A v (dim,)``.

@@ -196,8 +196,8 @@ def interpolate(evaluator: PointEvaluator, start: dict[str, torch.Tensor],
 
 def barrier(curve: pd.DataFrame) -> dict[str, float]:
     """Loss barrier of an interpolation curve: the maximum loss along the path minus the mean
-    of the end points' losses (Frankle et al., "Linear Mode Connectivity and the Lottery
-    Ticket Hypothesis", ICML 2020, Definition 1 uses the same max-minus-mean form); the
+    of the end points' losses (the max-minus-mean form of the error barrier of Frankle et al.,
+    "Linear Mode Connectivity and the Lottery Ticket Hypothesis", ICML 2020); the
     interior bump, the maximum minus the larger end point (0 for a path whose loss is
     monotone: then the barrier is half the end points' difference); and the accuracy drop,
     the mean of the end points' accuracies minus the minimum along the path.
@@ -222,7 +222,7 @@ def barrier(curve: pd.DataFrame) -> dict[str, float]:
 class PlaneBasis:
     """An orthonormal basis of the plane through three weight vectors (Gram-Schmidt;
     Garipov et al., "Loss Surfaces, Mode Connectivity, and Fast Ensembling of DNNs",
-    NeurIPS 2018, Section 5 uses the same construction for its loss-plane figures).
+    NeurIPS 2018, uses the same construction for its loss-plane figures).
 
     Attributes:
         origin: ``(P,)`` the first point.
