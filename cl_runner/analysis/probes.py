@@ -24,7 +24,10 @@ after task t). Cost per measurement: 2 gradients and 2 Hessian-vector products, 
 2-core CPU under heavy load (load average ~9; ``gradient_conflict`` timed directly): 0.13 s
 at t = 2, 0.53 s at t = 10, 1.0 s at t = 20, so with both points ~2 x 10 s over a 20-task
 run; memory: k examples of every task kept (uint8, 200 kB per MNIST task). Nothing is
-computed, stored or checked when ``probes`` is empty.
+computed, stored or checked when ``probes`` is empty. BatchNorm layers are in eval mode: with
+running statistics they use them; without (the authors' reduced ResNet-18) each chunk of
+``chunk_size`` examples is normalized with its own statistics, so on such models the values
+depend on ``chunk_size``.
 """
 
 from __future__ import annotations
