@@ -63,6 +63,67 @@ class HardwareConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """``checkpoints.*``: save the weights at the end of every task into the run folder.
+
+    Files (``checkpoints/`` in the run folder; see :mod:`cl_runner.results.checkpoints`):
+    ``init.pt`` (the shared initialization) and, per task t, the solutions the strategy names
+    (``w_hat_{t}.pt``; MC-SGD also ``w_bar_{t}.pt``; multitask ``w_star_{t}.pt``), each a
+    ``state_dict`` on the CPU, plus ``index.csv``. Size: 4 bytes per float32 parameter or
+    buffer entry plus ~2.5 kB of pickle; the MLP 784-256-256-10 (269,322 parameters) takes
+    1.08 MB per file, so a 20-task run 22.7 MB (MC-SGD, two files per task: 44.3 MB).
+
+    Attributes:
+        enabled: save checkpoints (default off: no cost at all).
+        tasks: the tasks whose end-of-task solutions are saved; null = every task. The
+            initialization is always saved when enabled.
+    """
+
+    enabled: bool = False
+    tasks: list[int] | None = None
+
+
+class Probe(str, enum.Enum):
+    """Names accepted in ``probes: [...]`` (diagnostics computed during training)."""
+
+    gradient_conflict = "gradient_conflict"
+
+
+class ProbePoint(str, enum.Enum):
+    """Where a task-boundary probe measures, for task t >= 2."""
+
+    task_start = "task_start"  # the weights task t starts from (after the strategy's before_task)
+    task_end = "task_end"  # the weights evaluated after task t
+
+
+@dataclass
+class GradientConflictConfig:
+    """``probe.gradient_conflict.*``: settings of the gradient-conflict probe
+    (:mod:`cl_runner.analysis.probes`), used when ``gradient_conflict`` is in ``probes``.
+
+    Attributes:
+        examples_per_task: training examples of each task the probe keeps (drawn once, when
+            the task starts, with a generator of its own); loss A averages the examples of
+            tasks 1..t-1, loss B those of task t.
+        chunk_size: examples per forward/backward pass (memory bound only; no effect on the
+            values).
+        at: where to measure: ``task_start`` and/or ``task_end`` (see :class:`ProbePoint`).
+    """
+
+    examples_per_task: int = 256
+    chunk_size: int = 1024
+    at: list[ProbePoint] = field(
+        default_factory=lambda: [ProbePoint.task_start, ProbePoint.task_end])
+
+
+@dataclass
+class ProbeSettings:
+    """``probe.*``: the settings of every probe (read only for probes listed in ``probes``)."""
+
+    gradient_conflict: GradientConflictConfig = field(default_factory=GradientConflictConfig)
+
+
+@dataclass
 class RunConfig:
     """The whole run config (``conf/config.yaml`` and its groups).
 
@@ -72,6 +133,10 @@ class RunConfig:
         force: run even when the run folder already holds a complete result for the same
             config (by default such a job is skipped, so a relaunched sweep only runs what is
             missing; see ``cl_runner/sweep.py``).
+        checkpoints: end-of-task weights saved for ``cl-analyze`` (off by default).
+        probes: diagnostics computed at task boundaries and written to ``diagnostics.csv``
+            (default none; e.g. ``probes=[gradient_conflict]``); ``probe.*`` holds their
+            settings. Probes only read the model: they change no training number.
     """
 
     seed: int = 1
@@ -83,6 +148,9 @@ class RunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     progress: bool = True
     force: bool = False
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    probes: list[Probe] = field(default_factory=list)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
 
 
 def register_configs() -> None:

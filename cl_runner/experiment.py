@@ -18,6 +18,7 @@ import cl_runner
 from cl_runner import dispatch
 from cl_runner.config import RunConfig
 from cl_runner.results import metrics
+from cl_runner.results.checkpoints import INIT, CheckpointWriter
 from cl_runner.results.writer import (
     accuracy_matrix_frame,
     atomic_write_csv,
@@ -82,7 +83,9 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
 
     Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task),
     ``summary.json`` (``status: running`` at the start, ``complete`` or ``failed`` at the end),
-    plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``).
+    plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``); with
+    ``checkpoints.enabled`` the ``checkpoints/`` folder (:mod:`cl_runner.results.checkpoints`),
+    with ``probes`` listed ``diagnostics.csv`` (:mod:`cl_runner.analysis.probes`).
 
     Returns:
         The summary dictionary written to ``summary.json``.
@@ -112,6 +115,22 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         model = dispatch.build_model(run, benchmark, device)
         for name, frame in benchmark.artifacts().items():
             atomic_write_csv(out_dir / name, frame)
+        checkpoints = None
+        if run.checkpoints.enabled:
+            checkpoints = CheckpointWriter(out_dir, run.checkpoints.tasks)
+            checkpoints.save(INIT, 0, model.state_dict())
+        probes = None
+        if run.probes:
+            from cl_runner.analysis.probes import ProbeSet  # only loaded when probes are on
+            probes = ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
+                              path=out_dir / ProbeSet.FILE)
+
+        def task_end(task: int, res: SequenceResult) -> None:
+            write_results(out_dir, res, benchmark.num_tasks)
+            if checkpoints is not None:
+                checkpoints.save_task(task, strategy.solutions(model))
+            if probes is not None:
+                probes.task_end(task, model)
         data_seconds = time.perf_counter() - t0
         log.info("%s: %d tasks on %s, data ready in %.1fs; strategy %s, model %s (%d parameters)",
                  benchmark.name, benchmark.num_tasks, device, data_seconds, run.strategy.name,
@@ -121,8 +140,8 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
                 benchmark, model, strategy, optimizer,
                 batch_size=run.benchmark.batch_size, eval_batch_size=run.benchmark.eval_batch_size,
                 epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
-                progress=progress,
-                on_task_end=lambda task, res: write_results(out_dir, res, benchmark.num_tasks),
+                progress=progress, on_task_end=task_end,
+                on_task_start=None if probes is None else probes.task_start,
             )
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}",

@@ -44,11 +44,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from rich.table import Table
 
+from cl_runner.options import parse_options
+from cl_runner.plotting import figure as _figure
+from cl_runner.plotting import save_figure as _save
 from cl_runner.results.metrics import average_accuracy_curve
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 
@@ -583,23 +584,6 @@ def rich_tables(summary: Summary) -> list[Table]:
 
 # --------------------------------------------------------------------------- plots
 
-def _figure(width: float, height: float):
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _save(fig, stem: Path) -> list[Path]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ext in ("png", "pdf"):
-        path = stem.with_name(f"{stem.name}.{ext}")
-        fig.savefig(path, dpi=150)
-        out.append(path)
-    return out
-
-
 def plot_curves(summary: Summary, folder: Path) -> list[Path]:
     """Per benchmark: average accuracy on the tasks seen so far (%) after each task, one line
     per group (mean over seeds) with a band of ± one sample std. Files
@@ -792,26 +776,7 @@ def parse_args(argv: Sequence[str]) -> SummarizeOptions:
     Raises:
         SummarizeError: an unknown option or a value of the wrong type (the message names it).
     """
-    option_names = set(SummarizeOptions.__dataclass_fields__)
-    paths, dotlist = [], []
-    for arg in argv:
-        key = arg.split("=", 1)[0]
-        if "=" in arg and key in option_names:
-            dotlist.append(arg)
-        elif "=" in arg and not Path(arg).exists() and "/" not in key:
-            raise SummarizeError(f"unknown option '{key}'; options: "
-                                 f"{', '.join(sorted(option_names - {'paths'}))}")
-        else:
-            paths.append(arg)
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(SummarizeOptions),
-                              OmegaConf.from_dotlist(dotlist))
-        options: SummarizeOptions = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        raise SummarizeError((f"{key}: " if key else "") + str(exc).splitlines()[0]) from exc
-    options.paths = list(options.paths) + paths
-    return options
+    return parse_options(argv, SummarizeOptions, SummarizeError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,16 @@ SUMMARY = "summary.json"
 #: where the data live and whether they may be downloaded.
 NON_RESULT_KEYS = ("progress", "force", "data")
 
+#: keys added to the run config after results were first stored, with the value a config
+#: written before them means (their default): a stored config without them compares equal to
+#: one that has them at that value, so adding them did not invalidate finished runs.
+ADDED_KEY_DEFAULTS: dict[str, Any] = {
+    "checkpoints": {"enabled": False, "tasks": None},
+    "probes": [],
+    "probe": {"gradient_conflict": {"examples_per_task": 256, "chunk_size": 1024,
+                                    "at": ["task_start", "task_end"]}},
+}
+
 
 def _plain(value: Any) -> Any:
     """JSON's view of ``value`` (tuples -> lists, NaN/inf -> None, keys -> str)."""
@@ -50,9 +60,11 @@ def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``config`` without :data:`NON_RESULT_KEYS`, normalized as JSON stores it, so a config
-        read back from ``summary.json`` compares equal to the one it was written from.
+        read back from ``summary.json`` compares equal to the one it was written from; keys
+        missing from it take their :data:`ADDED_KEY_DEFAULTS`.
     """
-    return {k: v for k, v in _plain(config).items() if k not in NON_RESULT_KEYS}
+    plain = {**ADDED_KEY_DEFAULTS, **_plain(config)}
+    return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS}
 
 
 def read_summary(out_dir: str | Path) -> dict[str, Any] | None:

@@ -10,21 +10,23 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically; returns the path."""
+def atomic_write(path: str | Path, fill: Callable[[IO], object], binary: bool = False) -> Path:
+    """Create ``path`` atomically: ``fill(fh)`` writes into a temporary file in the same
+    folder (text, UTF-8, or binary), which is synced and renamed over ``path``; returns the
+    path. On any error the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
+            fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -32,6 +34,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    return atomic_write(path, lambda fh: fh.write(text))
 
 
 def atomic_write_csv(path: str | Path, frame: pd.DataFrame, index: bool = False) -> Path:

@@ -90,6 +90,19 @@ class Strategy:
         """Strategy-specific figures for ``summary.json`` (JSON-serializable)."""
         return {}
 
+    def solutions(self, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+        """The weight vectors the task just finished produced, by kind, for checkpoints.
+
+        Called after evaluation of each task, only when ``checkpoints.enabled`` (not a training
+        hook: the loop never calls it). Kinds follow PAPERS.md's notation: ``w_hat``
+        (continual minimum), ``w_bar`` (MC-SGD solution), ``w_star`` (multitask minimum).
+
+        Returns:
+            kind -> ``state_dict`` (name -> tensor, as ``model.state_dict()``). Default:
+            ``{"w_hat": model.state_dict()}``: the evaluated model is the continual minimum.
+        """
+        return {"w_hat": model.state_dict()}
+
     def overrides(self, hook: str) -> bool:
         """True when this strategy's class overrides ``hook`` of :class:`Strategy`."""
         return getattr(type(self), hook) is not getattr(Strategy, hook)

@@ -98,6 +98,7 @@ class MCSGD(Strategy):
         self.memory = EpisodicMemory()
         self.w_hat: dict[str, torch.Tensor] | None = None  # w_hat_{t}
         self.w_bar: dict[str, torch.Tensor] | None = None  # w_bar_{t}
+        self.w_hat_buffers: dict[str, torch.Tensor] = {}  # BatchNorm buffers at w_hat_{t}
         self.line_history: list[dict[str, float]] = []
 
     def before_task(self, ctx: TaskContext) -> None:
@@ -107,6 +108,7 @@ class MCSGD(Strategy):
     def after_task(self, ctx: TaskContext) -> None:
         cfg = self.cfg
         w_hat = _clone_params(ctx.model)
+        self.w_hat_buffers = {n: b.detach().clone() for n, b in ctx.model.named_buffers()}
         self.memory.add_per_class(ctx.train_x, ctx.train_y, ctx.task, cfg.memory_per_class,
                                   ctx.generator)
         if ctx.task == 1:
@@ -208,3 +210,10 @@ class MCSGD(Strategy):
 
     def stats(self) -> dict[str, Any]:
         return {"episodic_memory_size": len(self.memory), "line_phase": self.line_history}
+
+    def solutions(self, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+        """``w_hat_t`` (end of the continual phase, with the buffers it had then) and
+        ``w_bar_t`` (the evaluated model); after task 1 both are ``w_hat_1``."""
+        w_hat = {n: self.w_hat[n] if n in self.w_hat else self.w_hat_buffers[n]
+                 for n in model.state_dict()}
+        return {"w_hat": w_hat, "w_bar": model.state_dict()}

@@ -73,3 +73,7 @@ class Multitask(Strategy):
 
     def stats(self) -> dict[str, Any]:
         return {"union_size_per_task": self.union_sizes}
+
+    def solutions(self, model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+        """The evaluated model is the multitask minimum: ``{"w_star": state_dict}``."""
+        return {"w_star": model.state_dict()}

@@ -61,6 +61,7 @@ def train_sequence(
     generator: torch.Generator,
     progress: TrainingProgress | None = None,
     on_task_end: Callable[[int, SequenceResult], None] | None = None,
+    on_task_start: Callable[[TaskContext], None] | None = None,
 ) -> SequenceResult:
     """Train ``model`` on tasks 1..T of ``benchmark`` in order with ``strategy``'s hooks.
 
@@ -83,6 +84,9 @@ def train_sequence(
         progress: optional progress display.
         on_task_end: called as ``on_task_end(task, result_so_far)`` after each evaluation
             (the runner writes partial results there, so a crash loses at most one task).
+        on_task_start: called as ``on_task_start(ctx)`` once per task, after the strategy's
+            ``before_task`` and before ``task_data`` (the runner's probes measure there; they
+            must not change the model). Its time counts in the task's ``task_seconds``.
 
     Raises:
         TrainingDivergedError: the last training loss of a task is NaN or infinite (checked
@@ -108,6 +112,8 @@ def train_sequence(
         train_x, train_y = benchmark.train_data(task)
         ctx = TaskContext(task, train_x, train_y, model, benchmark, device, generator)
         strategy.before_task(ctx)
+        if on_task_start is not None:
+            on_task_start(ctx)
         train_x, train_y = strategy.task_data(ctx)  # the task's data, or e.g. multitask's union
         optimizer = make_optimizer(list(model.parameters()), task)
         n = len(train_y)
