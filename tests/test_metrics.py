@@ -69,3 +69,4 @@ def test_no_forgetting_for_a_perfect_learner():
 def test_non_square_matrix_rejected():
     with pytest.raises(ValueError, match="square"):
         metrics.forgetting([[0.1, 0.2]])
+

@@ -16,11 +16,17 @@ from typing import IO, Any
 
 import pandas as pd
 
+#: the process umask, read once at import (os.umask can only be read by setting it)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | Path, fill: Callable[[IO], object], binary: bool = False) -> Path:
     """Create ``path`` atomically: ``fill(fh)`` writes into a temporary file in the same
     folder (text, UTF-8, or binary), which is synced and renamed over ``path``; returns the
-    path. On any error the temporary file is removed and ``path`` is left as it was."""
+    path. On any error the temporary file is removed and ``path`` is left as it was.
+    The file gets the permissions an ordinary ``open`` would give (0666 minus the umask), not
+    the owner-only 0600 of the temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -29,6 +35,7 @@ def atomic_write(path: str | Path, fill: Callable[[IO], object], binary: bool = 
             fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
