@@ -95,8 +95,9 @@ def parameter_cost_summary(cost: dict[str, Any]) -> dict[str, Any]:
 
 def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, Any]:
     """``summary.json`` fields of a strategy's extra accuracy matrices: per name, all metrics
-    of the matrix under ``<name>`` and ``<name>_average_accuracy`` at the top level (for
-    ``cl-summarize``). Rows may hold NaN for tasks not evaluated (not learned yet)."""
+    of the matrix under ``<name>``, and ``<name>_average_accuracy`` and ``<name>_forgetting``
+    at the top level (for ``cl-summarize``). Rows may hold NaN for tasks not evaluated (not
+    learned yet); the metrics only read learned tasks' entries."""
     out: dict[str, Any] = {}
     for name, rows in matrices.items():
         if len(rows) == 0 or len(rows) != len(rows[0]):
@@ -104,6 +105,7 @@ def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, An
         values = metrics.all_metrics(rows)
         out[name] = values
         out[f"{name}_average_accuracy"] = values["average_accuracy"]
+        out[f"{name}_forgetting"] = values["forgetting"]
     return out
 
 

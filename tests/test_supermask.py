@@ -25,6 +25,7 @@ from cl_runner.models.supermask import (
     topk_mask,
 )
 from cl_runner.strategies.naive import Naive, NaiveConfig
+from cl_runner.summarize import summarize
 from cl_runner.training.loop import train_sequence
 from tests.conftest import compose_run
 
@@ -183,6 +184,12 @@ def test_supsup_one_shot_inference_recovers_the_task(tmp_path, mnist_root):
     mask_floats = (784 * 64 + 64 * 64 + 64 * 10) / 32
     assert on_disk["parameter_cost"]["task_floats"] == [mask_floats] * 3
     assert on_disk["task_cost_floats"] == mask_floats
+    # cl-summarize shows the supermask columns
+    table = summarize([tmp_path], metrics=["average_accuracy", "task_inferred_average_accuracy",
+                                           "task_inference_average_accuracy", "task_cost_floats"],
+                      out=tmp_path / "summary", plots=False).table.set_index("metric")["mean"]
+    assert table["task_inference_average_accuracy"] == 1.0
+    assert table["task_cost_floats"] == mask_floats
 
 
 @pytest.mark.parametrize(("scope", "per_task"), [("layer", 2 * 3), ("network", 2)])

@@ -13,7 +13,9 @@ superposed network with mask ``sum_i alpha_i M_i`` (per layer), take the gradien
 batch's mean output entropy H = -sum_c p_c log p_c with respect to alpha, and infer the task
 ``argmin_i g_i`` (the coefficient whose increase lowers the entropy the most). The batch is
 then classified by the inferred task's mask. Test sets are cut into batches of
-``inference_batch_size`` examples, each of a single task (the SupSup protocol).
+``inference_batch_size`` examples, each of a single task (the SupSup protocol). Real-valued
+masks (ImpressLearn's superpositions) are rescaled to a binary mask's mean before they are
+superposed (:func:`equal_scale`; this project's choice).
 """
 
 from __future__ import annotations
@@ -99,6 +101,19 @@ def one_shot_inference(model: SupermaskNet, x: torch.Tensor,
     return grad.argmin()
 
 
+def equal_scale(mask: torch.Tensor, keep_fraction: float) -> torch.Tensor:
+    """A candidate's mask as it enters the one-shot superposition, float.
+
+    Binary (bool) masks are used as they are (SupSup). A real-valued mask (ImpressLearn's
+    superposition of basis masks) is rescaled to the mean absolute value of a top-k mask,
+    ``keep_fraction``: otherwise the entropy gradient favours whichever task's mask has the
+    largest scale (larger logits, lower entropy) whatever the input; this project's choice.
+    """
+    if mask.dtype == torch.bool:
+        return mask.float()
+    return mask * (keep_fraction / mask.abs().mean().clamp_min(1e-12))
+
+
 def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
                            task_masks: list[list[torch.Tensor]], tasks: range,
                            batch_size: int) -> tuple[list[float], list[float]]:
@@ -107,6 +122,7 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
     Each test set is cut into batches of ``batch_size``; per batch the task is inferred among
     the ``K = len(task_masks)`` candidates (:func:`one_shot_inference`) and the batch is scored
     with that task's masks (and, on task-incremental benchmarks, that task's classes).
+    Candidates enter the superposition through :func:`equal_scale`.
 
     Args:
         task_masks: for candidate task i (0-based, task i+1), its per-layer masks.
@@ -118,7 +134,7 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
     """
     was_training = model.training
     model.eval()
-    stacks = [torch.stack([m[layer].float() for m in task_masks])
+    stacks = [torch.stack([equal_scale(m[layer], model.keep_fraction) for m in task_masks])
               for layer in range(len(task_masks[0]))]
     test_masks = class_masks(benchmark, "test")
     accuracy, inferred_right = [], []
