@@ -41,6 +41,14 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_row("backward transfer", fmt(summary["backward_transfer"], False))
     table.add_row("forward transfer", fmt(summary.get("forward_transfer"), False))
     table.add_row("learning accuracy", fmt(summary["learning_accuracy"], True))
+    if "task_inferred_average_accuracy" in summary:  # supermask strategies
+        table.add_row("average accuracy, task inferred",
+                      fmt(summary["task_inferred_average_accuracy"], True))
+        table.add_row("task inference accuracy", fmt(summary.get("task_inference_average_accuracy"),
+                                                     True))
+    if "task_cost_floats" in summary:
+        table.add_row("floats stored per task / in all",
+                      f"{summary['task_cost_floats']:,.0f} / {summary['total_cost_floats']:,.0f}")
     table.add_row("wall time", f"{summary['wall_time_seconds']:.1f} s")
     table.add_row("steps per second", f"{summary['steps_per_second']:.1f}")
     return table

@@ -23,7 +23,8 @@ def resolve(cfg: DictConfig) -> RunConfig:
     Raises:
         ConfigError: a group holds a component name that is not registered, a group node
             has no schema (a YAML that does not extend ``/schema/<group>``), or the model does
-            not fit the benchmark (:func:`check_model_fits_benchmark`).
+            not fit the benchmark (:func:`check_model_fits_benchmark`) or the strategy
+            (:func:`check_model_fits_strategy`).
     """
     run: RunConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     for registry in REGISTRIES:
@@ -35,6 +36,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
             raise ConfigError(f"{registry.kind}.name={node.name!r} is not registered; valid "
                               f"options: {', '.join(registry.names())}")
     check_model_fits_benchmark(run)
+    check_model_fits_strategy(run)
     run.data.root = str(Path(os.path.expanduser(run.data.root)).resolve())
     return run
 
@@ -54,6 +56,24 @@ def check_model_fits_benchmark(run: RunConfig) -> None:
             f"model={run.model.name} does not fit benchmark={run.benchmark.name}; supported: "
             f"{', '.join(f'model={m}' for m in supported)} (the benchmark's default, used when "
             f"no model is given)."
+        )
+
+
+def check_model_fits_strategy(run: RunConfig) -> None:
+    """Refuse a strategy that needs a supermask model (its config class has the ClassVar
+    ``needs_supermask_model``: supsup, impresslearn) with a model that is not one (model config
+    class without ``is_supermask``).
+
+    Raises:
+        ConfigError: naming the strategy, the model and the supermask models.
+    """
+    if getattr(type(run.strategy), "needs_supermask_model", False) and not getattr(
+            type(run.model), "is_supermask", False):
+        masked = [e.name for e in MODELS if getattr(e.config, "is_supermask", False)]
+        raise ConfigError(
+            f"strategy={run.strategy.name} needs a supermask model (fixed random weights, "
+            f"learned masks), got model={run.model.name}; use "
+            f"{' or '.join(f'model={m}' for m in masked)}."
         )
 
 

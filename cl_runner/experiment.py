@@ -71,17 +71,50 @@ def config_dict(run: RunConfig) -> dict[str, Any]:
     return plain(dataclasses.asdict(run))
 
 
-def write_results(out_dir: Path, result: SequenceResult, num_tasks: int) -> None:
-    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far."""
+def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,
+                  extra: dict[str, list[list[float]]] | None = None) -> None:
+    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far, and each
+    of the strategy's extra matrices (``Strategy.accuracy_matrices``) as
+    ``accuracy_matrix_<name>.csv`` (empty cells: not evaluated)."""
     atomic_write_csv(out_dir / ACCURACY_MATRIX, accuracy_matrix_frame(result.accuracy, num_tasks),
                      index=True)
     atomic_write_csv(out_dir / METRICS, metrics_frame(result.accuracy, result.loss))
+    for name, rows in (extra or {}).items():
+        atomic_write_csv(out_dir / f"accuracy_matrix_{name}.csv",
+                         accuracy_matrix_frame(rows, num_tasks), index=True)
+
+
+def parameter_cost_summary(cost: dict[str, Any]) -> dict[str, Any]:
+    """``summary.json`` fields of a strategy's ``parameter_cost``: the detail under
+    ``parameter_cost`` plus the scalars ``task_cost_floats`` (mean over tasks of the floats
+    stored for one task alone) and ``total_cost_floats`` (shared + all tasks')."""
+    per_task = cost["task_floats"]
+    return {"parameter_cost": cost,
+            "task_cost_floats": sum(per_task) / len(per_task) if per_task else 0.0,
+            "total_cost_floats": cost["shared_floats"] + sum(per_task)}
+
+
+def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, Any]:
+    """``summary.json`` fields of a strategy's extra accuracy matrices: per name, all metrics
+    of the matrix under ``<name>``, and ``<name>_average_accuracy`` and ``<name>_forgetting``
+    at the top level (for ``cl-summarize``). Rows may hold NaN for tasks not evaluated (not
+    learned yet); the metrics only read learned tasks' entries."""
+    out: dict[str, Any] = {}
+    for name, rows in matrices.items():
+        if len(rows) == 0 or len(rows) != len(rows[0]):
+            continue
+        values = metrics.all_metrics(rows)
+        out[name] = values
+        out[f"{name}_average_accuracy"] = values["average_accuracy"]
+        out[f"{name}_forgetting"] = values["forgetting"]
+    return out
 
 
 def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     """Run the configured task sequence and write every run file into ``out_dir``.
 
-    Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task),
+    Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task; also a
+    strategy's extra matrices, e.g. ``accuracy_matrix_task_inferred.csv`` for supermasks),
     ``summary.json`` (``status: running`` at the start, ``complete`` or ``failed`` at the end),
     plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``); with
     ``checkpoints.enabled`` the ``checkpoints/`` folder (:mod:`cl_runner.results.checkpoints`),
@@ -126,7 +159,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
                               path=out_dir / ProbeSet.FILE)
 
         def task_end(task: int, res: SequenceResult) -> None:
-            write_results(out_dir, res, benchmark.num_tasks)
+            write_results(out_dir, res, benchmark.num_tasks, strategy.accuracy_matrices())
             if checkpoints is not None:
                 checkpoints.save_task(task, strategy.solutions(model))
             if probes is not None:
@@ -164,5 +197,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         learning_rates=result.learning_rates,
         strategy_stats=strategy.stats(),
     )
+    summary.update(parameter_cost_summary(strategy.parameter_cost(model, benchmark.num_tasks)))
+    summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
     atomic_write_json(out_dir / SUMMARY, summary)
     return summary

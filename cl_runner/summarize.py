@@ -66,7 +66,7 @@ NOT_GROUPED = ("seed", "progress", "force", "data", "hydra")
 @dataclass(frozen=True)
 class Metric:
     """How a metric is shown. ``kind``: ``percent`` (stored as a fraction, shown x100),
-    ``fraction`` (shown as stored) or ``seconds``."""
+    ``fraction`` (shown as stored), ``seconds`` or ``floats`` (a count of float32 values)."""
 
     name: str
     label: str
@@ -77,7 +77,7 @@ class Metric:
         return 100.0 if self.kind == "percent" else 1.0
 
     def digits(self) -> int:
-        return {"percent": 2, "fraction": 3, "seconds": 1}[self.kind]
+        return {"percent": 2, "fraction": 3, "seconds": 1, "floats": 0}[self.kind]
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
@@ -87,6 +87,17 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("learning_accuracy", "learning acc (%)", r"Learn.\ acc.\ (\%)", "percent"),
     Metric("forward_transfer", "FWT", "FWT", "fraction"),
     Metric("wall_time_seconds", "wall time (s)", r"Time (s)", "seconds"),
+    # supermask strategies (absent from the others' summary.json, so n/a): average accuracy
+    # and forgetting with the task inferred, task-inference accuracy (accuracy_matrix_task_*.csv);
+    # every strategy: stored floats per task alone and in all (experiment.parameter_cost_summary)
+    Metric("task_inferred_average_accuracy", "avg acc, task inferred (%)",
+           r"Avg.\ acc., task inferred (\%)", "percent"),
+    Metric("task_inferred_forgetting", "forgetting, task inferred",
+           r"Forgetting, task inferred", "fraction"),
+    Metric("task_inference_average_accuracy", "task inference acc (%)",
+           r"Task inference acc.\ (\%)", "percent"),
+    Metric("task_cost_floats", "floats per task", r"Floats per task", "floats"),
+    Metric("total_cost_floats", "floats in all", r"Floats in all", "floats"),
 )}
 DEFAULT_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "learning_accuracy",
                    "wall_time_seconds")
@@ -457,7 +468,8 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
             rows.append({**dict(zip(keys, group.values, strict=True)), "metric": name,
                          "mean": stats[0], "std": stats[1], "n_seeds": stats[2],
                          "seeds": ";".join(str(s) for s in group.seeds),
-                         "unit": "seconds" if METRICS[name].kind == "seconds" else "fraction"})
+                         "unit": METRICS[name].kind if METRICS[name].kind in ("seconds", "floats")
+                         else "fraction"})
     table = pd.DataFrame(rows, columns=[*keys, "metric", "mean", "std", "n_seeds", "seeds",
                                         "unit"])
     run_rows = [{"path": str(r.path), "status": r.status, "reason": r.reason or "",

@@ -38,7 +38,10 @@ def test_preset_header_gives_command_and_paper_number(name):
         header.append(line)
     text = "\n".join(header)
     assert f"cl-run +experiment={name}" in text
-    assert "Table 1" in text and "%" in text
+    assert "Paper:" in text
+    # the MC-SGD baselines quote Table 1; presets of methods outside it say where their paper's
+    # figures stand (docs/results/supermasks.md for the supermask methods)
+    assert ("Table 1" in text and "%" in text) or "not checked" in text
 
 
 def test_cifar_presets_set_the_papers_settings():

@@ -78,7 +78,8 @@ class SplitCIFAR100Config(BenchmarkConfig):
     standardize: bool = False
     verify_checksums: bool = True
 
-    supported_models: ClassVar[tuple[str, ...]] = ("resnet18_reduced",)
+    supported_models: ClassVar[tuple[str, ...]] = ("resnet18_reduced",
+                                                  "masked_resnet18_reduced")
 
     def validate(self) -> None:
         super().validate()

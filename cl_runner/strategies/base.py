@@ -44,10 +44,15 @@ class Strategy:
     """Base class: plain fine-tuning. Every hook is a no-op.
 
     Hooks, in the order the loop calls them for task t:
-        ``before_task(ctx)`` -> ``task_data(ctx)`` (the task's training set) -> per step:
+        ``before_task(ctx)`` -> ``task_data(ctx)`` (the task's training set)
+        -> optimizer over ``trainable_parameters(model)`` -> per step:
         ``train_batch(x, y)`` -> loss = CE + ``penalty(model)`` -> backward
         -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
-        -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``.
+        -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``
+        (``eval_task(model, j)`` before scoring task j, when overridden).
+
+    After the run the runner reads ``stats()``, ``parameter_cost(model, T)`` and
+    ``accuracy_matrices()`` into the run files.
     """
 
     def __init__(self, cfg: Any) -> None:
@@ -73,6 +78,13 @@ class Strategy:
         """
         return x, y
 
+    def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters the optimizer of the current task updates, asked once per task after
+        ``task_data``. Default: all of ``model.parameters()``; supermask strategies return the
+        current task's scores or coefficients only (or parameter-group dicts, as
+        ``torch.optim`` optimizers accept, to give them their own learning rate)."""
+        return list(model.parameters())
+
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         """An extra scalar loss term added to the cross-entropy (e.g. EWC), or None."""
         return None
@@ -85,6 +97,11 @@ class Strategy:
 
     def after_task(self, ctx: TaskContext) -> None:
         """Called after the last training step of a task, before evaluation."""
+
+    def eval_task(self, model: nn.Module, task: int) -> None:
+        """Called by the evaluation before it scores task ``task`` (1-based), including the
+        evaluation before any training; only when overridden (supermask strategies switch the
+        model to the task's mask here)."""
 
     def stats(self) -> dict[str, Any]:
         """Strategy-specific figures for ``summary.json`` (JSON-serializable)."""
@@ -102,6 +119,29 @@ class Strategy:
             ``{"w_hat": model.state_dict()}``: the evaluated model is the continual minimum.
         """
         return {"w_hat": model.state_dict()}
+
+    def accuracy_matrices(self) -> dict[str, list[list[float]]]:
+        """Further accuracy matrices the strategy measured, ``name -> rows so far`` (same
+        layout as the loop's; NaN where not evaluated). The runner writes each as
+        ``accuracy_matrix_<name>.csv`` after every task and its metrics into ``summary.json``
+        under ``<name>``. Default: none."""
+        return {}
+
+    def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
+        """What the strategy stores to solve the task sequence, in float32-equivalents (a bit
+        counts 1/32), for ``summary.json``.
+
+        Default (one shared network): ``shared_floats`` = the number of model parameters,
+        ``task_floats`` = 0 for every task (nothing is stored per task). Episodic memories
+        and strategy state outside the model (EWC's Fisher, MC-SGD's anchors) are not counted.
+
+        Returns:
+            ``{"shared_floats": int, "task_floats": [float] * num_tasks, "definition": str}``.
+        """
+        return {"shared_floats": sum(p.numel() for p in model.parameters()),
+                "task_floats": [0.0] * num_tasks,
+                "definition": "shared_floats: model parameters (float32), shared by all tasks; "
+                              "task_floats: nothing stored per task"}
 
     def overrides(self, hook: str) -> bool:
         """True when this strategy's class overrides ``hook`` of :class:`Strategy`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,12 +43,17 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
     return correct, loss_sum
 
 
-def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int
+def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int,
+                   before_task: Callable[[int], None] | None = None
                    ) -> tuple[list[float], list[float]]:
     """Test accuracy and loss on every task of ``benchmark`` (trained or not).
 
     Task t is scored with the test-time mask of task t when the benchmark has one
     (``class_masks(benchmark, "test")``; task-incremental), else over all classes.
+
+    Args:
+        before_task: called as ``before_task(t)`` before task t is scored (a strategy's
+            ``eval_task``: e.g. switch the model to task t's supermask), or None.
 
     Returns:
         ``(accuracies, losses)``: lists of length T (fractions; nats), task 1 first.
@@ -55,9 +62,12 @@ def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int
     tasks = range(1, benchmark.num_tasks + 1)
     sizes = torch.tensor([len(benchmark.test_data(t)[1]) for t in tasks], dtype=torch.float64)
     masks = class_masks(benchmark, "test")
-    results = [evaluate(model, *benchmark.test_data(t), benchmark.to_input, batch_size,
-                        None if masks is None else masks[t - 1])
-               for t in tasks]
+    results = []
+    for t in tasks:
+        if before_task is not None:
+            before_task(t)
+        results.append(evaluate(model, *benchmark.test_data(t), benchmark.to_input, batch_size,
+                                None if masks is None else masks[t - 1]))
     stacked = torch.stack([torch.stack([c.double(), s.double()]) for c, s in results]).cpu()
     per_example = stacked / sizes.clamp(min=1).unsqueeze(1)  # (T, 2)
     return per_example[:, 0].tolist(), per_example[:, 1].tolist()

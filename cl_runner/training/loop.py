@@ -97,7 +97,11 @@ def train_sequence(
     """
     device = next(model.parameters()).device
     result = SequenceResult()
-    result.initial_accuracy, result.initial_loss = evaluate_tasks(model, benchmark, eval_batch_size)
+    # supermask strategies select each task's mask before it is scored (checked once)
+    eval_hook = ((lambda t: strategy.eval_task(model, t)) if strategy.overrides("eval_task")
+                 else None)
+    result.initial_accuracy, result.initial_loss = evaluate_tasks(model, benchmark, eval_batch_size,
+                                                                  eval_hook)
     to_input = benchmark.to_input
     use_batch = strategy.overrides("train_batch")
     use_penalty = strategy.overrides("penalty")
@@ -115,7 +119,7 @@ def train_sequence(
         if on_task_start is not None:
             on_task_start(ctx)
         train_x, train_y = strategy.task_data(ctx)  # the task's data, or e.g. multitask's union
-        optimizer = make_optimizer(list(model.parameters()), task)
+        optimizer = make_optimizer(strategy.trainable_parameters(model), task)
         n = len(train_y)
         steps_per_epoch = math.ceil(n / batch_size)
         if progress is not None:
@@ -152,7 +156,7 @@ def train_sequence(
                 progress.advance_steps(steps_per_epoch % PROGRESS_EVERY)
         last_loss = float(loss.detach())  # one sync per task, for the log line
         strategy.after_task(ctx)
-        accuracy, losses = evaluate_tasks(model, benchmark, eval_batch_size)
+        accuracy, losses = evaluate_tasks(model, benchmark, eval_batch_size, eval_hook)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
         result.steps.append(steps_per_epoch * epochs_per_task)

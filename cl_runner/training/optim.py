@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -54,3 +54,44 @@ def build_sgd(cfg: SGDConfig, params: Iterable[torch.nn.Parameter], task: int) -
     authors' code, which builds a new optimizer per task)."""
     return torch.optim.SGD(params, lr=cfg.lr_for_task(task), momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class AdamConfig:
+    """``optimizer=adam``: Adam (Kingma & Ba 2015) with the same per-task learning-rate decay
+    as ``optimizer=sgd``; used by the supermask presets (scores and mask coefficients).
+
+    Attributes:
+        lr: learning rate of task 1.
+        betas: the moment decay rates (beta1, beta2).
+        eps: denominator term.
+        weight_decay: L2 coefficient (added to the gradient, as ``torch.optim.Adam``).
+        gamma: per-task decay factor; task t uses ``max(lr * gamma^(t-1), lr_min)``.
+        lr_min: floor of the decayed learning rate.
+    """
+
+    name: str = "adam"
+    lr: float = 0.001
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    gamma: float = 1.0
+    lr_min: float = 0.0
+
+    lr_for_task = SGDConfig.lr_for_task
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of any out-of-range value."""
+        if self.lr <= 0:
+            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optimizer.betas must be two values in [0, 1), got {list(self.betas)}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"optimizer.gamma must be in (0, 1], got {self.gamma}")
+
+
+@OPTIMIZERS.register("adam", config=AdamConfig)
+def build_adam(cfg: AdamConfig, params: Iterable[torch.nn.Parameter], task: int) -> torch.optim.Adam:
+    """A fresh Adam optimizer for ``task`` (moment estimates restart at every task)."""
+    return torch.optim.Adam(params, lr=cfg.lr_for_task(task), betas=tuple(cfg.betas),
+                            eps=cfg.eps, weight_decay=cfg.weight_decay)
