@@ -31,5 +31,7 @@ wall=$(( $(date +%s) - start + ${WALL_EXTRA_SECONDS:-0} ))
   --wall-seconds "$wall" --seeds "${SEEDS_SHOWN:-$SEEDS}" --note "${NOTE:-}" \
   --append docs/results/table1_notes.md \
   --command "scripts/reproduce_table1.sh $JOBS"
-mkdir -p docs/results/plots
-cp "$SWEEP_DIR"/summary/plots/accuracy_curve_*.png "$SWEEP_DIR"/summary/plots/final_accuracy.png docs/results/plots/
+mkdir -p docs/results/table1/plots
+cp "$SWEEP_DIR"/summary/plots/accuracy_curve_*.png "$SWEEP_DIR"/summary/plots/final_accuracy.png \
+  docs/results/table1/plots/
+cp "$SWEEP_DIR"/summary/{summary.csv,runs.csv,summary.md} docs/results/table1/
