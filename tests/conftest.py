@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -21,6 +22,17 @@ def find_mnist_root() -> Path | None:
         if candidate and (Path(candidate) / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists():
             return Path(candidate)
     return None
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny tensors and ResNet steps on a shared 2-core machine
+    run up to ~40x faster than with 2 contending threads); restores the thread count after.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

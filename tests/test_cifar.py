@@ -40,14 +40,7 @@ CPU = torch.device("cpu")
 TRAIN_PER_CLASS, TEST_PER_CLASS = 4, 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """ResNet steps on this shared 2-core machine: 1 thread is ~40x faster than 2 under load
-    (README). Restores the thread count so other tests are unaffected."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

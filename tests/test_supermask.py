@@ -34,12 +34,7 @@ SHORT = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=1000", "prog
          "hardware=cpu", "benchmark.eval_batch_size=2000", "model.hidden_sizes=[64,64]"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build_and_train(mnist_root, overrides):
