@@ -18,20 +18,22 @@ import cl_runner
 from cl_runner import dispatch
 from cl_runner.config import RunConfig
 from cl_runner.results import metrics
-from cl_runner.results.checkpoints import INIT, CheckpointWriter
-from cl_runner.results.writer import (
-    accuracy_matrix_frame,
-    atomic_write_csv,
-    atomic_write_json,
-    metrics_frame,
+from cl_runner.results.writer import atomic_write_csv, atomic_write_json
+from cl_runner.runner_hooks import (
+    ACCURACY_MATRIX,
+    METRICS,
+    CheckpointHook,
+    ResultsHook,
+    write_results,
 )
-from cl_runner.training.loop import SequenceResult, train_sequence
-from cl_runner.training.progress import TrainingProgress
+from cl_runner.training.hooks import RunnerHook
+from cl_runner.training.loop import train_sequence
+from cl_runner.training.progress import ProgressHook, TrainingProgress
 
 log = logging.getLogger(__name__)
 
-ACCURACY_MATRIX = "accuracy_matrix.csv"
-METRICS = "metrics.csv"
+__all__ = ["ACCURACY_MATRIX", "METRICS", "SUMMARY", "run_experiment", "write_results"]
+
 SUMMARY = "summary.json"
 
 
@@ -69,19 +71,6 @@ def config_dict(run: RunConfig) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
     return plain(dataclasses.asdict(run))
-
-
-def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,
-                  extra: dict[str, list[list[float]]] | None = None) -> None:
-    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far, and each
-    of the strategy's extra matrices (``Strategy.accuracy_matrices``) as
-    ``accuracy_matrix_<name>.csv`` (empty cells: not evaluated)."""
-    atomic_write_csv(out_dir / ACCURACY_MATRIX, accuracy_matrix_frame(result.accuracy, num_tasks),
-                     index=True)
-    atomic_write_csv(out_dir / METRICS, metrics_frame(result.accuracy, result.loss))
-    for name, rows in (extra or {}).items():
-        atomic_write_csv(out_dir / f"accuracy_matrix_{name}.csv",
-                         accuracy_matrix_frame(rows, num_tasks), index=True)
 
 
 def parameter_cost_summary(cost: dict[str, Any]) -> dict[str, Any]:
@@ -148,22 +137,13 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         model = dispatch.build_model(run, benchmark, device)
         for name, frame in benchmark.artifacts().items():
             atomic_write_csv(out_dir / name, frame)
-        checkpoints = None
+        hooks: list[RunnerHook] = [ResultsHook(out_dir, strategy, benchmark.num_tasks)]
         if run.checkpoints.enabled:
-            checkpoints = CheckpointWriter(out_dir, run.checkpoints.tasks)
-            checkpoints.save(INIT, 0, model.state_dict())
-        probes = None
+            hooks.append(CheckpointHook(out_dir, run.checkpoints.tasks, model, strategy))
         if run.probes:
             from cl_runner.analysis.probes import ProbeSet  # only loaded when probes are on
-            probes = ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
-                              path=out_dir / ProbeSet.FILE)
-
-        def task_end(task: int, res: SequenceResult) -> None:
-            write_results(out_dir, res, benchmark.num_tasks, strategy.accuracy_matrices())
-            if checkpoints is not None:
-                checkpoints.save_task(task, strategy.solutions(model))
-            if probes is not None:
-                probes.task_end(task, model)
+            hooks.append(ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
+                                  path=out_dir / ProbeSet.FILE, model=model))
         data_seconds = time.perf_counter() - t0
         log.info("%s: %d tasks on %s, data ready in %.1fs; strategy %s, model %s (%d parameters)",
                  benchmark.name, benchmark.num_tasks, device, data_seconds, run.strategy.name,
@@ -173,8 +153,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
                 benchmark, model, strategy, optimizer,
                 batch_size=run.benchmark.batch_size, eval_batch_size=run.benchmark.eval_batch_size,
                 epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
-                progress=progress, on_task_end=task_end,
-                on_task_start=None if probes is None else probes.task_start,
+                hooks=[ProgressHook(progress), *hooks],
             )
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}",

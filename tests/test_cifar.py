@@ -26,6 +26,7 @@ from cl_runner.data.cifar import (
     SplitCIFAR100Config,
     write_cifar100_archive,
 )
+from cl_runner.data.masking import mask_logits, masks_by_label, rows
 from cl_runner.data.sources import CIFAR100_FILES, _cifar100_reader, load_cifar100
 from cl_runner.errors import ConfigError, DatasetNotFoundError
 from cl_runner.experiment import run_experiment
@@ -33,7 +34,6 @@ from cl_runner.models.resnet import ResNet18Reduced, ResNet18ReducedConfig, buil
 from cl_runner.strategies import STRATEGIES
 from cl_runner.training.evaluate import evaluate_tasks
 from cl_runner.training.loop import train_sequence
-from cl_runner.training.masking import class_masks, mask_logits, masks_by_label, rows
 from tests.conftest import compose_run
 
 CPU = torch.device("cpu")
@@ -214,8 +214,8 @@ def test_task_incremental_evaluation_predicts_only_the_tasks_classes(cifar_root)
     model = ConstantLogits()
     ti = make(cifar_root, num_tasks=3)
     ci = make(cifar_root, num_tasks=3, scenario=Scenario.class_incremental)
-    assert class_masks(ti, "test") is not None and class_masks(ci, "test") is None
-    assert class_masks(ci, "train") is not None  # still masked while training (train_mask)
+    assert ti.class_masks("test") is not None and ci.class_masks("test") is None
+    assert ci.class_masks("train") is not None  # still masked while training (train_mask)
     acc_ti, loss_ti = evaluate_tasks(model, ti, batch_size=4)
     acc_ci, _ = evaluate_tasks(model, ci, batch_size=4)
     # task-incremental: the prediction is the task's highest logit, class 5t-1: 1 of 5 classes
@@ -249,12 +249,15 @@ def test_training_step_never_touches_other_tasks_outputs(cifar_root):
 
 
 def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
-    """A strategy whose ``train_batch`` mixes task-1 examples into task 2's batches: each
-    example must be masked to its own task (by label). With task 2's mask for all, the
-    replayed labels would be impossible and the loss +inf."""
+    """A strategy whose ``train_batch`` mixes task-1 examples into task 2's batches (and
+    declares ``mixes_tasks``): each example must be masked to its own task (by label). With
+    task 2's mask for all, the replayed labels would be impossible and the loss +inf."""
     from cl_runner.strategies.base import Strategy
+    from cl_runner.training.hooks import RunnerHook
 
     class ReplayTask1(Strategy):
+        mixes_tasks = True
+
         def after_task(self, ctx):
             if ctx.task == 1:
                 self.x, self.y = ctx.train_x[:5], ctx.train_y[:5]
@@ -269,12 +272,16 @@ def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
     model = ResNet18Reduced(3, 100, nf=4)
     initial = model.linear.weight.detach().clone()
     snapshots = []
+
+    class Snapshot(RunnerHook):
+        def after_task(self, task, result):
+            snapshots.append(model.linear.weight.detach().clone())
+
     result = train_sequence(bench, model, ReplayTask1(None),
                             lambda params, task: torch.optim.SGD(params, lr=0.1),
                             batch_size=5, eval_batch_size=100, epochs_per_task=1,
                             generator=torch.Generator().manual_seed(0),
-                            on_task_end=lambda t, r: snapshots.append(
-                                model.linear.weight.detach().clone()))
+                            hooks=[Snapshot()])
     after_1, after_2 = snapshots
     assert all(math.isfinite(v) for row in result.loss for v in row)
     assert torch.isfinite(after_2).all()

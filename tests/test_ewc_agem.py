@@ -23,6 +23,9 @@ class FloatBenchmark:
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.float()
 
+    def class_masks(self, split):
+        return None
+
 
 def tiny_linear() -> nn.Linear:
     model = nn.Linear(2, 2)

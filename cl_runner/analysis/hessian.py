@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from cl_runner.training.masking import mask_logits, rows
+from cl_runner.data.masking import mask_logits, rows
 
 Params = tuple[torch.Tensor, ...]
 Term = Callable[[Sequence[torch.Tensor]], torch.Tensor]

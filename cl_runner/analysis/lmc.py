@@ -31,7 +31,6 @@ from torch import nn
 from cl_runner.analysis.hessian import EigenMethod, flat, model_objective, top_eigenpairs, unflat
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.training.evaluate import evaluate
-from cl_runner.training.masking import class_masks
 
 
 class BatchNormMode(str, enum.Enum):
@@ -125,7 +124,7 @@ class PointEvaluator:
             pick = torch.randperm(len(y), generator=gen)[:max_examples].to(y.device)
             x, y = x[pick], y[pick]
         self.x, self.y = x, y
-        masks = class_masks(benchmark, "test" if Split(split) == Split.test else "train")
+        masks = benchmark.class_masks("test" if Split(split) == Split.test else "train")
         self.allowed = None if masks is None else masks[task - 1]
         self.batch_size = batch_size
         self.bn_mode = BatchNormMode(bn_mode)
@@ -328,7 +327,7 @@ def curvature(model: nn.Module, benchmark: Benchmark, task: int, state: dict[str
     gen = torch.Generator().manual_seed(seed)
     x, y = benchmark.train_data(task)
     pick = torch.randperm(len(y), generator=gen)[: batches * batch_size].to(y.device)
-    masks = class_masks(benchmark, "train")
+    masks = benchmark.class_masks("train")
     objective = model_objective(model, x[pick], y[pick], to_input=benchmark.to_input,
                                 allowed=None if masks is None else masks[task - 1],
                                 chunk_size=batch_size)

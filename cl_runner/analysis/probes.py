@@ -46,8 +46,7 @@ from cl_runner.config import GradientConflictConfig, Probe, ProbePoint, ProbeSet
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.errors import ConfigError
 from cl_runner.results.writer import atomic_write_csv
-from cl_runner.strategies.base import TaskContext
-from cl_runner.training.masking import class_masks
+from cl_runner.training.hooks import RunnerHook, TaskContext
 
 COLUMNS = ["probe", "task", "point", "examples_a", "examples_b", "loss_a", "loss_b",
            "grad_dot", "grad_cosine", "grad_norm_sq_a", "grad_norm_sq_b", "lie_bracket_norm",
@@ -114,7 +113,7 @@ class GradientConflictProbe:
         self.cfg = cfg
         self.at = {ProbePoint(p) for p in cfg.at}
         self.to_input = benchmark.to_input
-        self.masks = class_masks(benchmark, "train")
+        self.masks = benchmark.class_masks("train")
         self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 7)
         self.samples: list[tuple[torch.Tensor, torch.Tensor]] = []  # task t-1 -> (x, y)
 
@@ -158,19 +157,31 @@ class GradientConflictProbe:
 PROBES = {Probe.gradient_conflict: GradientConflictProbe}
 
 
-class ProbeSet:
-    """The probes listed in the run config, called by the runner at task boundaries; rewrites
-    ``diagnostics.csv`` (columns :data:`COLUMNS`, one row per probe, task and point)
-    atomically after every measurement."""
+class ProbeSet(RunnerHook):
+    """The probes listed in the run config, a runner hook measuring at task boundaries
+    (``before_task``: after the strategy's ``before_task``; ``after_task``: after the
+    evaluation); rewrites ``diagnostics.csv`` (columns :data:`COLUMNS`, one row per probe, task
+    and point) atomically after every measurement.
+
+    Args:
+        model: the network of the run (read, never changed).
+    """
 
     FILE = "diagnostics.csv"
 
     def __init__(self, names: Sequence[Probe], settings: ProbeSettings, benchmark: Benchmark,
-                 seed: int, path: str | Path) -> None:
+                 seed: int, path: str | Path, model: nn.Module | None = None) -> None:
         self.probes = [PROBES[Probe(n)](getattr(settings, Probe(n).value), benchmark, seed)
                        for n in dict.fromkeys(names)]
         self.path = Path(path)
+        self.model = model
         self.rows: list[dict[str, Any]] = []
+
+    def before_task(self, ctx: TaskContext) -> None:
+        self.task_start(ctx)
+
+    def after_task(self, task: int, result: Any) -> None:
+        self.task_end(task, self.model)
 
     def _add(self, rows: list[dict[str, Any]]) -> None:
         if rows:

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from omegaconf import MISSING
 
+from cl_runner.data.masking import Split
 from cl_runner.errors import ConfigError
 from cl_runner.registry import Registry
 
@@ -77,6 +78,23 @@ class Benchmark(ABC):
     def artifacts(self) -> dict[str, pd.DataFrame]:
         """Tables describing the task sequence (angles, permutations...), file name -> frame."""
         return {}
+
+    def class_masks(self, split: Split) -> torch.Tensor | None:
+        """Which classes each task may predict in ``split`` (task-incremental protocols).
+
+        Args:
+            split: ``"train"`` (training steps and strategies' extra training) or ``"test"``
+                (evaluation).
+
+        Returns:
+            bool ``(T, C)`` on :attr:`device`, row t-1 = the classes of task t (at least one
+            True per row), or ``None``: no masking in that phase. Default ``None`` (every task
+            uses the whole output layer, as in Rotated/Permuted MNIST); a benchmark with
+            per-task classes overrides it (Split CIFAR-100). Callers ask once per task or
+            pass, never in the training step; the arithmetic is in
+            :mod:`cl_runner.data.masking`.
+        """
+        return None
 
     def check_task(self, task: int) -> None:
         """Raise ``IndexError`` unless ``1 <= task <= num_tasks``."""

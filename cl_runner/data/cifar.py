@@ -5,7 +5,7 @@ CIFAR-100's 100 classes are cut into ``num_tasks`` tasks of ``classes_per_task``
 and test sets are the CIFAR-100 images of its classes (2,500 training and 500 test images per
 task on the real data). Labels keep their CIFAR-100 fine-label values 0..99 and the model has
 one shared 100-way output layer; the task-incremental protocol masks it to the task's classes
-(:mod:`cl_runner.training.masking`), at training and test time, or only at training time in
+(:mod:`cl_runner.data.masking`), at training and test time, or only at training time in
 the class-incremental scenario.
 
 Storage: images stay uint8 ``(N, 3, 32, 32)`` on the run's device (the whole of CIFAR-100 is
@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 
 from cl_runner.data.benchmark import BENCHMARKS, Benchmark, BenchmarkConfig
+from cl_runner.data.masking import Split
 from cl_runner.data.sources import CIFAR100_FOLDER, load_cifar100
 from cl_runner.errors import ConfigError
-from cl_runner.training.masking import Split
 
 NUM_CLASSES = 100
 #: per-channel mean and std of the CIFAR-100 training images in [0, 1] (R, G, B)
@@ -200,7 +200,7 @@ class SplitCIFAR100(Benchmark):
         return torch.addcmul(self._shift, x.float(), self._scale)
 
     def class_masks(self, split: Split) -> torch.Tensor | None:
-        """Bool ``(T, 100)`` task masks for ``split`` (:class:`~cl_runner.training.masking.MaskedBenchmark`):
+        """Bool ``(T, 100)`` task masks for ``split`` (overrides :meth:`Benchmark.class_masks`):
         training: ``task_masks`` when ``train_mask``; test: ``task_masks`` in the
         task-incremental scenario; else ``None``."""
         if split == "train":

@@ -90,7 +90,7 @@ class ResNet18Reduced(nn.Module):
 
     Input: float ``(B, C, 32, 32)`` (CIFAR: C = 3; any H, W multiple of 32 works, the pooled
     map is then flattened); output: logits ``(B, num_classes)``. No masking here: the
-    task-incremental mask is applied by the caller (:mod:`cl_runner.training.masking`).
+    task-incremental mask is applied by the caller (:mod:`cl_runner.data.masking`).
     """
 
     def __init__(self, in_channels: int, num_classes: int, nf: int = 20,

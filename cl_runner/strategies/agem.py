@@ -15,7 +15,7 @@ The decision is a ``torch.where`` on the dot product: no host sync in the step. 
 projection happened is accumulated in a device tensor and read once per task.
 
 On task-incremental benchmarks (Split CIFAR-100) each memory example's logits are masked to
-the classes of the task it was stored from (:mod:`cl_runner.training.masking`), as the
+the classes of the task it was stored from (:mod:`cl_runner.data.masking`), as the
 reference implementation evaluates the memory loss with each example's task id.
 """
 
@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import EpisodicMemory
-from cl_runner.training.masking import class_masks, mask_logits
 
 
 @dataclass
@@ -141,7 +141,7 @@ class AGEM(Strategy):
                 "projected_fraction": int(self._projected) / self._steps})
         self.memory.add_per_class(ctx.train_x, ctx.train_y, ctx.task, self.cfg.memory_per_class,
                                   ctx.generator)
-        masks = class_masks(ctx.benchmark, "train")
+        masks = ctx.benchmark.class_masks("train")
         self.mem_allowed = None if masks is None else masks[self.memory.task - 1]
 
     def stats(self) -> dict[str, Any]:

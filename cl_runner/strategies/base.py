@@ -1,4 +1,6 @@
-"""The strategy interface: hooks called by the one training loop (DESIGN.md, principle 1).
+"""The strategy interface: the training hooks of :class:`~cl_runner.training.hooks.StrategyHooks`
+(called by the one loop, DESIGN.md principle 1) plus what the runner reads from a strategy
+(stats, checkpoints, extra accuracy matrices, parameter cost).
 
 A strategy overrides only the hooks it needs. The loop checks once per task which hooks are
 overridden and skips the others, so an unused hook costs nothing in the training step.
@@ -6,50 +8,20 @@ overridden and skips the others, so an unused hook costs nothing in the training
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from cl_runner.data.benchmark import Benchmark
 from cl_runner.registry import Registry
+from cl_runner.training.hooks import StrategyHooks, TaskContext
+
+__all__ = ["STRATEGIES", "Strategy", "TaskContext"]
 
 
-@dataclass
-class TaskContext:
-    """What a strategy sees at a task boundary.
-
-    Attributes:
-        task: 1-based task id.
-        train_x: the task's training inputs, uint8 ``(N, *input_shape)`` on ``device``.
-        train_y: int64 ``(N,)``.
-        model: the network being trained (the strategy may read or overwrite its weights).
-        benchmark: the task sequence (``to_input`` turns stored batches into model inputs).
-        device: where model and data live.
-        generator: the run's CPU random generator (seeded), for every random choice a
-            strategy makes (memory selection, subsets, shuffles).
-    """
-
-    task: int
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    model: nn.Module
-    benchmark: Benchmark
-    device: torch.device
-    generator: torch.Generator
-
-
-class Strategy:
-    """Base class: plain fine-tuning. Every hook is a no-op.
-
-    Hooks, in the order the loop calls them for task t:
-        ``before_task(ctx)`` -> ``task_data(ctx)`` (the task's training set)
-        -> optimizer over ``trainable_parameters(model)`` -> per step:
-        ``train_batch(x, y)`` -> loss = CE + ``penalty(model)`` -> backward
-        -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
-        -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``
-        (``eval_task(model, j)`` before scoring task j, when overridden).
+class Strategy(StrategyHooks):
+    """Base class: plain fine-tuning. Every hook is a no-op; the hooks and their order are
+    documented in :class:`~cl_runner.training.hooks.StrategyHooks`.
 
     After the run the runner reads ``stats()``, ``parameter_cost(model, T)`` and
     ``accuracy_matrices()`` into the run files.
@@ -57,51 +29,6 @@ class Strategy:
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-
-    def before_task(self, ctx: TaskContext) -> None:
-        """Called before the first training step of a task."""
-
-    def task_data(self, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training set of task ``ctx.task``, called once per task after ``before_task``:
-        ``(x uint8 (N, *input_shape), y int64 (N,))`` on ``ctx.device``. The loop shuffles and
-        batches it (its size sets the number of steps). Default: the task's own data
-        (``ctx.train_x``, ``ctx.train_y``); multitask returns the union of tasks 1..t. On
-        task-incremental benchmarks a strategy overriding it has each example masked to the
-        task owning its label, as with ``train_batch``.
-        """
-        return ctx.train_x, ctx.train_y
-
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the batch to train on (e.g. the current batch plus a replay batch).
-
-        Args: x uint8 ``(B, *input_shape)``, y int64 ``(B,)``. Returns the same kinds of tensors.
-        """
-        return x, y
-
-    def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        """The parameters the optimizer of the current task updates, asked once per task after
-        ``task_data``. Default: all of ``model.parameters()``; supermask strategies return the
-        current task's scores or coefficients only (or parameter-group dicts, as
-        ``torch.optim`` optimizers accept, to give them their own learning rate)."""
-        return list(model.parameters())
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """An extra scalar loss term added to the cross-entropy (e.g. EWC), or None."""
-        return None
-
-    def after_backward(self, model: nn.Module) -> None:
-        """Called with the gradients in ``p.grad``, before the optimizer step (projection)."""
-
-    def after_step(self, model: nn.Module) -> None:
-        """Called after every optimizer step."""
-
-    def after_task(self, ctx: TaskContext) -> None:
-        """Called after the last training step of a task, before evaluation."""
-
-    def eval_task(self, model: nn.Module, task: int) -> None:
-        """Called by the evaluation before it scores task ``task`` (1-based), including the
-        evaluation before any training; only when overridden (supermask strategies switch the
-        model to the task's mask here)."""
 
     def stats(self) -> dict[str, Any]:
         """Strategy-specific figures for ``summary.json`` (JSON-serializable)."""
@@ -142,10 +69,6 @@ class Strategy:
                 "task_floats": [0.0] * num_tasks,
                 "definition": "shared_floats: model parameters (float32), shared by all tasks; "
                               "task_floats: nothing stored per task"}
-
-    def overrides(self, hook: str) -> bool:
-        """True when this strategy's class overrides ``hook`` of :class:`Strategy`."""
-        return getattr(type(self), hook) is not getattr(Strategy, hook)
 
 
 #: name -> factory(cfg) -> Strategy

@@ -51,6 +51,8 @@ class ER(Strategy):
     """ER-Reservoir (see the module docstring). ``stats()`` reports the buffer's size, the
     number of examples offered to it, and how many stored examples come from each task."""
 
+    mixes_tasks = True  # replay batches hold examples of earlier tasks
+
     def __init__(self, cfg: ERConfig) -> None:
         super().__init__(cfg)
         if cfg.memory_size < 1:

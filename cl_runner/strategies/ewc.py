@@ -24,7 +24,7 @@ Both modes therefore cost a few element-wise kernels per parameter tensor (``tor
 ops, the gradient written by hand: :class:`_Quadratic`).
 
 On task-incremental benchmarks (Split CIFAR-100) the log-likelihood uses the task's training
-mask (:mod:`cl_runner.training.masking`), as in the training step.
+mask (:mod:`cl_runner.data.masking`), as in the training step.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
-from cl_runner.training.masking import class_masks, mask_logits
 
 
 class EWCMode(str, enum.Enum):
@@ -187,7 +187,7 @@ class EWC(Strategy):
         started = time.perf_counter()
         n = min(cfg.fisher_samples, len(ctx.train_y))
         pick = torch.randperm(len(ctx.train_y), generator=ctx.generator)[:n].to(ctx.device)
-        masks = class_masks(ctx.benchmark, "train")
+        masks = ctx.benchmark.class_masks("train")
         allowed = None if masks is None else masks[ctx.task - 1]
         fisher = empirical_fisher(ctx.model, ctx.train_x[pick], ctx.train_y[pick],
                                   batch_size=cfg.fisher_batch_size,

@@ -12,7 +12,7 @@ Per task t:
      task t; the result is ``w_bar_t``, the model that is evaluated. ``w_bar_1 = w_hat_1``.
 
 On task-incremental benchmarks (Split CIFAR-100) every loss of the line phase uses the training
-masks of :mod:`cl_runner.training.masking`: the subset is masked to task t's classes and each
+masks of :mod:`cl_runner.data.masking`: the subset is masked to task t's classes and each
 memory example to the classes of the task it was stored from (``EpisodicMemory.task``), as the
 authors' code calls the model with each batch's task id.
 """
@@ -29,10 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from cl_runner.data.masking import mask_logits, rows
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import EpisodicMemory
-from cl_runner.training.masking import class_masks, mask_logits, rows
+from cl_runner.training.hooks import PhaseRunner
+from cl_runner.training.steps import classification_loss, cyclic_batch, shuffled
 
 
 class ContinualStart(str, enum.Enum):
@@ -119,7 +121,7 @@ class MCSGD(Strategy):
         sub_x, sub_y = ctx.train_x[pick], ctx.train_y[pick]
         w_prev = self.w_bar
         to_input = ctx.benchmark.to_input
-        masks = class_masks(ctx.benchmark, "train")  # (T, C) bool or None
+        masks = ctx.benchmark.class_masks("train")  # (T, C) bool or None
         mem_allowed = None if masks is None else masks[self.memory.task - 1]  # (M, C)
         sub_allowed = None if masks is None else masks[ctx.task - 1]  # (C,)
         terms = ((w_prev, self.memory.x, self.memory.y, mem_allowed),
@@ -128,7 +130,7 @@ class MCSGD(Strategy):
         start = {n: w_prev[n] + cfg.beta * (w_hat[n] - w_prev[n]) for n in w_hat}
         self._load(ctx.model, start)
         before = self.line_objective(ctx.model, terms, to_input)
-        self.line_phase(ctx.model, terms, to_input, ctx.generator)
+        self.line_phase(ctx.model, terms, to_input, ctx.generator, ctx.phases, ctx.task)
         after = self.line_objective(ctx.model, terms, to_input)
         self.line_history.append({"task": ctx.task, "line_loss_before": before,
                                   "line_loss_after": after})
@@ -139,8 +141,15 @@ class MCSGD(Strategy):
         k = self.cfg.line_samples
         return [i / k for i in range(k + 1)]
 
-    def line_phase(self, model: nn.Module, terms, to_input, generator: torch.Generator) -> None:
+    def line_phase(self, model: nn.Module, terms, to_input, generator: torch.Generator,
+                   phases: PhaseRunner | None = None, task: int = 0) -> None:
         """Minimize the line objective over ``model``'s parameters in place.
+
+        Runs as the phase ``"line"`` of ``phases`` (the loop's :class:`PhaseRunner`, from
+        ``ctx.phases``: progress, interruption and the divergence check of the continual
+        phase), ``lmc_epochs`` passes of ``max_i ceil(N_i / lmc_batch_size)`` steps; each term
+        draws its own shuffle per pass and reads it as a cycle
+        (:func:`~cl_runner.training.steps.cyclic_batch`), so the smaller term repeats.
 
         Args:
             terms: ``((anchor, x, y, allowed), ...)``: each anchor a name -> tensor dict of
@@ -148,6 +157,8 @@ class MCSGD(Strategy):
                 task-incremental mask (``None``, bool ``(C,)`` or per example ``(N_i, C)``);
                 the objective sums the (masked) loss on (x, y) at every point of the segment
                 from the anchor to w.
+            phases: the runner of the phase (None: one without hooks).
+            task: the 1-based task id, for the hooks.
         """
         cfg = self.cfg
         params = dict(model.named_parameters())
@@ -155,31 +166,33 @@ class MCSGD(Strategy):
         exact = cfg.line_gradient == LineGradient.exact
         bs = cfg.lmc_batch_size
         n_steps = max(math.ceil(len(y) / bs) for _, _, y, _ in terms)
+        alphas = [a for a in self.alphas() if not (exact and a == 0.0)]
+
+        def start_epoch() -> list[torch.Tensor]:
+            return [shuffled(len(y), generator, y.device) for _, _, y, _ in terms]
+
+        def step(orders: list[torch.Tensor], i: int) -> torch.Tensor:
+            grads = {n: torch.zeros_like(p) for n, p in params.items()}
+            total = torch.zeros((), device=next(iter(grads.values())).device)
+            for (anchor, x, y, allowed), order in zip(terms, orders, strict=True):
+                idx = cyclic_batch(order, i, bs)
+                xb, yb, ab = to_input(x[idx]), y[idx], rows(allowed, idx)
+                for alpha in alphas:
+                    point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
+                             for n, p in params.items()}
+                    loss = classification_loss(functional_call(model, point, (xb,)), yb, ab)
+                    g = torch.autograd.grad(loss, list(point.values()))
+                    scale = alpha if exact else 1.0
+                    for n, gi in zip(point, g, strict=True):
+                        grads[n].add_(gi, alpha=scale)
+                    total += loss.detach()
+            for n, p in params.items():
+                p.grad = grads[n]
+            opt.step()
+            return total
+
         model.train()
-        for _ in range(cfg.lmc_epochs):
-            orders = [torch.randperm(len(y), generator=generator).to(y.device)
-                      for _, _, y, _ in terms]
-            for step in range(n_steps):
-                grads = {n: torch.zeros_like(p) for n, p in params.items()}
-                for (anchor, x, y, allowed), order in zip(terms, orders, strict=True):
-                    idx = order.roll(-step * bs)[:bs]  # cycles when this term's data is shorter
-                    xb, yb, ab = to_input(x[idx]), y[idx], rows(allowed, idx)
-                    for alpha in self.alphas():
-                        if exact and alpha == 0.0:
-                            continue
-                        point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
-                                 for n, p in params.items()}
-                        logits = functional_call(model, point, (xb,))
-                        if ab is not None:
-                            logits = mask_logits(logits, ab)
-                        loss = F.cross_entropy(logits, yb)
-                        g = torch.autograd.grad(loss, list(point.values()))
-                        scale = alpha if exact else 1.0
-                        for n, gi in zip(point, g, strict=True):
-                            grads[n].add_(gi, alpha=scale)
-                for n, p in params.items():
-                    p.grad = grads[n]
-                opt.step()
+        (phases or PhaseRunner()).run(task, "line", cfg.lmc_epochs, n_steps, start_epoch, step)
         for p in params.values():
             p.grad = None
 

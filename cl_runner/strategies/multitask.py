@@ -53,6 +53,8 @@ class Multitask(Strategy):
     union with each example's task id (``data.task``). ``stats()`` reports the union's size
     per task."""
 
+    mixes_tasks = True  # task t trains on the union of tasks 1..t
+
     def __init__(self, cfg: MultitaskConfig) -> None:
         super().__init__(cfg)
         if cfg.samples_per_task is not None and cfg.samples_per_task < 1:

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
+from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.models.supermask import SupermaskNet
 from cl_runner.strategies.base import Strategy, TaskContext
-from cl_runner.training.masking import class_masks, mask_logits
 
 #: names of the extra accuracy matrices (``accuracy_matrix_<name>.csv``)
 TASK_INFERRED = "task_inferred"
@@ -136,7 +136,7 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
     model.eval()
     stacks = [torch.stack([equal_scale(m[layer], model.keep_fraction) for m in task_masks])
               for layer in range(len(task_masks[0]))]
-    test_masks = class_masks(benchmark, "test")
+    test_masks = benchmark.class_masks("test")
     accuracy, inferred_right = [], []
     for task in tasks:
         x_all, y_all = benchmark.test_data(task)

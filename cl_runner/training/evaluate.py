@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
-from cl_runner.training.masking import class_masks, mask_logits
+from cl_runner.data.masking import mask_logits
 
 
 @torch.inference_mode()
@@ -49,7 +49,7 @@ def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int,
     """Test accuracy and loss on every task of ``benchmark`` (trained or not).
 
     Task t is scored with the test-time mask of task t when the benchmark has one
-    (``class_masks(benchmark, "test")``; task-incremental), else over all classes.
+    (``benchmark.class_masks("test")``; task-incremental), else over all classes.
 
     Args:
         before_task: called as ``before_task(t)`` before task t is scored (a strategy's
@@ -61,7 +61,7 @@ def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int,
     """
     tasks = range(1, benchmark.num_tasks + 1)
     sizes = torch.tensor([len(benchmark.test_data(t)[1]) for t in tasks], dtype=torch.float64)
-    masks = class_masks(benchmark, "test")
+    masks = benchmark.class_masks("test")
     results = []
     for t in tasks:
         if before_task is not None:

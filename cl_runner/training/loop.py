@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
+from cl_runner.data.masking import masks_by_label
 from cl_runner.errors import TrainingDivergedError
-from cl_runner.strategies.base import Strategy, TaskContext
 from cl_runner.training.evaluate import evaluate_tasks
-from cl_runner.training.masking import class_masks, mask_logits, masks_by_label
-from cl_runner.training.progress import TrainingProgress
+from cl_runner.training.hooks import PhaseRunner, RunnerHook, StrategyHooks, TaskContext
+from cl_runner.training.steps import batch_slice, classification_loss, shuffled
 
 log = logging.getLogger(__name__)
-
-#: how often (in steps) the progress bar is refreshed; keeps rich out of the hot path
-PROGRESS_EVERY = 100
 
 
 @dataclass
@@ -49,30 +46,68 @@ class SequenceResult:
     learning_rates: list[float] = field(default_factory=list)
 
 
+def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.optim.Optimizer,
+                    train_x: torch.Tensor, train_y: torch.Tensor,
+                    to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+                    masks: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """The continual phase's step ``step(order, i) -> loss`` for one task.
+
+    Args:
+        masks: None (no masking), the task's bool ``(C,)`` mask, or the per-label table
+            ``(C, C)`` of :func:`~cl_runner.data.masking.masks_by_label` (rows picked by each
+            example's label) when the strategy mixes tasks.
+    """
+    use_batch = strategy.overrides("train_batch")
+    use_penalty = strategy.overrides("penalty")
+    use_after_backward = strategy.overrides("after_backward")
+    use_after_step = strategy.overrides("after_step")
+    by_label = masks is not None and masks.dim() == 2
+
+    def step(order: torch.Tensor, i: int) -> torch.Tensor:
+        # ---- hot path: keep syncs, logging and allocations out of here ----
+        idx = batch_slice(order, i, batch_size)
+        x, y = train_x[idx], train_y[idx]
+        if use_batch:
+            x, y = strategy.train_batch(x, y)
+        loss = classification_loss(model(to_input(x)), y, masks[y] if by_label else masks)
+        if use_penalty:
+            extra = strategy.penalty(model)
+            if extra is not None:
+                loss = loss + extra
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if use_after_backward:
+            strategy.after_backward(model)
+        optimizer.step()
+        if use_after_step:
+            strategy.after_step(model)
+        return loss
+
+    return step
+
+
 def train_sequence(
     benchmark: Benchmark,
     model: nn.Module,
-    strategy: Strategy,
+    strategy: StrategyHooks,
     make_optimizer: Callable[[list[nn.Parameter], int], torch.optim.Optimizer],
     *,
     batch_size: int,
     eval_batch_size: int,
     epochs_per_task: int,
     generator: torch.Generator,
-    progress: TrainingProgress | None = None,
-    on_task_end: Callable[[int, SequenceResult], None] | None = None,
-    on_task_start: Callable[[TaskContext], None] | None = None,
+    hooks: Sequence[RunnerHook] = (),
+    start: SequenceResult | None = None,
 ) -> SequenceResult:
     """Train ``model`` on tasks 1..T of ``benchmark`` in order with ``strategy``'s hooks.
 
     After each task the model is evaluated on the test sets of all T tasks (trained and not
     yet trained), batched and without gradients.
 
-    Task-incremental benchmarks (``class_masks(benchmark, "train")`` not None) train task t
-    on logits masked to task t's classes (:mod:`cl_runner.training.masking`); when the
-    strategy's ``train_batch`` or ``task_data`` hook may add examples of other tasks (replay,
-    multitask), each example is masked to the task owning its label. Without masks the step
-    does no masking work.
+    Task-incremental benchmarks (``benchmark.class_masks("train")`` not None) train task t
+    on logits masked to task t's classes (:mod:`cl_runner.data.masking`); when the strategy
+    declares ``mixes_tasks`` (replay, multitask), each example is masked to the task owning
+    its label. Without masks the step does no masking work.
 
     Args:
         make_optimizer: ``(params, task) -> optimizer``; called once per task, so the
@@ -81,81 +116,58 @@ def train_sequence(
             ``generator`` and batches are index slices of that shuffle.
         eval_batch_size: batch size of the evaluation passes.
         generator: CPU generator for the shuffles (and strategies' random choices).
-        progress: optional progress display.
-        on_task_end: called as ``on_task_end(task, result_so_far)`` after each evaluation
-            (the runner writes partial results there, so a crash loses at most one task).
-        on_task_start: called as ``on_task_start(ctx)`` once per task, after the strategy's
-            ``before_task`` and before ``task_data`` (the runner's probes measure there; they
-            must not change the model). Its time counts in the task's ``task_seconds``.
+        hooks: runner hooks (:class:`~cl_runner.training.hooks.RunnerHook`: files,
+            checkpoints, probes, progress, interruption), called in list order.
+        start: the result of tasks 1..k of an interrupted run (a resumed run: model, strategy
+            and generators already restored to the end of task k); training continues with
+            task k+1 and the initial evaluation is not repeated. None: start at task 1.
 
     Raises:
-        TrainingDivergedError: the last training loss of a task is NaN or infinite (checked
-            once per task, after its results are passed to ``on_task_end``).
+        TrainingDivergedError: the last loss of a training phase of a task is NaN or
+            infinite (checked once per task, after the hooks' ``after_task`` saw its rows).
 
     Returns:
         The :class:`SequenceResult`.
     """
     device = next(model.parameters()).device
-    result = SequenceResult()
+    phases = PhaseRunner(hooks)
     # supermask strategies select each task's mask before it is scored (checked once)
     eval_hook = ((lambda t: strategy.eval_task(model, t)) if strategy.overrides("eval_task")
                  else None)
-    result.initial_accuracy, result.initial_loss = evaluate_tasks(model, benchmark, eval_batch_size,
-                                                                  eval_hook)
+    if start is None:
+        for hook in hooks:
+            hook.before_run(model)
+        result = SequenceResult()
+        result.initial_accuracy, result.initial_loss = evaluate_tasks(
+            model, benchmark, eval_batch_size, eval_hook)
+    else:
+        result = copy.deepcopy(start)
     to_input = benchmark.to_input
-    use_batch = strategy.overrides("train_batch")
-    use_penalty = strategy.overrides("penalty")
-    use_after_backward = strategy.overrides("after_backward")
-    use_after_step = strategy.overrides("after_step")
-    train_masks = class_masks(benchmark, "train")  # (T, C) bool, or None: no masking at all
-    mixes_tasks = use_batch or strategy.overrides("task_data")  # batches may hold other tasks
-    label_masks = masks_by_label(train_masks) if train_masks is not None and mixes_tasks else None
+    train_masks = benchmark.class_masks("train")  # (T, C) bool, or None: no masking at all
+    label_masks = (masks_by_label(train_masks) if train_masks is not None and strategy.mixes_tasks
+                   else None)
 
-    for task in range(1, benchmark.num_tasks + 1):
+    for task in range(len(result.accuracy) + 1, benchmark.num_tasks + 1):
         started = time.perf_counter()
         train_x, train_y = benchmark.train_data(task)
-        ctx = TaskContext(task, train_x, train_y, model, benchmark, device, generator)
+        ctx = TaskContext(task, train_x, train_y, model, benchmark, device, generator, phases)
         strategy.before_task(ctx)
-        if on_task_start is not None:
-            on_task_start(ctx)
+        for hook in hooks:
+            hook.before_task(ctx)
         train_x, train_y = strategy.task_data(ctx)  # the task's data, or e.g. multitask's union
         optimizer = make_optimizer(strategy.trainable_parameters(model), task)
         n = len(train_y)
-        steps_per_epoch = math.ceil(n / batch_size)
-        if progress is not None:
-            progress.start_task(task, steps_per_epoch * epochs_per_task)
         # decided once per task: None (MNIST), this task's (C,) mask, or per-example by label
         allowed = None if train_masks is None else train_masks[task - 1]
+
+        step = _continual_step(model, strategy, optimizer, train_x, train_y, to_input,
+                               batch_size, allowed if label_masks is None else label_masks)
         model.train()
-        for _ in range(epochs_per_task):
-            order = torch.randperm(n, generator=generator).to(device)
-            for step in range(steps_per_epoch):
-                # ---- hot path: keep syncs, logging and allocations out of here ----
-                idx = order[step * batch_size : (step + 1) * batch_size]
-                x, y = train_x[idx], train_y[idx]
-                if use_batch:
-                    x, y = strategy.train_batch(x, y)
-                logits = model(to_input(x))
-                if allowed is not None:
-                    logits = mask_logits(logits, allowed if label_masks is None else label_masks[y])
-                loss = F.cross_entropy(logits, y)
-                if use_penalty:
-                    extra = strategy.penalty(model)
-                    if extra is not None:
-                        loss = loss + extra
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if use_after_backward:
-                    strategy.after_backward(model)
-                optimizer.step()
-                if use_after_step:
-                    strategy.after_step(model)
-                if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
-                    progress.advance_steps(PROGRESS_EVERY)
-            if progress is not None:
-                progress.advance_steps(steps_per_epoch % PROGRESS_EVERY)
-        last_loss = float(loss.detach())  # one sync per task, for the log line
-        strategy.after_task(ctx)
+        steps_per_epoch = math.ceil(n / batch_size)
+        phases.run(task, "train", epochs_per_task, steps_per_epoch,
+                   lambda: shuffled(n, generator, device), step)  # noqa: B023 (called here)
+        strategy.after_task(ctx)  # may run phases of its own (MC-SGD's line phase)
+        last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         accuracy, losses = evaluate_tasks(model, benchmark, eval_batch_size, eval_hook)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
@@ -166,17 +178,19 @@ def train_sequence(
         log.info(
             "task %2d/%d  lr %.4g  last train loss %.3f  acc on this task %.2f%%  "
             "avg acc on tasks 1..%d %.2f%%  (%.1fs)",
-            task, benchmark.num_tasks, result.learning_rates[-1], last_loss,
+            task, benchmark.num_tasks, result.learning_rates[-1], last_losses[0][1],
             100 * accuracy[task - 1], task, 100 * sum(seen) / len(seen), result.task_seconds[-1],
         )
-        if progress is not None:
-            progress.end_task()
-        if on_task_end is not None:
-            on_task_end(task, result)
-        if not math.isfinite(last_loss):
-            raise TrainingDivergedError(
-                f"training diverged: the training loss of task {task} is {last_loss} (the rows "
-                f"so far are in accuracy_matrix.csv); lower the learning rate or the penalty"
-            )
-        del train_x, train_y, ctx
+        for hook in hooks:
+            hook.after_task(task, result)
+        for phase, value in last_losses:
+            if not math.isfinite(value):
+                what = "training loss" if phase == "train" else f"{phase}-phase loss"
+                raise TrainingDivergedError(
+                    f"training diverged: the {what} of task {task} is {value} (the rows so far "
+                    f"are in accuracy_matrix.csv); lower the learning rate or the penalty"
+                )
+        del train_x, train_y, ctx, step
+    for hook in hooks:
+        hook.after_run(result)
     return result

@@ -6,56 +6,26 @@ example of task t may only be classified among task t's classes: the other logit
 out, at training and at test time (the authors' code fills them with -1e11; here they are set
 to -inf, which gives the same softmax, loss, gradient and argmax).
 
-A benchmark that has per-task classes implements :class:`MaskedBenchmark`: it returns a
-``(T, C)`` boolean table whose row ``t-1`` marks the classes of task t, separately for the
-training phase and for evaluation (so class-incremental evaluation is "no mask at test time").
-Benchmarks without it (Rotated/Permuted MNIST: every task has all 10 classes) get ``None``, and
-every caller then skips masking entirely (decided once, outside the training step).
+A benchmark that has per-task classes overrides :meth:`Benchmark.class_masks
+<cl_runner.data.benchmark.Benchmark.class_masks>`: it returns a ``(T, C)`` boolean table whose
+row ``t-1`` marks the classes of task t, separately for the training phase and for evaluation
+(so class-incremental evaluation is "no mask at test time"). The base class returns ``None``
+(Rotated/Permuted MNIST: every task has all 10 classes), and every caller then skips masking
+entirely (decided once, outside the training step).
 
-Users: the loop (training step), :mod:`cl_runner.training.evaluate`, and MC-SGD's line phase,
-whose episodic memory mixes tasks and therefore uses one mask row per example.
+This module holds the mask arithmetic on tensors; it lives in the data layer beside the
+benchmarks that define the masks, so the loop, the evaluation, the strategies (MC-SGD's line
+phase, whose episodic memory mixes tasks and uses one mask row per example) and the analyses
+all import it downwards.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import torch
 
 Split = Literal["train", "test"]
-
-
-@runtime_checkable
-class MaskedBenchmark(Protocol):
-    """A benchmark whose tasks own subsets of a shared output layer."""
-
-    def class_masks(self, split: Split) -> torch.Tensor | None:
-        """Bool ``(T, C)`` on the benchmark's device, row t-1 = the classes task t may predict
-        during ``split`` (``"train"``: training steps and strategies' extra training;
-        ``"test"``: evaluation); ``None`` = no masking in that phase."""
-
-
-def class_masks(benchmark: object, split: Split) -> torch.Tensor | None:
-    """The per-task class masks of ``benchmark`` for ``split``, or ``None`` (no masking).
-
-    Returns:
-        bool ``(T, C)`` (T tasks, C = ``benchmark.num_classes``) on the benchmark's device, or
-        ``None`` for benchmarks without per-task classes (MNIST) or a phase without a mask
-        (e.g. class-incremental evaluation). Every row must allow at least one class (the
-        benchmark checks this when it is built; not re-checked here, to avoid a host sync).
-
-    Raises:
-        ValueError: the benchmark returned something other than a bool ``(T, C)`` tensor.
-    """
-    if not isinstance(benchmark, MaskedBenchmark):
-        return None
-    masks = benchmark.class_masks(split)
-    if masks is None:
-        return None
-    if masks.dtype != torch.bool or masks.dim() != 2:
-        raise ValueError(f"class_masks({split!r}) must be a bool (T, C) tensor, got "
-                         f"{masks.dtype} {tuple(masks.shape)}")
-    return masks
 
 
 def mask_logits(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -83,7 +53,7 @@ def masks_by_label(masks: torch.Tensor) -> torch.Tensor:
     (e.g. the current batch concatenated with a replay batch by a ``train_batch`` hook).
 
     Args:
-        masks: bool ``(T, C)`` from :func:`class_masks`.
+        masks: bool ``(T, C)`` from ``Benchmark.class_masks``.
     """
     return (masks.T.unsqueeze(2) & masks.unsqueeze(0)).any(1)
 
@@ -102,3 +72,4 @@ def rows(allowed: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None
     if allowed is None or allowed.dim() == 1:
         return allowed
     return allowed[idx]
+

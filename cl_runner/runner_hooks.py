@@ -1,0 +1,64 @@
+"""The runner's hooks around the one loop (:class:`~cl_runner.training.hooks.RunnerHook`):
+the run files after every task and the checkpoints. Progress is
+:class:`~cl_runner.training.progress.ProgressHook`, the probes are
+:class:`~cl_runner.analysis.probes.ProbeSet`. None of them changes a training number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from cl_runner.results.checkpoints import INIT, CheckpointWriter
+from cl_runner.results.writer import accuracy_matrix_frame, atomic_write_csv, metrics_frame
+from cl_runner.strategies.base import Strategy
+from cl_runner.training.hooks import RunnerHook
+from cl_runner.training.loop import SequenceResult
+
+ACCURACY_MATRIX = "accuracy_matrix.csv"
+METRICS = "metrics.csv"
+
+
+def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,
+                  extra: dict[str, list[list[float]]] | None = None) -> None:
+    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far, and each
+    of the strategy's extra matrices (``Strategy.accuracy_matrices``) as
+    ``accuracy_matrix_<name>.csv`` (empty cells: not evaluated)."""
+    atomic_write_csv(out_dir / ACCURACY_MATRIX, accuracy_matrix_frame(result.accuracy, num_tasks),
+                     index=True)
+    atomic_write_csv(out_dir / METRICS, metrics_frame(result.accuracy, result.loss))
+    for name, rows in (extra or {}).items():
+        atomic_write_csv(out_dir / f"accuracy_matrix_{name}.csv",
+                         accuracy_matrix_frame(rows, num_tasks), index=True)
+
+
+class ResultsHook(RunnerHook):
+    """Rewrites the run's result files (:func:`write_results`) after every task, so a crash
+    loses at most the task in progress."""
+
+    def __init__(self, out_dir: str | Path, strategy: Strategy, num_tasks: int) -> None:
+        self.out_dir = Path(out_dir)
+        self.strategy = strategy
+        self.num_tasks = num_tasks
+
+    def after_task(self, task: int, result: SequenceResult) -> None:
+        write_results(self.out_dir, result, self.num_tasks, self.strategy.accuracy_matrices())
+
+
+class CheckpointHook(RunnerHook):
+    """``checkpoints.enabled``: the initialization (``before_run``) and the end-of-task
+    solutions the strategy names (``Strategy.solutions``; ``after_task``) into
+    ``checkpoints/`` (:mod:`cl_runner.results.checkpoints`)."""
+
+    def __init__(self, out_dir: str | Path, tasks: list[int] | None, model: nn.Module,
+                 strategy: Strategy) -> None:
+        self.writer = CheckpointWriter(out_dir, tasks)
+        self.model = model
+        self.strategy = strategy
+
+    def before_run(self, model: nn.Module) -> None:
+        self.writer.save(INIT, 0, model.state_dict())
+
+    def after_task(self, task: int, result: SequenceResult) -> None:
+        self.writer.save_task(task, self.strategy.solutions(self.model))

@@ -1,0 +1,243 @@
+"""The two hook sets of the one loop (DESIGN.md, principle 1).
+
+- :class:`StrategyHooks`: what a continual-learning algorithm changes in training (the data of
+  a task, the batch, the loss, the gradient, the weights at task boundaries). The strategies
+  in :mod:`cl_runner.strategies` subclass it; the loop only knows this interface, so
+  ``training/`` never imports ``strategies/``.
+- :class:`RunnerHook`: what the runner does around training without changing any number
+  (files, checkpoints, probes, progress, interruption), in detectron2's ``HookBase`` pattern:
+  the loop takes ``hooks=[...]`` and calls each at fixed points, in list order.
+
+:class:`PhaseRunner` runs the optimization steps of one phase of a task (the continual
+phase, or a strategy's own phase such as MC-SGD's line phase, reached through
+``TaskContext.phases``), so that progress, interruption and the divergence check are the
+same for every phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from torch import nn
+
+from cl_runner.data.benchmark import Benchmark
+
+if TYPE_CHECKING:
+    from cl_runner.training.loop import SequenceResult
+
+EpochState = TypeVar("EpochState")
+
+
+class RunnerHook:
+    """Base class of runner hooks: every method is a no-op. Hooks read the run; they must not
+    change the model, the data or any random generator the training uses.
+
+    Call order for a run of T tasks (``ctx`` is the task's :class:`TaskContext`)::
+
+        before_run(model)
+        for each task t: strategy.before_task -> before_task(ctx) -> training phases, each
+            before_phase(t, phase, steps) -> after_step() per step -> after_phase(t, phase)
+            -> strategy.after_task (its own phases, e.g. MC-SGD's line phase) -> evaluation
+            -> after_task(t, result)
+        after_run(result)
+
+    ``after_step`` is called only for hooks whose class overrides it (it runs in the
+    training step: keep it to a counter or a flag test, no host sync).
+    """
+
+    def before_run(self, model: nn.Module) -> None:
+        """Once, before the evaluation of the initial model."""
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """After the strategy's ``before_task``, before ``task_data``; the time spent here
+        counts in the task's ``task_seconds``."""
+
+    def before_phase(self, task: int, phase: str, total_steps: int) -> None:
+        """A training phase of ``task`` (``"train"``: the continual phase; a strategy's own
+        phases by name, e.g. ``"line"``) is about to run ``total_steps`` steps."""
+
+    def after_step(self) -> None:
+        """After every optimizer step of every phase."""
+
+    def after_phase(self, task: int, phase: str) -> None:
+        """After the last step of a phase."""
+
+    def after_task(self, task: int, result: SequenceResult) -> None:
+        """After task ``task`` (1-based) was evaluated; ``result`` holds the rows so far."""
+
+    def after_run(self, result: SequenceResult) -> None:
+        """Once, after the last task."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the hook must carry over when a run resumes (default: nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def overrides(obj: object, base: type, method: str) -> bool:
+    """True when ``type(obj)`` overrides ``base.method``."""
+    return getattr(type(obj), method) is not getattr(base, method)
+
+
+class PhaseRunner:
+    """Runs the optimization steps of the phases of a task and tells the runner hooks.
+
+    Every phase (the loop's continual phase, a strategy's own phase) runs through :meth:`run`:
+    the same epoch/step structure, the same ``before_phase / after_step / after_phase`` calls
+    (progress bars, interruption at a step boundary), and the same divergence check: the last
+    loss of each phase is kept on the device and checked once per task by the loop
+    (:meth:`pop_last_losses`), with a single host sync.
+
+    Args:
+        hooks: the runner hooks (empty: a phase runs with no progress and no interruption,
+            e.g. a strategy's hook called by a unit test).
+    """
+
+    def __init__(self, hooks: Sequence[RunnerHook] = ()) -> None:
+        self.hooks = list(hooks)
+        self._step_hooks = [h for h in self.hooks if overrides(h, RunnerHook, "after_step")]
+        self._last: list[tuple[str, torch.Tensor]] = []
+
+    def run(self, task: int, phase: str, epochs: int, steps_per_epoch: int,
+            start_epoch: Callable[[], EpochState],
+            step: Callable[[EpochState, int], torch.Tensor]) -> None:
+        """Run ``epochs * steps_per_epoch`` steps of ``phase``.
+
+        Args:
+            task: 1-based task id (for the hooks).
+            phase: the phase's name (``"train"`` for the continual phase).
+            start_epoch: called at the start of every epoch; its value (e.g. the epoch's
+                shuffled order) is passed to ``step``.
+            step: ``step(epoch_state, i)`` does optimizer step ``i`` of the epoch (0-based)
+                and returns its scalar loss tensor (not synced).
+        """
+        for hook in self.hooks:
+            hook.before_phase(task, phase, epochs * steps_per_epoch)
+        loss = None
+        for _ in range(epochs):
+            state = start_epoch()
+            for i in range(steps_per_epoch):
+                loss = step(state, i)
+                for hook in self._step_hooks:
+                    hook.after_step()
+        if loss is not None:
+            self._last.append((phase, loss.detach()))
+        for hook in self.hooks:
+            hook.after_phase(task, phase)
+
+    def pop_last_losses(self) -> list[tuple[str, float]]:
+        """The last loss of every phase run since the previous call, ``(phase, value)``, in
+        run order (one host sync for all), and forget them."""
+        if not self._last:
+            return []
+        values = torch.stack([loss.float() for _, loss in self._last]).tolist()
+        out = [(phase, value) for (phase, _), value in zip(self._last, values, strict=True)]
+        self._last.clear()
+        return out
+
+
+@dataclass
+class TaskContext:
+    """What a strategy sees at a task boundary.
+
+    Attributes:
+        task: 1-based task id.
+        train_x: the task's training inputs, uint8 ``(N, *input_shape)`` on ``device``.
+        train_y: int64 ``(N,)``.
+        model: the network being trained (the strategy may read or overwrite its weights).
+        benchmark: the task sequence (``to_input`` turns stored batches into model inputs).
+        device: where model and data live.
+        generator: the run's CPU random generator (seeded), for every random choice a
+            strategy makes (memory selection, subsets, shuffles).
+        phases: runs a strategy's own optimization phase (MC-SGD's line phase) with the
+            loop's progress, interruption and divergence check (:class:`PhaseRunner`).
+    """
+
+    task: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    model: nn.Module
+    benchmark: Benchmark
+    device: torch.device
+    generator: torch.Generator
+    phases: PhaseRunner = field(default_factory=PhaseRunner)
+
+
+class StrategyHooks:
+    """The hooks of a continual-learning strategy, as the loop calls them; every hook is a
+    no-op (plain fine-tuning). :class:`cl_runner.strategies.base.Strategy` adds the rest of
+    the strategy interface (stats, checkpoints, resume state).
+
+    Hooks, in the order the loop calls them for task t:
+        ``before_task(ctx)`` -> ``task_data(ctx)`` (the task's training set)
+        -> optimizer over ``trainable_parameters(model)`` -> per step:
+        ``train_batch(x, y)`` -> loss = CE + ``penalty(model)`` -> backward
+        -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
+        -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``
+        (``eval_task(model, j)`` before scoring task j, when overridden).
+
+    The loop checks once which hooks are overridden and skips the others, so an unused hook
+    costs nothing in the training step.
+
+    Attributes:
+        mixes_tasks: the strategy's ``train_batch`` or ``task_data`` may return examples of
+            other tasks than the current one (replay, multitask). On task-incremental
+            benchmarks the loop then masks each example to the classes of the task owning
+            its label, instead of the whole batch to the current task's classes. Declared by
+            the strategy (default False).
+    """
+
+    mixes_tasks: bool = False
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """Called before the first training step of a task."""
+
+    def task_data(self, ctx: TaskContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training set of task ``ctx.task``, called once per task after ``before_task``:
+        ``(x uint8 (N, *input_shape), y int64 (N,))`` on ``ctx.device``. The loop shuffles and
+        batches it (its size sets the number of steps). Default: the task's own data
+        (``ctx.train_x``, ``ctx.train_y``); multitask returns the union of tasks 1..t (and
+        declares :attr:`mixes_tasks`).
+        """
+        return ctx.train_x, ctx.train_y
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the batch to train on (e.g. the current batch plus a replay batch).
+
+        Args: x uint8 ``(B, *input_shape)``, y int64 ``(B,)``. Returns the same kinds of tensors.
+        """
+        return x, y
+
+    def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters the optimizer of the current task updates, asked once per task after
+        ``task_data``. Default: all of ``model.parameters()``; supermask strategies return the
+        current task's scores or coefficients only (or parameter-group dicts, as
+        ``torch.optim`` optimizers accept, to give them their own learning rate)."""
+        return list(model.parameters())
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """An extra scalar loss term added to the cross-entropy (e.g. EWC), or None."""
+        return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Called with the gradients in ``p.grad``, before the optimizer step (projection)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimizer step."""
+
+    def after_task(self, ctx: TaskContext) -> None:
+        """Called after the last training step of a task, before evaluation."""
+
+    def eval_task(self, model: nn.Module, task: int) -> None:
+        """Called by the evaluation before it scores task ``task`` (1-based), including the
+        evaluation before any training; only when overridden (supermask strategies switch the
+        model to the task's mask here)."""
+
+    def overrides(self, hook: str) -> bool:
+        """True when this strategy's class overrides ``hook`` of :class:`StrategyHooks`."""
+        return overrides(self, StrategyHooks, hook)
