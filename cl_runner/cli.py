@@ -65,6 +65,7 @@ def run(cfg: DictConfig) -> float | None:
     from cl_runner import sweep
     from cl_runner.dispatch import resolve
     from cl_runner.experiment import config_dict, run_experiment
+    from cl_runner.resume import RunInterrupted
 
     console = Console(stderr=True)
     hydra_cfg = HydraConfig.get()
@@ -79,6 +80,12 @@ def run(cfg: DictConfig) -> float | None:
                          "(force=true re-runs it)", out_dir)
                 return done.get("average_accuracy")
         summary = run_experiment(run_cfg, out_dir)
+    except RunInterrupted as exc:  # status "interrupted" is in summary.json already
+        again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
+                 f"the same command again with hydra.run.dir={out_dir}")
+        console.print(f"{exc}: the rows and the resume state of tasks 1..{exc.tasks_done} are "
+                      f"in {out_dir}; run {again} to resume", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
     except Exception as exc:
         sweep.record_failure(out_dir, exc, {
             key: OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)

@@ -134,6 +134,9 @@ class RunConfig:
             config (by default such a job is skipped, so a relaunched sweep only runs what is
             missing; see ``cl_runner/sweep.py``).
         checkpoints: end-of-task weights saved for ``cl-analyze`` (off by default).
+        resume: a run folder holding the resume state of an unfinished run of the same
+            config continues it from its last finished task (default); false starts over
+            (see :mod:`cl_runner.resume`).
         probes: diagnostics computed at task boundaries and written to ``diagnostics.csv``
             (default none; e.g. ``probes=[gradient_conflict]``); ``probe.*`` holds their
             settings. Probes only read the model: they change no training number.
@@ -148,6 +151,7 @@ class RunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     progress: bool = True
     force: bool = False
+    resume: bool = True
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     probes: list[Probe] = field(default_factory=list)
     probe: ProbeSettings = field(default_factory=ProbeSettings)

@@ -19,6 +19,15 @@ from cl_runner import dispatch
 from cl_runner.config import RunConfig
 from cl_runner.results import metrics
 from cl_runner.results.writer import atomic_write_csv, atomic_write_json
+from cl_runner.resume import (
+    RESUME_FILE,
+    InterruptHook,
+    ResumeHook,
+    RunInterrupted,
+    named_hooks,
+    read_resume_state,
+    restore,
+)
 from cl_runner.runner_hooks import (
     ACCURACY_MATRIX,
     METRICS,
@@ -26,6 +35,7 @@ from cl_runner.runner_hooks import (
     ResultsHook,
     write_results,
 )
+from cl_runner.sweep import comparable_config
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import train_sequence
 from cl_runner.training.progress import ProgressHook, TrainingProgress
@@ -104,7 +114,9 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
 
     Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task; also a
     strategy's extra matrices, e.g. ``accuracy_matrix_task_inferred.csv`` for supermasks),
-    ``summary.json`` (``status: running`` at the start, ``complete`` or ``failed`` at the end),
+    ``summary.json`` (``status: running`` at the start; ``complete``, ``failed`` or
+    ``interrupted`` at the end), ``resume.pt`` (the resume state, rewritten after every task,
+    removed when the run completes; :mod:`cl_runner.resume`),
     plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``); with
     ``checkpoints.enabled`` the ``checkpoints/`` folder (:mod:`cl_runner.results.checkpoints`),
     with ``probes`` listed ``diagnostics.csv`` (:mod:`cl_runner.analysis.probes`).
@@ -112,52 +124,42 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     Returns:
         The summary dictionary written to ``summary.json``.
 
+    A folder holding the resume state of an unfinished run of the same config (``resume``,
+    default true) continues that run after its last finished task; the files then end
+    byte-identical to an uninterrupted run's.
+
     Raises:
-        ConfigError, DatasetNotFoundError: bad settings or missing data (before training).
+        ConfigError, DatasetNotFoundError: bad settings or missing data (before training);
+            :class:`~cl_runner.resume.ResumeMismatchError` (a ConfigError): the folder's
+            resume state is from another config.
+        RunInterrupted: SIGINT or SIGTERM arrived; stopped at a step boundary with the
+            finished tasks' rows and resume state on disk (``status: interrupted``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    config = config_dict(run)
     summary: dict[str, Any] = {
         "status": "running", "strategy": run.strategy.name, "benchmark": run.benchmark.name,
         "model": run.model.name, "seed": run.seed, "num_tasks": run.benchmark.num_tasks,
         "started_at": started_at, "versions": package_versions(), "git_commit": git_commit(),
-        "config": config_dict(run),
+        "config": config,
     }
     atomic_write_json(out_dir / SUMMARY, summary)
+    interrupt = InterruptHook()
     try:
-        device = dispatch.setup_hardware(run.hardware)
-        summary["device"] = str(device)
-        torch.manual_seed(run.seed)  # model initialization and dropout
-        generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
-        optimizer = dispatch.optimizer_factory(run)
-        strategy = dispatch.build_strategy(run)
-        benchmark = dispatch.build_benchmark(run, device)
-        model = dispatch.build_model(run, benchmark, device)
-        for name, frame in benchmark.artifacts().items():
-            atomic_write_csv(out_dir / name, frame)
-        hooks: list[RunnerHook] = [ResultsHook(out_dir, strategy, benchmark.num_tasks)]
-        if run.checkpoints.enabled:
-            hooks.append(CheckpointHook(out_dir, run.checkpoints.tasks, model, strategy))
-        if run.probes:
-            from cl_runner.analysis.probes import ProbeSet  # only loaded when probes are on
-            hooks.append(ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
-                                  path=out_dir / ProbeSet.FILE, model=model))
-        data_seconds = time.perf_counter() - t0
-        log.info("%s: %d tasks on %s, data ready in %.1fs; strategy %s, model %s (%d parameters)",
-                 benchmark.name, benchmark.num_tasks, device, data_seconds, run.strategy.name,
-                 run.model.name, sum(p.numel() for p in model.parameters()))
-        with TrainingProgress(benchmark.num_tasks, enabled=run.progress) as progress:
-            result = train_sequence(
-                benchmark, model, strategy, optimizer,
-                batch_size=run.benchmark.batch_size, eval_batch_size=run.benchmark.eval_batch_size,
-                epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
-                hooks=[ProgressHook(progress), *hooks],
-            )
+        with interrupt:
+            result, strategy, model, benchmark, data_seconds, resume_hook = _train(
+                run, out_dir, config, summary, interrupt)
     except BaseException as exc:
-        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt)
+        summary.update(status="interrupted" if interrupted else "failed",
+                       error=f"{type(exc).__name__}: {exc}",
                        wall_time_seconds=time.perf_counter() - t0)
+        if interrupted:
+            summary["resume_state"] = (RESUME_FILE if (out_dir / RESUME_FILE).is_file()
+                                       else None)
         atomic_write_json(out_dir / SUMMARY, summary)
         raise
     wall = time.perf_counter() - t0
@@ -178,5 +180,61 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     )
     summary.update(parameter_cost_summary(strategy.parameter_cost(model, benchmark.num_tasks)))
     summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
+    if resume_hook.bytes_written:
+        summary["resume_state_bytes"] = max(resume_hook.bytes_written)
     atomic_write_json(out_dir / SUMMARY, summary)
+    (out_dir / RESUME_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
     return summary
+
+
+def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
+           interrupt: InterruptHook):
+    """Build the components (restored from the resume state when there is one) and train.
+    Returns ``(result, strategy, model, benchmark, data_seconds, resume_hook)``."""
+    t0 = time.perf_counter()
+    device = dispatch.setup_hardware(run.hardware)
+    summary["device"] = str(device)
+    state = None
+    if run.resume:  # refused here, before any data is read, when the config differs
+        state = read_resume_state(out_dir, comparable_config(config), device)
+    else:
+        (out_dir / RESUME_FILE).unlink(missing_ok=True)
+    torch.manual_seed(run.seed)  # model initialization and dropout
+    generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
+    optimizer = dispatch.optimizer_factory(run)
+    strategy = dispatch.build_strategy(run)
+    benchmark = dispatch.build_benchmark(run, device)
+    model = dispatch.build_model(run, benchmark, device)
+    for name, frame in benchmark.artifacts().items():
+        atomic_write_csv(out_dir / name, frame)
+    hooks: list[RunnerHook] = [ResultsHook(out_dir, strategy, benchmark.num_tasks)]
+    if run.checkpoints.enabled:
+        hooks.append(CheckpointHook(out_dir, run.checkpoints.tasks, model, strategy))
+    if run.probes:
+        from cl_runner.analysis.probes import ProbeSet  # only loaded when probes are on
+        hooks.append(ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
+                              path=out_dir / ProbeSet.FILE, model=model))
+    stateful = named_hooks(hooks)
+    resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
+                             stateful)
+    start = None
+    if state is not None:
+        start = restore(state, model, strategy, generator, stateful)
+        summary["resumed_after_task"] = state["task"]
+        log.info("resuming %s after task %d of %d", out_dir, state["task"],
+                 benchmark.num_tasks)
+        atomic_write_json(out_dir / SUMMARY, summary)
+    data_seconds = time.perf_counter() - t0
+    log.info("%s: %d tasks on %s, data ready in %.1fs; strategy %s, model %s (%d parameters)",
+             benchmark.name, benchmark.num_tasks, device, data_seconds, run.strategy.name,
+             run.model.name, sum(p.numel() for p in model.parameters()))
+    done = 0 if start is None else len(start.accuracy)
+    interrupt.tasks_done = done
+    with TrainingProgress(benchmark.num_tasks, enabled=run.progress) as progress:
+        result = train_sequence(
+            benchmark, model, strategy, optimizer,
+            batch_size=run.benchmark.batch_size, eval_batch_size=run.benchmark.eval_batch_size,
+            epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
+            hooks=[ProgressHook(progress, done), *hooks, resume_hook, interrupt], start=start,
+        )
+    return result, strategy, model, benchmark, data_seconds, resume_hook

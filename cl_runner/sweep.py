@@ -25,9 +25,9 @@ from cl_runner.results.writer import atomic_write_json
 
 SUMMARY = "summary.json"
 
-#: top-level config keys that do not change a run's numbers: the progress bar, the skip switch,
-#: where the data live and whether they may be downloaded.
-NON_RESULT_KEYS = ("progress", "force", "data")
+#: top-level config keys that do not change a run's numbers: the progress bar, the skip and
+#: resume switches, where the data live and whether they may be downloaded.
+NON_RESULT_KEYS = ("progress", "force", "resume", "data")
 
 #: keys added to the run config after results were first stored, with the value a config
 #: written before them means (their default): a stored config without them compares equal to

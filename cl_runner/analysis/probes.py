@@ -180,6 +180,18 @@ class ProbeSet(RunnerHook):
     def before_task(self, ctx: TaskContext) -> None:
         self.task_start(ctx)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The rows so far and each probe's generator state and kept samples (resume)."""
+        return {"rows": self.rows,
+                "probes": [{"generator": p.generator.get_state(), "samples": p.samples}
+                           for p in self.probes]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+        for probe, saved in zip(self.probes, state["probes"], strict=True):
+            probe.generator.set_state(saved["generator"])
+            probe.samples = list(saved["samples"])
+
     def after_task(self, task: int, result: Any) -> None:
         self.task_end(task, self.model)
 

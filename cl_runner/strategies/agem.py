@@ -74,6 +74,9 @@ class AGEM(Strategy):
     """A-GEM (see the module docstring). ``stats()`` reports the memory size and, per task,
     the fraction of steps whose gradient was projected."""
 
+    #: set again in before_task: the run's generator and the benchmark's input transform
+    transient_attributes = ("to_input", "generator")
+
     def __init__(self, cfg: AGEMConfig) -> None:
         super().__init__(cfg)
         if cfg.memory_per_class < 1:

@@ -8,12 +8,15 @@ overridden and skips the others, so an unused hook costs nothing in the training
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from cl_runner.registry import Registry
+from cl_runner.strategies.memory import EpisodicMemory, ReservoirBuffer
 from cl_runner.training.hooks import StrategyHooks, TaskContext
 
 __all__ = ["STRATEGIES", "Strategy", "TaskContext"]
@@ -25,10 +28,43 @@ class Strategy(StrategyHooks):
 
     After the run the runner reads ``stats()``, ``parameter_cost(model, T)`` and
     ``accuracy_matrices()`` into the run files.
+
+    Resume: at every task end the runner saves :meth:`state_dict` with the model and the
+    run's generators, and a resumed run calls :meth:`load_state_dict` on a freshly built
+    strategy. By default the state is every instance attribute except ``cfg`` and those
+    named in :attr:`transient_attributes` (references to the run's objects, caches), so a new
+    attribute is saved without new code; values must be tensors, numbers, strings, enums,
+    None, episodic memories, or lists/tuples/dicts of those (anything else raises at the first
+    save, naming the attribute). A strategy whose state can be rebuilt more cheaply overrides
+    both methods (multitask).
+
+    Attributes:
+        transient_attributes: attributes not saved: set again by the strategy's hooks before
+            they are used (e.g. ``ctx.generator``, ``benchmark.to_input``, caches).
     """
+
+    transient_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the strategy carries from one task to the next (see the class docstring),
+        as a dict for ``torch.save``; the values are the live objects (the runner saves them
+        at once), not copies.
+
+        Raises:
+            TypeError: an attribute holds a value that cannot be saved (names it).
+        """
+        skip = {"cfg", *self.transient_attributes}
+        state = {k: v for k, v in vars(self).items() if k not in skip}
+        for key, value in state.items():
+            _check_saveable(value, f"{type(self).__name__}.{key}")
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (tensors already on the run's device)."""
+        vars(self).update(state)
 
     def stats(self) -> dict[str, Any]:
         """Strategy-specific figures for ``summary.json`` (JSON-serializable)."""
@@ -73,3 +109,22 @@ class Strategy(StrategyHooks):
 
 #: name -> factory(cfg) -> Strategy
 STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+_SAVEABLE_LEAVES = (torch.Tensor, int, float, str, bool, type(None), enum.Enum, EpisodicMemory,
+                    ReservoirBuffer)
+
+
+def _check_saveable(value: Any, where: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is made of :data:`_SAVEABLE_LEAVES` in lists, tuples
+    and dicts (what a resume state may hold: no modules, generators or functions)."""
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_saveable(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _check_saveable(item, f"{where}[{k!r}]")
+    elif not isinstance(value, _SAVEABLE_LEAVES):
+        raise TypeError(f"{where} holds a {type(value).__name__}, which a resume state cannot "
+                        f"hold; list the attribute in transient_attributes (and set it again "
+                        f"in a hook) or override state_dict/load_state_dict")

@@ -66,6 +66,7 @@ class ER(Strategy):
     def before_task(self, ctx: TaskContext) -> None:
         if self.buffer is None:
             self.buffer = ReservoirBuffer(self.cfg.memory_size, ctx.generator)
+        self.buffer.generator = ctx.generator  # a resumed buffer comes without it
         self.task = ctx.task
 
     def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

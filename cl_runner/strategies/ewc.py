@@ -159,6 +159,9 @@ class EWC(Strategy):
     """EWC (see the module docstring). ``stats()`` reports, per task, the Fisher's mean and
     max and the seconds spent estimating it."""
 
+    #: views of weight/center per parameter, rebuilt by the first penalty after a resume
+    transient_attributes = ("_views",)
+
     def __init__(self, cfg: EWCConfig) -> None:
         super().__init__(cfg)
         if cfg.ewc_lambda < 0:

@@ -98,6 +98,13 @@ class ReservoirBuffer:
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
 
+    def __getstate__(self) -> dict:
+        """Pickled (resume state) without the generator: the owner attaches the run's
+        generator again (its state is saved with the run's)."""
+        state = dict(vars(self))
+        state["generator"] = None
+        return state
+
     def uniform(self, k: int, device: torch.device) -> torch.Tensor:
         """``k`` float64 uniforms in [0, 1) on ``device``, taken from the pool."""
         if self._pool is None or self._pool.device != device or self._pool_pos + k > len(self._pool):

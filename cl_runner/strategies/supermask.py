@@ -169,6 +169,9 @@ class SupermaskStrategy(Strategy):
     :meth:`task_floats`.
     """
 
+    #: the current task's trainable parameters (the model's own): set in before_task
+    transient_attributes = ("params",)
+
     def __init__(self, cfg: SupermaskStrategyConfig) -> None:
         super().__init__(cfg)
         cfg.validate()

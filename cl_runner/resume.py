@@ -1,0 +1,224 @@
+"""Runs that survive: the resume state written at every task end, its reading on a restart, and
+a clean stop on SIGINT / SIGTERM.
+
+The resume state (``resume.pt`` in the run folder, one file, replaced atomically at every task
+end) holds everything the rest of the run depends on: the model's ``state_dict``, the
+strategy's :meth:`~cl_runner.strategies.base.Strategy.state_dict`, the run's random
+generators (its CPU generator for shuffles and strategies' choices, PyTorch's global CPU and
+CUDA generators for dropout), the rows measured so far (:class:`SequenceResult`), the
+runner hooks' states (probes) and the resolved config. A run started into a folder holding one
+(same resolved config) continues with the next task and ends with files byte-identical to an
+uninterrupted run; the file is removed when the run completes.
+
+Interruption: :class:`InterruptHook` turns the first SIGINT or SIGTERM into
+:class:`RunInterrupted` at the next step boundary (a second signal stops at once); the rows of
+the finished tasks and their resume state are on disk already, so the task in progress is the
+only work lost. The file is trusted input (written by the runner itself): it is read with
+``torch.load(weights_only=False)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cl_runner.errors import ConfigError
+from cl_runner.results.checkpoints import atomic_torch_save
+from cl_runner.strategies.base import Strategy
+from cl_runner.training.hooks import RunnerHook
+from cl_runner.training.loop import SequenceResult
+
+RESUME_FILE = "resume.pt"
+#: format of the file; a file of another format is refused (start over with resume=false)
+FORMAT = 1
+
+
+class RunInterrupted(Exception):
+    """The run stopped on a signal at a step boundary.
+
+    Attributes:
+        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+        exit_code: the shell's code for it, ``128 + signum`` (130, 143).
+        tasks_done: tasks finished and saved (rows and resume state) before the stop.
+    """
+
+    def __init__(self, signum: int, tasks_done: int = 0) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.tasks_done = tasks_done
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after {tasks_done} "
+                         f"finished task(s)")
+
+
+class ResumeMismatchError(ConfigError):
+    """The run folder's resume state comes from a different resolved config."""
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths at which two plain config trees (dicts, lists, values) differ; a key
+    present in only one of them counts. ``[]`` when equal."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a or key not in b:
+                out.append(path)
+            else:
+                out += differing_keys(a[key], b[key], path)
+        return out
+    return [] if a == b else [prefix or "(root)"]
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    """The run's generator and PyTorch's global generators (CPU, and CUDA when initialized)."""
+    states: dict[str, Any] = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any], generator: torch.Generator) -> None:
+    """Restore what :func:`rng_states` returned."""
+    generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class ResumeHook(RunnerHook):
+    """Writes the resume state after every task (after the other hooks, so their files and
+    states are those of the finished task).
+
+    Args:
+        out_dir: the run folder.
+        config: the comparable resolved config (stored, compared on resume).
+        hooks: the runner hooks whose ``state_dict`` is saved, by name.
+    """
+
+    def __init__(self, out_dir: str | Path, config: Mapping[str, Any], model: nn.Module,
+                 strategy: Strategy, generator: torch.Generator,
+                 hooks: Mapping[str, RunnerHook]) -> None:
+        self.path = Path(out_dir) / RESUME_FILE
+        self.config = dict(config)
+        self.model, self.strategy, self.generator = model, strategy, generator
+        self.hooks = dict(hooks)
+        self.bytes_written: list[int] = []
+
+    def after_task(self, task: int, result: SequenceResult) -> None:
+        state = {"format": FORMAT, "config": self.config, "task": task,
+                 "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
+                 "rng": rng_states(self.generator), "result": dataclasses.asdict(result),
+                 "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()}}
+        self.bytes_written.append(atomic_torch_save(state, self.path))
+
+
+def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
+                      device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """The resume state in ``out_dir`` for ``config``, or None when there is none.
+
+    Args:
+        config: the comparable resolved config of the run about to start.
+        device: where its tensors are loaded.
+
+    Raises:
+        ResumeMismatchError: the state was written by a run of another config (names the
+            differing keys) or in another format.
+        ConfigError: the file cannot be read (names it; ``resume=false`` starts over).
+    """
+    path = Path(out_dir) / RESUME_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise ConfigError(f"cannot read the resume state {path}: {type(exc).__name__}: {exc}; "
+                          f"resume=false starts the run over") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ResumeMismatchError(f"{path} is not a resume state of this version of cl_runner; "
+                                  f"resume=false starts the run over")
+    keys = differing_keys(state["config"], dict(config))
+    if keys:
+        raise ResumeMismatchError(
+            f"{path} comes from a run with a different config (differs at: {', '.join(keys)}); "
+            f"use the same overrides to resume it, another run folder for a new run, or "
+            f"resume=false to start this one over")
+    return state
+
+
+def restore(state: Mapping[str, Any], model: nn.Module, strategy: Strategy,
+            generator: torch.Generator, hooks: Mapping[str, RunnerHook]) -> SequenceResult:
+    """Put model, strategy, generators and hooks back to the end of task ``state["task"]``.
+
+    The strategy is restored first: a model whose structure grows with the tasks (supermask
+    slots) gets its shape back in its own ``load_state_dict``.
+
+    Returns:
+        The rows of the finished tasks, to pass to ``train_sequence(start=...)``.
+    """
+    strategy.load_state_dict(state["strategy"])
+    model.load_state_dict(state["model"])
+    set_rng_states(state["rng"], generator)
+    for name, hook in hooks.items():
+        if name in state["hooks"]:
+            hook.load_state_dict(state["hooks"][name])
+    return SequenceResult(**state["result"])
+
+
+class InterruptHook(RunnerHook):
+    """Stops the run cleanly on SIGINT or SIGTERM: the handler only sets a flag, and the next
+    step boundary raises :class:`RunInterrupted` (a flag test per step, no sync). A second
+    signal raises at once (``KeyboardInterrupt``). Use as a context manager around training;
+    the previous handlers come back on exit. Outside the main thread (where Python cannot
+    install handlers) it does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.tasks_done = 0  # set by the runner for a resumed run, then counted here
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
+        self.signum = signum
+
+    def __enter__(self) -> InterruptHook:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def check(self) -> None:
+        """Raise :class:`RunInterrupted` when a signal arrived."""
+        if self.signum is not None:
+            raise RunInterrupted(self.signum, self.tasks_done)
+
+    def after_step(self) -> None:
+        if self.signum is not None:
+            raise RunInterrupted(self.signum, self.tasks_done)
+
+    def before_task(self, ctx: Any) -> None:
+        self.check()
+
+    def after_task(self, task: int, result: SequenceResult) -> None:
+        self.tasks_done = task
+
+
+def named_hooks(hooks: Sequence[RunnerHook]) -> dict[str, RunnerHook]:
+    """The hooks that carry state (override ``state_dict``), by class name."""
+    return {type(h).__name__: h for h in hooks
+            if type(h).state_dict is not RunnerHook.state_dict}

@@ -1,0 +1,162 @@
+"""Runs that survive (issue 11): every registered strategy resumes after a crash with files
+byte-identical to an uninterrupted run; SIGINT/SIGTERM stop cleanly and resume; a resume state
+from another config is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cl_runner import resume as resume_mod
+from cl_runner.errors import ConfigError
+from cl_runner.experiment import run_experiment
+from cl_runner.strategies import STRATEGIES
+from tests.conftest import REPO, compose_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHORT = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=600", "progress=false",
+         "hardware=cpu", "hardware.num_threads=1"]
+#: files that must be byte-identical between an uninterrupted and a resumed run
+RESULT_FILES = ("accuracy_matrix.csv", "metrics.csv")
+
+
+class Crash(BaseException):
+    """Stands for a killed process: raised right after the resume state of task 1 is saved
+    (a BaseException, like the KeyboardInterrupt of a hard stop, so nothing catches it)."""
+
+
+def result_bytes(folder: Path) -> dict[str, bytes]:
+    names = list(RESULT_FILES) + sorted(p.name for p in folder.glob("accuracy_matrix_*.csv"))
+    return {name: (folder / name).read_bytes() for name in names}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_every_strategy_resumes_byte_identical(tmp_path, mnist_root, monkeypatch, strategy):
+    overrides = SHORT + [f"data.root={mnist_root}", f"strategy={strategy}"]
+    run_experiment(compose_run(overrides), tmp_path / "whole")
+
+    original = resume_mod.ResumeHook.after_task
+
+    def crash_after_task_1(self, task, result):
+        original(self, task, result)
+        if task == 1:
+            raise Crash
+
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", crash_after_task_1)
+    with pytest.raises(Crash):
+        run_experiment(compose_run(overrides), tmp_path / "split")
+    partial = json.loads((tmp_path / "split" / "summary.json").read_text())
+    assert partial["status"] == "failed" and (tmp_path / "split" / "resume.pt").is_file()
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+
+    summary = run_experiment(compose_run(overrides), tmp_path / "split")
+    assert summary["status"] == "complete" and summary["resumed_after_task"] == 1
+    assert result_bytes(tmp_path / "split") == result_bytes(tmp_path / "whole")
+    assert not (tmp_path / "split" / "resume.pt").exists()  # complete: removed
+
+
+def test_resume_state_of_another_config_is_refused_naming_the_keys(tmp_path, mnist_root,
+                                                                    monkeypatch):
+    overrides = SHORT + [f"data.root={mnist_root}"]
+    original = resume_mod.ResumeHook.after_task
+
+    def crash(self, task, result):
+        original(self, task, result)
+        raise Crash
+
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", crash)
+    with pytest.raises(Crash):
+        run_experiment(compose_run(overrides), tmp_path)
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+    saved = (tmp_path / "resume.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"optimizer\.lr.*seed|seed.*optimizer\.lr") as err:
+        run_experiment(compose_run(overrides + ["seed=2", "optimizer.lr=0.05"]), tmp_path)
+    assert "resume=false" in str(err.value)
+    assert (tmp_path / "resume.pt").read_bytes() == saved  # nothing lost
+    # resume=false starts over: a complete run from task 1
+    summary = run_experiment(compose_run(overrides + ["seed=2", "resume=false"]), tmp_path)
+    assert summary["status"] == "complete" and "resumed_after_task" not in summary
+
+
+def test_differing_keys_lists_dotted_paths():
+    a = {"seed": 1, "strategy": {"name": "mcsgd", "lmc_lr": 0.1}, "probes": []}
+    b = {"seed": 1, "strategy": {"name": "mcsgd", "lmc_lr": 0.2}, "probes": [], "x": 1}
+    assert resume_mod.differing_keys(a, b) == ["strategy.lmc_lr", "x"]
+    assert resume_mod.differing_keys(a, a) == []
+
+
+# ------------------------------------------------------------------ real processes
+
+def cl_run(args: list[str], mnist_root: Path) -> subprocess.Popen:
+    env = {**os.environ, "CL_RUNNER_DATA": str(mnist_root), "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "cl_runner", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll (5 ms) until ``path`` exists; fail if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.005)
+
+
+def kill_after_task_1_and_resume(tmp_path: Path, mnist_root: Path, strategy: str) -> None:
+    args = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=3000", "progress=false",
+            "hardware=cpu", "hardware.num_threads=1", f"strategy={strategy}"]
+    whole = cl_run(args + [f"hydra.run.dir={tmp_path / 'whole'}"], mnist_root)
+    assert whole.wait(300) == 0, whole.communicate()
+    split = tmp_path / "split"
+    proc = cl_run(args + [f"hydra.run.dir={split}"], mnist_root)
+    wait_for(split / "resume.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads((split / "summary.json").read_text())["status"] == "running"
+    again = cl_run(args + [f"hydra.run.dir={split}"], mnist_root)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    summary = json.loads((split / "summary.json").read_text())
+    assert summary["status"] == "complete" and 1 <= summary["resumed_after_task"] <= 2
+    assert result_bytes(split) == result_bytes(tmp_path / "whole")
+
+
+def test_sigkill_after_task_1_then_resume_is_byte_identical(tmp_path, mnist_root):
+    kill_after_task_1_and_resume(tmp_path, mnist_root, "mcsgd")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_sigkill_and_resume_every_strategy(tmp_path, mnist_root, strategy):
+    kill_after_task_1_and_resume(tmp_path, mnist_root, strategy)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_cleanly_and_the_run_resumes(tmp_path, mnist_root, sig, code):
+    args = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=6000", "progress=false",
+            "hardware=cpu", "hardware.num_threads=1", f"hydra.run.dir={tmp_path}"]
+    proc = cl_run(args, mnist_root)
+    wait_for(tmp_path / "resume.pt", proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["resume_state"] == "resume.pt"
+    last = err.strip().splitlines()[-1]
+    assert f"interrupted by {sig.name}" in last and f"hydra.run.dir={tmp_path}" in last
+    rows = (tmp_path / "accuracy_matrix.csv").read_text().strip().splitlines()
+    assert len(rows) >= 2  # header + the finished task(s): nothing lost
+    again = cl_run(args, mnist_root)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    done = json.loads((tmp_path / "summary.json").read_text())
+    assert done["status"] == "complete" and done["resumed_after_task"] >= 1
