@@ -84,7 +84,8 @@ def run(cfg: DictConfig) -> float | None:
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
                  f"the same command again with hydra.run.dir={out_dir}")
         console.print(f"{exc}: the rows and the resume state of tasks 1..{exc.tasks_done} are "
-                      f"in {out_dir}; run {again} to resume", markup=False, highlight=False)
+                      f"in {out_dir}; run {again} to resume", markup=False, highlight=False,
+                      soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
         sweep.record_failure(out_dir, exc, {
