@@ -152,6 +152,14 @@ def load_cifar100(root: str | Path, download: bool = True, verify_checksums: boo
         test = reader(str(root), train=False, download=False)
     except Exception as exc:
         raise _cifar100_read_error(folder, verify_checksums, exc) from None
+    if len(train.classes) != 100:
+        raise DatasetCorruptError(f"{folder / 'meta'}: {len(train.classes)} fine label names, "
+                                  "expected 100; replace it with the file from "
+                                  "cifar-100-python.tar.gz")
+    for name, split in (("train", train), ("test", test)):
+        if split.targets and not 0 <= min(split.targets) <= max(split.targets) < 100:
+            raise DatasetCorruptError(f"{folder / name}: fine labels outside 0..99 "
+                                      f"({min(split.targets)}..{max(split.targets)})")
     return (
         torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous(),  # HWC -> CHW
         torch.tensor(train.targets, dtype=torch.long),
