@@ -22,7 +22,9 @@ def resolve(cfg: DictConfig) -> RunConfig:
 
     Raises:
         ConfigError: a group holds a component name that is not registered, a group node
-            has no schema (a YAML that does not extend ``/schema/<group>``), or the model does
+            has no schema (a YAML that does not extend ``/schema/<group>``), a value is out of
+            range (the group config's ``validate()``, e.g. ``benchmark.train_samples_per_task``
+            above the dataset's known size; no file is read), or the model does
             not fit the benchmark (:func:`check_model_fits_benchmark`) or the strategy
             (:func:`check_model_fits_strategy`).
     """
@@ -35,6 +37,10 @@ def resolve(cfg: DictConfig) -> RunConfig:
         if node.name not in registry:
             raise ConfigError(f"{registry.kind}.name={node.name!r} is not registered; valid "
                               f"options: {', '.join(registry.names())}")
+    for registry in REGISTRIES:  # value checks that need no data, before any file is read
+        node = getattr(run, registry.kind)
+        if hasattr(node, "validate"):
+            node.validate()
     check_model_fits_benchmark(run)
     check_model_fits_strategy(run)
     run.data.root = str(Path(os.path.expanduser(run.data.root)).resolve())

@@ -16,3 +16,28 @@ class ConfigError(CLRunnerError):
 class TrainingDivergedError(CLRunnerError):
     """The training loss became NaN or infinite; the run stops instead of reporting chance-level
     numbers as a result."""
+
+
+class DatasetCorruptError(CLRunnerError):
+    """A dataset's file is present but unusable (truncated, a wrong header, not a readable
+    pickle); the message names the file and the cause."""
+
+
+def exception_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line, for a one-line report of an underlying cause.
+
+    torchvision's download error (``Error downloading F:`` then ``Tried MIRROR, got:`` and the
+    cause, per mirror) becomes ``Error downloading F: CAUSE (N mirrors tried)``; any other
+    multi-line message is joined with spaces; an empty one (a bare ``assert``) gives the
+    exception's type name.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    causes = [lines[i + 1] for i, line in enumerate(lines[:-1])
+              if line.startswith("Tried ") and line.endswith("got:")]
+    if causes:
+        distinct = "; ".join(dict.fromkeys(causes))
+        plural = "s" if len(causes) > 1 else ""
+        return f"{lines[0].rstrip(':')}: {distinct} ({len(causes)} mirror{plural} tried)"
+    return " ".join(lines)

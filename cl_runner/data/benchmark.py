@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from omegaconf import MISSING
 
+from cl_runner.checks import check_at_least_one
 from cl_runner.data.masking import Split
 from cl_runner.errors import ConfigError
 from cl_runner.registry import Registry
@@ -35,14 +36,24 @@ class BenchmarkConfig:
     epochs_per_task: int = 1
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the key of any out-of-range value."""
-        for key in ("num_tasks", "batch_size", "eval_batch_size", "epochs_per_task"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"benchmark.{key} must be >= 1, got {getattr(self, key)}")
-        if self.train_samples_per_task is not None and self.train_samples_per_task < 1:
-            raise ConfigError(
-                f"benchmark.train_samples_per_task must be null or >= 1, got {self.train_samples_per_task}"
-            )
+        """Raise :class:`ConfigError` naming the key of any out-of-range value. Checks only
+        the config (no file is read): called when the run config is resolved, before any
+        data are loaded, and again by the benchmark's constructor."""
+        check_at_least_one("benchmark", self, "num_tasks", "batch_size", "eval_batch_size",
+                           "epochs_per_task")
+        check_at_least_one("benchmark", self, "train_samples_per_task", nullable=True)
+        limit = self.train_samples_limit()
+        if self.train_samples_per_task is not None and limit is not None:
+            most, what = limit
+            if self.train_samples_per_task > most:
+                raise ConfigError(f"benchmark.train_samples_per_task={self.train_samples_per_task} "
+                                  f"exceeds the {most:,} {what}")
+
+    def train_samples_limit(self) -> tuple[int, str] | None:
+        """The most training examples a task of this benchmark has on the real dataset, and
+        what they are (for the message), e.g. ``(60000, "MNIST training images")``; ``None``
+        when unknown before the data are read."""
+        return None
 
 
 class Benchmark(ABC):
@@ -62,6 +73,25 @@ class Benchmark(ABC):
     input_shape: tuple[int, ...]
     num_classes: int
     device: torch.device
+
+    def __init__(self, cfg: BenchmarkConfig, seed: int, device: torch.device):
+        """The preamble every benchmark shares: validate ``cfg`` (:class:`ConfigError`), then
+        keep its name, task count, ``train_samples_per_task``, the run ``seed`` and
+        ``device``. Subclasses call it first, then load their data."""
+        cfg.validate()
+        self.name = cfg.name
+        self.num_tasks = cfg.num_tasks
+        self.train_samples_per_task = cfg.train_samples_per_task
+        self.seed = seed
+        self.device = torch.device(device)
+
+    def subset_index(self, num_examples: int, task: int) -> torch.Tensor:
+        """The seeded training subset of ``task``: int64 ``(min(n, num_examples),)`` indices
+        into its ``num_examples`` training examples, on ``device``; n =
+        ``train_samples_per_task`` (not ``None``). Fixed by (seed, task)."""
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + task)
+        idx = torch.randperm(num_examples, generator=gen)[: self.train_samples_per_task]
+        return idx.to(self.device)
 
     @abstractmethod
     def train_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,12 +27,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cl_runner.checks import check_at_least_one
 from cl_runner.data.benchmark import BENCHMARKS, Benchmark, BenchmarkConfig
 from cl_runner.data.masking import Split
 from cl_runner.data.sources import CIFAR100_FOLDER, load_cifar100
 from cl_runner.errors import ConfigError
 
 NUM_CLASSES = 100
+#: training images per class in CIFAR-100 (test: 100)
+TRAIN_PER_CLASS = 500
 #: per-channel mean and std of the CIFAR-100 training images in [0, 1] (R, G, B)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
@@ -82,9 +85,8 @@ class SplitCIFAR100Config(BenchmarkConfig):
                                                   "masked_resnet18_reduced")
 
     def validate(self) -> None:
+        check_at_least_one("benchmark", self, "classes_per_task")
         super().validate()
-        if self.classes_per_task < 1:
-            raise ConfigError(f"benchmark.classes_per_task must be >= 1, got {self.classes_per_task}")
         used = self.num_tasks * self.classes_per_task
         if used > NUM_CLASSES:
             raise ConfigError(
@@ -99,6 +101,11 @@ class SplitCIFAR100Config(BenchmarkConfig):
                     f"benchmark.class_order must list at least {used} distinct class ids in "
                     f"0..{NUM_CLASSES - 1}, got {order}"
                 )
+
+    def train_samples_limit(self) -> tuple[int, str] | None:
+        return (TRAIN_PER_CLASS * self.classes_per_task,
+                f"training images of a task ({self.classes_per_task} classes x "
+                f"{TRAIN_PER_CLASS} in CIFAR-100)")
 
     def order(self) -> list[int]:
         """The class order: task t gets ``order[(t-1)*k : t*k]`` (k = classes_per_task)."""
@@ -127,10 +134,7 @@ class SplitCIFAR100(Benchmark):
 
     def __init__(self, cfg: SplitCIFAR100Config, data_root: str, download: bool, seed: int,
                  device: torch.device):
-        cfg.validate()
-        self.name = cfg.name
-        self.num_tasks = cfg.num_tasks
-        self.device = torch.device(device)
+        super().__init__(cfg, seed, device)
         self.scenario = Scenario(cfg.scenario)
         self.train_mask = cfg.train_mask
         k = cfg.classes_per_task
@@ -153,8 +157,11 @@ class SplitCIFAR100(Benchmark):
                     f"benchmark.train_samples_per_task={cfg.train_samples_per_task} exceeds the "
                     f"{smallest} training images of the smallest task"
                 )
-            self._train = [self._subset(x, y, cfg.train_samples_per_task, seed, t)
-                           for t, (x, y) in enumerate(self._train, start=1)]
+            subsets = []
+            for t, (x, y) in enumerate(self._train, start=1):
+                idx = self.subset_index(len(y), t)
+                subsets.append((x[idx], y[idx]))
+            self._train = subsets
         empty = [t for t in range(1, self.num_tasks + 1)
                  if len(self._train[t - 1][1]) == 0 or len(self._test[t - 1][1]) == 0]
         if empty:
@@ -179,12 +186,6 @@ class SplitCIFAR100(Benchmark):
             idx = (task_of_example == t).nonzero().squeeze(1)
             out.append((x[idx].to(self.device), y[idx].to(self.device)))
         return out
-
-    def _subset(self, x: torch.Tensor, y: torch.Tensor, n: int, seed: int, task: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        gen = torch.Generator().manual_seed(seed * 100_003 + task)
-        idx = torch.randperm(len(y), generator=gen)[:n].to(self.device)
-        return x[idx], y[idx]
 
     def train_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_task(task)

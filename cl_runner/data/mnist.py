@@ -13,15 +13,28 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from cl_runner.data.benchmark import BENCHMARKS, Benchmark, BenchmarkConfig
+from cl_runner.data.files import MNIST_LAYOUT
 from cl_runner.data.sources import load_mnist
 from cl_runner.errors import ConfigError
 
 #: images rotated per call in :func:`rotate`
 ROTATE_CHUNK = 8192
+#: MNIST's training images (checked in the file headers by :func:`~cl_runner.data.sources.load_mnist`)
+MNIST_TRAIN_SIZE = MNIST_LAYOUT["train-images-idx3-ubyte"][1][0]
 
 
 @dataclass
-class RotatedMNISTConfig(BenchmarkConfig):
+class MNISTConfig(BenchmarkConfig):
+    """Keys of the benchmarks built on MNIST (none beyond :class:`BenchmarkConfig`'s); knows
+    MNIST's training-set size, so that ``train_samples_per_task`` is checked before any
+    file is read."""
+
+    def train_samples_limit(self) -> tuple[int, str] | None:
+        return MNIST_TRAIN_SIZE, "MNIST training images"
+
+
+@dataclass
+class RotatedMNISTConfig(MNISTConfig):
     """``benchmark=rotated_mnist``.
 
     Attributes:
@@ -34,9 +47,15 @@ class RotatedMNISTConfig(BenchmarkConfig):
     angle_step: float = 9.0
     angles: list[float] | None = None
 
+    def validate(self) -> None:
+        super().validate()
+        if self.angles is not None and len(self.angles) != self.num_tasks:
+            raise ConfigError(f"benchmark.angles has {len(self.angles)} entries but "
+                              f"benchmark.num_tasks={self.num_tasks}")
+
 
 @dataclass
-class PermutedMNISTConfig(BenchmarkConfig):
+class PermutedMNISTConfig(MNISTConfig):
     """``benchmark=permuted_mnist``: task 1 unpermuted, later tasks a fixed random pixel
     permutation each, drawn from the run seed."""
 
@@ -79,18 +98,8 @@ class TransformedMNIST(Benchmark):
 
     def __init__(self, cfg: BenchmarkConfig, data_root: str, download: bool, seed: int,
                  device: torch.device):
-        cfg.validate()
-        self.name = cfg.name
-        self.num_tasks = cfg.num_tasks
-        self.device = torch.device(device)
-        self.seed = seed
-        self.train_samples_per_task = cfg.train_samples_per_task
+        super().__init__(cfg, seed, device)
         train_x, train_y, test_x, test_y = load_mnist(data_root, download)
-        if self.train_samples_per_task is not None and self.train_samples_per_task > len(train_y):
-            raise ConfigError(
-                f"benchmark.train_samples_per_task={self.train_samples_per_task} exceeds the "
-                f"{len(train_y)} MNIST training images"
-            )
         self._train_x, self._train_y = train_x.to(self.device), train_y.to(self.device)
         test_x, test_y = test_x.to(self.device), test_y.to(self.device)
         self._test = [(self.transform(test_x, t), test_y) for t in range(1, self.num_tasks + 1)]
@@ -103,9 +112,7 @@ class TransformedMNIST(Benchmark):
         self.check_task(task)
         x, y = self._train_x, self._train_y
         if self.train_samples_per_task is not None:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + task)
-            idx = torch.randperm(len(y), generator=gen)[: self.train_samples_per_task]
-            idx = idx.to(self.device)
+            idx = self.subset_index(len(y), task)
             x, y = x[idx], y[idx]
         return self.transform(x, task), y
 
@@ -119,12 +126,7 @@ class RotatedMNIST(TransformedMNIST):
 
     def __init__(self, cfg: RotatedMNISTConfig, data_root: str, download: bool, seed: int,
                  device: torch.device):
-        if cfg.angles is not None:
-            if len(cfg.angles) != cfg.num_tasks:
-                raise ConfigError(
-                    f"benchmark.angles has {len(cfg.angles)} entries but benchmark.num_tasks="
-                    f"{cfg.num_tasks}"
-                )
+        if cfg.angles is not None:  # its length is checked by cfg.validate()
             self.angles = [float(a) for a in cfg.angles]
         else:
             self.angles = [(t - 1) * float(cfg.angle_step) for t in range(1, cfg.num_tasks + 1)]

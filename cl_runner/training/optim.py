@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cl_runner.checks import check_value
 from cl_runner.errors import ConfigError
 from cl_runner.registry import Registry
 
@@ -40,12 +41,9 @@ class SGDConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of any out-of-range value."""
-        if self.lr <= 0:
-            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"optimizer.momentum must be in [0, 1), got {self.momentum}")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"optimizer.gamma must be in (0, 1], got {self.gamma}")
+        check_value("optimizer.lr", self.lr, gt=0)
+        check_value("optimizer.momentum", self.momentum, ge=0, lt=1)
+        check_value("optimizer.gamma", self.gamma, gt=0, le=1)
 
 
 @OPTIMIZERS.register("sgd", config=SGDConfig)
@@ -82,12 +80,10 @@ class AdamConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of any out-of-range value."""
-        if self.lr <= 0:
-            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        check_value("optimizer.lr", self.lr, gt=0)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optimizer.betas must be two values in [0, 1), got {list(self.betas)}")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"optimizer.gamma must be in (0, 1], got {self.gamma}")
+        check_value("optimizer.gamma", self.gamma, gt=0, le=1)
 
 
 @OPTIMIZERS.register("adam", config=AdamConfig)

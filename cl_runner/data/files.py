@@ -1,0 +1,140 @@
+"""Checks of dataset files before and after torchvision reads them, so that a bad file is
+reported by name with its cause (truncated, wrong header, unreadable pickle), and the clean-up
+of folders a failed download created."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+from cl_runner.errors import DatasetCorruptError, exception_line
+
+#: MNIST file -> (idx magic number, dimensions): unsigned bytes (type 0x08), 3 or 1 dimensions
+MNIST_LAYOUT: dict[str, tuple[int, tuple[int, ...]]] = {
+    "train-images-idx3-ubyte": (0x00000803, (60_000, 28, 28)),
+    "train-labels-idx1-ubyte": (0x00000801, (60_000,)),
+    "t10k-images-idx3-ubyte": (0x00000803, (10_000, 28, 28)),
+    "t10k-labels-idx1-ubyte": (0x00000801, (10_000,)),
+}
+
+
+def idx_file_problem(path: Path, magic: int, dims: tuple[int, ...]) -> str | None:
+    """What is wrong with an idx file (the MNIST format: a big-endian 4-byte magic number
+    ``0x0000TTNN``, then ``NN`` big-endian 4-byte dimensions, then the data), or ``None``.
+
+    Reads only the header (at most 16 bytes) and the file size.
+
+    Args:
+        path: the file.
+        magic: the expected magic number (``0x0803``: unsigned bytes, 3 dimensions).
+        dims: the expected dimensions, e.g. ``(60000, 28, 28)``.
+
+    Returns:
+        e.g. ``"19,999,984 bytes, expected 47,040,016 (16-byte header + 60,000 x 28 x 28)"``.
+    """
+    header_size = 4 * (1 + len(dims))
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(header_size)
+    if size < header_size:
+        return f"{size:,} bytes, too short for its {header_size}-byte idx header"
+    found_magic = int.from_bytes(header[:4], "big")
+    if found_magic != magic:
+        return (f"magic number 0x{found_magic:08x}, expected 0x{magic:08x} (an idx file of "
+                f"unsigned bytes with {len(dims)} dimension{'s' if len(dims) > 1 else ''}): "
+                "a corrupt header or not this MNIST file")
+    found = tuple(int.from_bytes(header[4 * (i + 1):4 * (i + 2)], "big") for i in range(len(dims)))
+    shape = " x ".join(f"{d:,}" for d in dims)
+    if found != dims:
+        return f"header gives dimensions {' x '.join(f'{d:,}' for d in found)}, expected {shape}"
+    expected = header_size + math.prod(dims)
+    if size != expected:
+        cause = "truncated" if size < expected else "trailing bytes"
+        return (f"{size:,} bytes, expected {expected:,} ({header_size}-byte header + {shape}; "
+                f"{cause})")
+    return None
+
+
+def check_mnist_files(raw: Path) -> None:
+    """Check the headers and sizes of the four MNIST files in ``raw`` (all present).
+
+    Raises:
+        DatasetCorruptError: ``"<raw>/train-images-idx3-ubyte: 19,999,984 bytes, expected
+            47,040,016 (...)"`` for the first bad file.
+    """
+    for name, (magic, dims) in MNIST_LAYOUT.items():
+        problem = idx_file_problem(raw / name, magic, dims)
+        if problem is not None:
+            raise DatasetCorruptError(
+                f"{raw / name}: {problem}; replace the file (or delete it so that the next run "
+                "downloads it)")
+
+
+def cifar100_file_problem(path: Path) -> str | None:
+    """What keeps torchvision from reading a CIFAR-100 python file (``train``, ``test``: a
+    pickled dict with ``data`` uint8 ``(N, 3072)`` and ``fine_labels`` (N); ``meta``: a dict
+    with the 100 ``fine_label_names``), or ``None``. Unpickles the whole file (train: 150 MB)."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+    except Exception as exc:  # truncated: EOFError / UnpicklingError; garbage: many kinds
+        return (f"{path.stat().st_size:,} bytes, not a readable pickle "
+                f"({type(exc).__name__}: {exception_line(exc)}); truncated or corrupt")
+    if not isinstance(entry, dict):
+        return f"holds a {type(entry).__name__}, expected a dict"
+    if path.name == "meta":
+        names = entry.get("fine_label_names")
+        if not isinstance(names, list) or len(names) != 100:
+            return "no list of 100 'fine_label_names'"
+        return None
+    data, labels = entry.get("data"), entry.get("fine_labels")
+    if data is None or labels is None:
+        return f"no {'data' if data is None else 'fine_labels'} entry"
+    shape = tuple(getattr(data, "shape", ()))
+    if len(shape) != 2 or shape[1] != 3072 or str(getattr(data, "dtype", "")) != "uint8":
+        return f"'data' of shape {shape}, expected uint8 (N, 3072)"
+    if len(labels) != shape[0]:
+        return f"{shape[0]:,} images but {len(labels):,} fine labels"
+    return None
+
+
+def md5_problem(path: Path, expected: str) -> str | None:
+    """``"N bytes, MD5 X, not the official file's Y"`` when the file's MD5 differs, else ``None``."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    found = digest.hexdigest()
+    if found == expected:
+        return None
+    return f"{path.stat().st_size:,} bytes, MD5 {found}, not the official file's {expected}"
+
+
+@contextlib.contextmanager
+def removing_created_folders(folder: Path) -> Iterator[None]:
+    """Run the body (a download into ``folder``); if it raises, remove the folders on the way
+    to ``folder`` that did not exist before and are empty now, deepest first, so that a
+    mistyped data root leaves nothing behind. Files (a partial download) are never removed."""
+    created = []
+    path = folder
+    while not path.exists():
+        created.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty: keep it and its parents
+                break
+        raise
