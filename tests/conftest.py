@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST folder, and composing run configs as the CLI does."""
+"""Shared fixtures: the real MNIST folder, a small CIFAR-100 archive, composing run configs as
+the CLI does, and the test data of every registered benchmark."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from cl_runner.cli import CONF_DIR
+from cl_runner.data import BENCHMARKS
+from cl_runner.data.cifar import SplitCIFAR100Config, write_cifar100_archive
+from cl_runner.data.mnist import MNISTConfig
 from cl_runner.dispatch import resolve
+from cl_runner.models import MODELS
+from cl_runner.strategies import STRATEGIES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,11 +30,11 @@ def find_mnist_root() -> Path | None:
     return None
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
-    """One torch thread for the test (tiny tensors and ResNet steps on a shared 2-core machine
-    run up to ~40x faster than with 2 contending threads); restores the thread count after.
-    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """One torch thread for every test (tiny tensors and ResNet steps on a shared 2-core
+    machine run up to ~40x faster than with 2 contending threads); restores the thread count
+    after. Runs in subprocesses choose theirs with ``hardware.num_threads=1``."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -41,6 +47,72 @@ def mnist_root() -> Path:
     if root is None:
         pytest.skip("real MNIST not found: set CL_RUNNER_DATA to a folder holding MNIST/raw/")
     return root
+
+
+#: images per class of the generated CIFAR-100 archive (the real one: 500 train, 100 test)
+CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS = 4, 2
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory) -> Path:
+    """A data root holding ``cifar-100-python/`` in CIFAR-100's own pickle format, written once
+    per session by :func:`~cl_runner.data.cifar.write_cifar100_archive` (4 training and 2 test
+    images per class, seed 0; read it with ``benchmark.verify_checksums=false``). Shared:
+    tests must not modify it (tests/test_faults.py corrupts copies of its own)."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar100_archive(root, CIFAR_TRAIN_PER_CLASS, CIFAR_TEST_PER_CLASS, seed=0)
+    return root
+
+
+#: the test data of each dataset: benchmark config class (a benchmark's config subclasses
+#: one of them) -> (fixture giving its data root, overrides that read it and keep tasks
+#: small: 300 real MNIST images per task; the archive's 20 per task). A new
+#: benchmark on one of these datasets is tested by the registry-driven tests without new code;
+#: one on a new dataset makes them fail until its small test data are added here.
+BENCHMARK_DATA: dict[type, tuple[str, list[str]]] = {
+    MNISTConfig: ("mnist_root", ["benchmark.train_samples_per_task=300"]),
+    SplitCIFAR100Config: ("cifar_root", ["benchmark.verify_checksums=false"]),
+}
+
+
+def benchmark_overrides(request: pytest.FixtureRequest, benchmark: str) -> list[str]:
+    """Overrides that select registered ``benchmark`` on its small test data (no download).
+
+    Raises:
+        pytest.fail: no entry of :data:`BENCHMARK_DATA` covers the benchmark's config class.
+    """
+    config = BENCHMARKS.get(benchmark).config
+    for base, (fixture, extra) in BENCHMARK_DATA.items():
+        if issubclass(config, base):
+            root = request.getfixturevalue(fixture)
+            return [f"benchmark={benchmark}", f"data.root={root}", "data.download=false", *extra]
+    pytest.fail(f"benchmark {benchmark!r} ({config.__name__}) has no test data: add its "
+                f"dataset to BENCHMARK_DATA in tests/conftest.py")
+
+
+def fitting_model(cfg: DictConfig) -> str | None:
+    """``None`` when the model of composed ``cfg`` fits its benchmark and strategy (the checks
+    of :func:`~cl_runner.dispatch.resolve`); otherwise the first registered model the
+    benchmark supports that is a supermask model exactly when the strategy needs one (e.g.
+    strategy=supsup on Split CIFAR-100 -> ``masked_resnet18_reduced``).
+
+    Raises:
+        AssertionError: no registered model fits.
+    """
+    supported = getattr(BENCHMARKS.get(cfg.benchmark.name).config, "supported_models", None)
+    needs_mask = getattr(STRATEGIES.get(cfg.strategy.name).config, "needs_supermask_model", False)
+
+    def fits(name: str) -> bool:
+        is_mask = getattr(MODELS.get(name).config, "is_supermask", False)
+        return (supported is None or name in supported) and (is_mask or not needs_mask)
+
+    if fits(cfg.model.name):
+        return None
+    for name in supported or MODELS.names():
+        if fits(name) and getattr(MODELS.get(name).config, "is_supermask", False) == needs_mask:
+            return name
+    raise AssertionError(f"no registered model fits benchmark={cfg.benchmark.name} "
+                         f"strategy={cfg.strategy.name}")
 
 
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:

@@ -1,20 +1,26 @@
-"""Every registered strategy runs a short real-MNIST sequence through the one loop and
-writes well-formed files (DESIGN.md, principle 7: tests come from the registry)."""
+"""Every registered strategy runs 2 tasks of every registered benchmark through the one loop
+and writes well-formed files (DESIGN.md, principle 7: tests come from the registry); MC-SGD's
+line phase; failed and diverged runs are recorded."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
+from cl_runner.data import BENCHMARKS
+from cl_runner.dispatch import resolve
 from cl_runner.errors import DatasetNotFoundError, TrainingDivergedError
 from cl_runner.experiment import run_experiment
+from cl_runner.results import metrics
 from cl_runner.strategies import STRATEGIES
-from tests.conftest import compose_run
+from tests.conftest import benchmark_overrides, compose_cfg, compose_run, fitting_model
 
 SHORT = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=1000", "progress=false",
-         "hardware=cpu"]
+         "hardware=cpu", "hardware.num_threads=1"]
 
 
 def run_short(tmp_path, mnist_root, overrides):
@@ -22,43 +28,78 @@ def run_short(tmp_path, mnist_root, overrides):
     return run_experiment(run, tmp_path), tmp_path
 
 
+# ---------------------------------------------------------------- every strategy x benchmark
+
+#: 2 tasks (of the small per-task data given by tests/conftest.py's BENCHMARK_DATA)
+TINY = ["benchmark.num_tasks=2", "progress=false", "hardware=cpu", "hardware.num_threads=1"]
+#: per-strategy settings that keep the CPU time small; a new strategy runs with its defaults
+FAST = {"mcsgd": ["strategy.subset_size=50", "strategy.lmc_batch_size=10",
+                  "strategy.line_samples=2"],
+        "ewc": ["strategy.fisher_samples=64"],
+        # task inference (seconds on 10,000 MNIST test images per task) has its own tests in
+        # tests/test_supermask.py; one basis mask: task 2 learns only the coefficients
+        "supsup": ["strategy.task_inference=false"],
+        "impresslearn": ["strategy.basis_size=1", "strategy.task_inference=false"]}
+#: per-model settings that keep the CPU time small; a new model runs with its defaults
+SMALL_MODEL = {"resnet18_reduced": {"model.nf": 8}, "masked_resnet18_reduced": {"model.nf": 4}}
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS.names())
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-@pytest.mark.parametrize("benchmark", ["rotated_mnist", "permuted_mnist"])
-def test_strategy_runs_three_tasks_and_writes_files(tmp_path, mnist_root, strategy, benchmark):
-    summary, out = run_short(tmp_path, mnist_root, [f"strategy={strategy}", f"benchmark={benchmark}"])
+def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, strategy,
+                                                          benchmark):
+    """DESIGN.md principle 7: every registered strategy on every registered benchmark (its
+    small test data from tests/conftest.py), 2 tasks on the benchmark's default model or the
+    one that fits the strategy, writes a sane accuracy matrix, tidy metrics and summary."""
+    overrides = benchmark_overrides(request, benchmark) + TINY + [f"strategy={strategy}"]
+    cfg = compose_cfg(overrides + FAST.get(strategy, []))
+    model = fitting_model(cfg)
+    if model is not None:
+        cfg = compose_cfg(overrides + FAST.get(strategy, []) + [f"model={model}"])
+    for key, value in SMALL_MODEL.get(cfg.model.name, {}).items():
+        OmegaConf.update(cfg, key, value)
+    summary = run_experiment(resolve(cfg), tmp_path)
+    out = tmp_path
 
     matrix = pd.read_csv(out / "accuracy_matrix.csv", index_col=0)
-    assert matrix.shape == (3, 3)
-    assert list(matrix.columns) == ["task_1", "task_2", "task_3"]
-    assert list(matrix.index) == ["after_task_1", "after_task_2", "after_task_3"]
+    assert list(matrix.columns) == ["task_1", "task_2"]
+    assert list(matrix.index) == ["after_task_1", "after_task_2"]
     assert ((matrix >= 0) & (matrix <= 1)).all().all()
-    # it learns: each task is far above chance (10%) right after training on it (1,000
-    # examples: 100 steps at batch 10 for naive, 16 at batch 64 in MC-SGD's regime)
-    assert min(matrix.iloc[i, i] for i in range(3)) > 0.3
 
     tidy = pd.read_csv(out / "metrics.csv")
     assert list(tidy.columns) == ["train_task", "eval_task", "accuracy", "loss", "trained"]
-    assert len(tidy) == 9
+    assert len(tidy) == 4
     assert tidy.pivot(index="train_task", columns="eval_task", values="accuracy").to_numpy() == (
         pytest.approx(matrix.to_numpy()))
-    assert tidy["loss"].gt(0).all()
+    assert np.isfinite(tidy["loss"]).all() and tidy["loss"].gt(0).all()
 
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["status"] == "complete"
+    assert on_disk["status"] == "complete" and on_disk["num_tasks"] == 2
     assert on_disk["strategy"] == strategy and on_disk["benchmark"] == benchmark
     assert on_disk["average_accuracy"] == pytest.approx(matrix.iloc[-1].mean())
+    assert on_disk["average_accuracy"] == pytest.approx(summary["average_accuracy"])
+    assert on_disk["forgetting"] == pytest.approx(metrics.forgetting(matrix.to_numpy()))
+    assert on_disk["learning_accuracy"] == pytest.approx(np.diag(matrix.to_numpy()).mean())
     for key in ("forgetting", "backward_transfer", "learning_accuracy", "wall_time_seconds",
                 "task_seconds", "versions", "git_commit", "seed", "average_accuracy_per_task"):
         assert key in on_disk
-    assert len(on_disk["task_seconds"]) == 3
-    assert on_disk["versions"]["torch"]
-    extra = "angles.csv" if benchmark == "rotated_mnist" else "permutations.csv"
-    assert (out / extra).exists()
+    assert len(on_disk["task_seconds"]) == 2 and on_disk["versions"]["torch"]
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_naive_sgd_learns_real_mnist_and_writes_the_angles(tmp_path, mnist_root):
+    """2 tasks of 1,000 real MNIST images (100 steps at batch 10 each): each task is far above
+    chance (10%) right after training on it; the rotation table is in the run folder."""
+    summary, out = run_short(tmp_path, mnist_root, ["benchmark.num_tasks=2"])
+    matrix = pd.read_csv(out / "accuracy_matrix.csv", index_col=0)
+    assert matrix.shape == (2, 2) and min(matrix.iloc[i, i] for i in range(2)) > 0.5
+    assert pd.read_csv(out / "angles.csv")["angle_degrees"].tolist() == [0.0, 9.0]
+
+
 def test_mcsgd_line_phase_lowers_its_objective(tmp_path, mnist_root):
-    summary, _ = run_short(tmp_path, mnist_root, ["strategy=mcsgd"])
+    summary, _ = run_short(tmp_path, mnist_root, ["strategy=mcsgd", "strategy.subset_size=100",
+                                                  "strategy.line_samples=3",
+                                                  "benchmark.train_samples_per_task=500"])
     history = summary["strategy_stats"]["line_phase"]
     assert [h["task"] for h in history] == [2, 3]
     for h in history:
@@ -66,6 +107,7 @@ def test_mcsgd_line_phase_lowers_its_objective(tmp_path, mnist_root):
     assert summary["strategy_stats"]["episodic_memory_size"] == 30  # 1 per class x 10 x 3 tasks
 
 
+@pytest.mark.slow
 def test_mcsgd_forgets_less_than_naive_in_the_same_regime(tmp_path, mnist_root):
     """Real data, large rotations so that naive fine-tuning forgets: with the same continual
     regime, MC-SGD's line phase must keep more of the old tasks."""
