@@ -1,16 +1,21 @@
 """Every experiment preset (``conf/experiment/*.yaml``) composes with ``+experiment=NAME``,
-validates, says how to run it and what the paper reports, and sets what it claims."""
+validates, selects the benchmark and strategy of its name, sets what it claims, and runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from cl_runner.cli import CONF_DIR
-from cl_runner.config import RunConfig
+from cl_runner.data import BENCHMARKS
 from cl_runner.data.cifar import SplitCIFAR100Config
-from tests.conftest import compose_run
+from cl_runner.dispatch import resolve
+from cl_runner.experiment import run_experiment
+from cl_runner.strategies import STRATEGIES
+from tests.conftest import benchmark_overrides, compose_cfg, compose_run
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
@@ -19,29 +24,53 @@ def test_there_are_presets():
     assert {"split_cifar100_naive", "split_cifar100_stable_sgd", "split_cifar100_mcsgd"} <= set(PRESETS)
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_preset_composes_and_validates(name):
-    run = compose_run([f"+experiment={name}"])
-    assert isinstance(run, RunConfig)
-    # a command-line override still wins over the preset
-    assert compose_run([f"+experiment={name}", "optimizer.lr=0.123", "seed=9"]).optimizer.lr == 0.123
+def test_command_line_wins_over_a_preset():
+    run = compose_run(["+experiment=rotated_mnist_mcsgd", "optimizer.lr=0.123", "seed=9"])
+    assert (run.optimizer.lr, run.seed, run.strategy.lmc_lr) == (0.123, 9, 0.01)
+
+
+def leaves(node: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value of every leaf of a nested YAML mapping."""
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_header_gives_command_and_paper_number(name):
-    lines = (Path(CONF_DIR) / "experiment" / f"{name}.yaml").read_text().splitlines()
-    assert lines[0] == "# @package _global_"
-    header = []
-    for line in lines[1:]:
-        if not line.startswith("#"):
-            break
-        header.append(line)
-    text = "\n".join(header)
-    assert f"cl-run +experiment={name}" in text
-    assert "Paper:" in text
-    # the MC-SGD baselines quote Table 1; presets of methods outside it say where their paper's
-    # figures stand (docs/results/supermasks.md for the supermask methods)
-    assert ("Table 1" in text and "%" in text) or "not checked" in text
+def test_preset_composes_to_its_benchmark_strategy_and_values(name):
+    """``+experiment=NAME`` validates, selects the benchmark and strategy its name says (NAME
+    is BENCHMARK_STRATEGY[_variant]) and every value its YAML sets reaches the run config."""
+    cfg = compose_cfg([f"+experiment={name}"])
+    assert resolve(cfg).benchmark.name == cfg.benchmark.name  # the value checks pass
+    benchmark = next(b for b in BENCHMARKS.names() if name.startswith(f"{b}_"))
+    assert cfg.benchmark.name == benchmark
+    rest = name[len(benchmark) + 1:]
+    strategy = max((s for s in STRATEGIES.names() if rest == s or rest.startswith(f"{s}_")), key=len)
+    # Stable SGD on Split CIFAR-100 is written as the naive loop with its regime
+    assert cfg.strategy.name == strategy or (strategy, cfg.strategy.name) == ("stable_sgd", "naive")
+    body = yaml.safe_load((Path(CONF_DIR) / "experiment" / f"{name}.yaml").read_text())
+    body.pop("defaults", None)
+    assert body, "a preset sets values"
+    for key, value in leaves(body).items():
+        got = OmegaConf.select(cfg, key)
+        got = OmegaConf.to_container(got) if OmegaConf.is_config(got) else got
+        assert got == value, key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_runs_two_tasks(tmp_path, request, name):
+    """Every preset trains 2 tasks of its benchmark's small test data and completes."""
+    cfg = compose_cfg([f"+experiment={name}"])
+    overrides = benchmark_overrides(request, cfg.benchmark.name)[1:]  # its benchmark stays
+    run = compose_run([f"+experiment={name}", "benchmark.num_tasks=2", "progress=false",
+                       "hardware=cpu", "hardware.num_threads=1", *overrides])
+    summary = run_experiment(run, tmp_path)
+    assert summary["status"] == "complete" and summary["num_tasks"] == 2
 
 
 def test_cifar_presets_set_the_papers_settings():
