@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cl_runner.cli import CONF_DIR
 from cl_runner.data import BENCHMARKS
@@ -113,6 +113,37 @@ def fitting_model(cfg: DictConfig) -> str | None:
             return name
     raise AssertionError(f"no registered model fits benchmark={cfg.benchmark.name} "
                          f"strategy={cfg.strategy.name}")
+
+
+#: 2 tasks (of the small per-task data given by BENCHMARK_DATA)
+TINY = ["benchmark.num_tasks=2", "progress=false", "hardware=cpu", "hardware.num_threads=1"]
+#: per-strategy settings that keep the CPU time small; a new strategy runs with its defaults
+FAST = {"mcsgd": ["strategy.subset_size=50", "strategy.lmc_batch_size=10",
+                  "strategy.line_samples=2"],
+        "ewc": ["strategy.fisher_samples=64"],
+        # task inference (seconds on 10,000 MNIST test images per task) has its own tests in
+        # tests/test_supermask.py; one basis mask: task 2 learns only the coefficients
+        "supsup": ["strategy.task_inference=false"],
+        "impresslearn": ["strategy.basis_size=1", "strategy.task_inference=false"]}
+#: per-model settings that keep the CPU time small; a new model runs with its defaults
+SMALL_MODEL = {"resnet18_reduced": {"model.nf": 8}, "masked_resnet18_reduced": {"model.nf": 4}}
+
+
+def tiny_run_cfg(request: pytest.FixtureRequest, strategy: str, benchmark: str,
+                 extra: list[str] | None = None) -> DictConfig:
+    """The composed config of registered ``strategy`` on 2 tasks of registered ``benchmark``'s
+    small test data (:func:`benchmark_overrides`), with :data:`FAST` settings, the model the
+    groups select or else the one that fits (:func:`fitting_model`), made small by
+    :data:`SMALL_MODEL`, and ``extra`` overrides. Resolve it with ``resolve``."""
+    overrides = (benchmark_overrides(request, benchmark) + TINY + [f"strategy={strategy}"]
+                 + FAST.get(strategy, []) + list(extra or []))
+    cfg = compose_cfg(overrides)
+    model = fitting_model(cfg)
+    if model is not None:
+        cfg = compose_cfg(overrides + [f"model={model}"])
+    for key, value in SMALL_MODEL.get(cfg.model.name, {}).items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
 
 
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:

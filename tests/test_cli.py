@@ -15,7 +15,8 @@ def test_cl_run_subprocess_writes_run_files(tmp_path, mnist_root):
     env = dict(os.environ, CL_RUNNER_DATA=str(mnist_root))
     proc = subprocess.run(
         [sys.executable, "-m", "cl_runner", "strategy=mcsgd", "benchmark=permuted_mnist",
-         "benchmark.num_tasks=2", "benchmark.train_samples_per_task=500", "seed=7",
+         "benchmark.num_tasks=2", "benchmark.train_samples_per_task=200", "seed=7",
+         "strategy.subset_size=50", "strategy.line_samples=2", "hardware.num_threads=1",
          "progress=false", f"hydra.run.dir={out}"],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -26,6 +27,6 @@ def test_cl_run_subprocess_writes_run_files(tmp_path, mnist_root):
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["seed"] == 7
-    assert summary["config"]["benchmark"]["train_samples_per_task"] == 500
+    assert summary["config"]["benchmark"]["train_samples_per_task"] == 200
     assert pd.read_csv(out / "accuracy_matrix.csv", index_col=0).shape == (2, 2)
     assert "task  2/2" in (out / "cli.log").read_text()

@@ -88,9 +88,10 @@ def test_bad_overrides_rejected_with_a_message_naming_the_problem(overrides, exp
 
 
 @pytest.mark.parametrize(("override", "expected"), [
-    ("strategy.lmc_lrr=0.1", "Key 'lmc_lrr' not in"),
-    ("seed=abc", "full_key: seed"),
     ("strategy=mcsdg", "Available options in 'strategy'"),
+    # the same path through the console script (each a ~5 s subprocess); in-process above
+    pytest.param("strategy.lmc_lrr=0.1", "Key 'lmc_lrr' not in", marks=pytest.mark.slow),
+    pytest.param("seed=abc", "full_key: seed", marks=pytest.mark.slow),
 ])
 def test_cli_rejects_bad_override_before_loading_data(tmp_path, override, expected):
     """Through the real console script, with a data root that does not exist: the config

@@ -182,6 +182,7 @@ def test_agem_does_nothing_on_the_first_task():
     assert torch.equal(model.weight.grad, torch.ones(2, 2))
 
 
+@pytest.mark.slow
 def test_ewc_forgets_less_than_naive_on_real_mnist(tmp_path, mnist_root):
     """Rotations by 45 degrees and 1,000 examples per task, naive regime (lr 0.01, batch 10):
     with a large lambda EWC keeps more of the old tasks than naive fine-tuning. Measured

@@ -4,6 +4,7 @@ from another config is refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from cl_runner import resume as resume_mod
+from cl_runner.dispatch import resolve
 from cl_runner.errors import ConfigError
 from cl_runner.experiment import run_experiment
 from cl_runner.strategies import STRATEGIES
-from tests.conftest import REPO, compose_run
+from tests.conftest import REPO, compose_run, tiny_run_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SHORT = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=600", "progress=false",
+SHORT = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=200", "progress=false",
          "hardware=cpu", "hardware.num_threads=1"]
 #: files that must be byte-identical between an uninterrupted and a resumed run
 RESULT_FILES = ("accuracy_matrix.csv", "metrics.csv")
@@ -39,9 +41,17 @@ def result_bytes(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-def test_every_strategy_resumes_byte_identical(tmp_path, mnist_root, monkeypatch, strategy):
-    overrides = SHORT + [f"data.root={mnist_root}", f"strategy={strategy}"]
-    run_experiment(compose_run(overrides), tmp_path / "whole")
+def test_every_strategy_resumes_byte_identical(tmp_path, request, monkeypatch, strategy):
+    """2 tasks of the generated Split CIFAR-100 archive (masks, BatchNorm; tests/conftest.py's
+    tiny_run_cfg), supermask strategies with task inference: crash after task 1, resume,
+    the result files equal an uninterrupted run's. Real MNIST: the signal tests below."""
+    fields = dataclasses.fields(STRATEGIES.get(strategy).config)
+    extra = ["strategy.task_inference=true"] if "task_inference" in {f.name for f in fields} else []
+
+    def fresh():
+        return resolve(tiny_run_cfg(request, strategy, "split_cifar100", extra))
+
+    run_experiment(fresh(), tmp_path / "whole")
 
     original = resume_mod.ResumeHook.after_task
 
@@ -52,12 +62,12 @@ def test_every_strategy_resumes_byte_identical(tmp_path, mnist_root, monkeypatch
 
     monkeypatch.setattr(resume_mod.ResumeHook, "after_task", crash_after_task_1)
     with pytest.raises(Crash):
-        run_experiment(compose_run(overrides), tmp_path / "split")
+        run_experiment(fresh(), tmp_path / "split")
     partial = json.loads((tmp_path / "split" / "summary.json").read_text())
     assert partial["status"] == "failed" and (tmp_path / "split" / "resume.pt").is_file()
     monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
 
-    summary = run_experiment(compose_run(overrides), tmp_path / "split")
+    summary = run_experiment(fresh(), tmp_path / "split")
     assert summary["status"] == "complete" and summary["resumed_after_task"] == 1
     assert result_bytes(tmp_path / "split") == result_bytes(tmp_path / "whole")
     assert not (tmp_path / "split" / "resume.pt").exists()  # complete: removed
@@ -84,6 +94,38 @@ def test_resume_state_of_another_config_is_refused_naming_the_keys(tmp_path, mni
     # resume=false starts over: a complete run from task 1
     summary = run_experiment(compose_run(overrides + ["seed=2", "resume=false"]), tmp_path)
     assert summary["status"] == "complete" and "resumed_after_task" not in summary
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_in_process_stops_at_a_step_and_the_run_resumes(tmp_path, mnist_root, monkeypatch,
+                                                               sig):
+    """The signal arrives right after task 1's resume state is saved (in this process, so in
+    the main thread): the run stops with :class:`RunInterrupted` before task 2 completes,
+    summary.json says interrupted and keeps task 1's row; the same command resumes it to the
+    files of an uninterrupted run. The real-process versions are marked slow below."""
+    overrides = SHORT + [f"data.root={mnist_root}"]
+    run_experiment(compose_run(overrides), tmp_path / "whole")
+    original = resume_mod.ResumeHook.after_task
+    handler_before = signal.getsignal(sig)
+
+    def signal_after_task_1(self, task, result):
+        original(self, task, result)
+        if task == 1:
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", signal_after_task_1)
+    with pytest.raises(resume_mod.RunInterrupted) as info:
+        run_experiment(compose_run(overrides), tmp_path / "split")
+    assert info.value.signum == sig and info.value.tasks_done == 1
+    assert signal.getsignal(sig) == handler_before  # the run's handler is gone again
+    summary = json.loads((tmp_path / "split" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["resume_state"] == "resume.pt"
+    rows = (tmp_path / "split" / "accuracy_matrix.csv").read_text().strip().splitlines()
+    assert len(rows) == 2  # header + task 1
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+    done = run_experiment(compose_run(overrides), tmp_path / "split")
+    assert done["status"] == "complete" and done["resumed_after_task"] == 1
+    assert result_bytes(tmp_path / "split") == result_bytes(tmp_path / "whole")
 
 
 def test_differing_keys_lists_dotted_paths():
@@ -130,6 +172,7 @@ def kill_after_task_1_and_resume(tmp_path: Path, mnist_root: Path, strategy: str
     assert result_bytes(split) == result_bytes(tmp_path / "whole")
 
 
+@pytest.mark.slow
 def test_sigkill_after_task_1_then_resume_is_byte_identical(tmp_path, mnist_root):
     kill_after_task_1_and_resume(tmp_path, mnist_root, "mcsgd")
 
@@ -140,6 +183,7 @@ def test_sigkill_and_resume_every_strategy(tmp_path, mnist_root, strategy):
     kill_after_task_1_and_resume(tmp_path, mnist_root, strategy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_stops_cleanly_and_the_run_resumes(tmp_path, mnist_root, sig, code):
     args = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=6000", "progress=false",

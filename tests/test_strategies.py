@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from cl_runner.data import BENCHMARKS
 from cl_runner.dispatch import resolve
@@ -17,7 +16,7 @@ from cl_runner.errors import DatasetNotFoundError, TrainingDivergedError
 from cl_runner.experiment import run_experiment
 from cl_runner.results import metrics
 from cl_runner.strategies import STRATEGIES
-from tests.conftest import benchmark_overrides, compose_cfg, compose_run, fitting_model
+from tests.conftest import compose_run, tiny_run_cfg
 
 SHORT = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=1000", "progress=false",
          "hardware=cpu", "hardware.num_threads=1"]
@@ -30,20 +29,6 @@ def run_short(tmp_path, mnist_root, overrides):
 
 # ---------------------------------------------------------------- every strategy x benchmark
 
-#: 2 tasks (of the small per-task data given by tests/conftest.py's BENCHMARK_DATA)
-TINY = ["benchmark.num_tasks=2", "progress=false", "hardware=cpu", "hardware.num_threads=1"]
-#: per-strategy settings that keep the CPU time small; a new strategy runs with its defaults
-FAST = {"mcsgd": ["strategy.subset_size=50", "strategy.lmc_batch_size=10",
-                  "strategy.line_samples=2"],
-        "ewc": ["strategy.fisher_samples=64"],
-        # task inference (seconds on 10,000 MNIST test images per task) has its own tests in
-        # tests/test_supermask.py; one basis mask: task 2 learns only the coefficients
-        "supsup": ["strategy.task_inference=false"],
-        "impresslearn": ["strategy.basis_size=1", "strategy.task_inference=false"]}
-#: per-model settings that keep the CPU time small; a new model runs with its defaults
-SMALL_MODEL = {"resnet18_reduced": {"model.nf": 8}, "masked_resnet18_reduced": {"model.nf": 4}}
-
-
 @pytest.mark.parametrize("benchmark", BENCHMARKS.names())
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, strategy,
@@ -51,13 +36,7 @@ def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, str
     """DESIGN.md principle 7: every registered strategy on every registered benchmark (its
     small test data from tests/conftest.py), 2 tasks on the benchmark's default model or the
     one that fits the strategy, writes a sane accuracy matrix, tidy metrics and summary."""
-    overrides = benchmark_overrides(request, benchmark) + TINY + [f"strategy={strategy}"]
-    cfg = compose_cfg(overrides + FAST.get(strategy, []))
-    model = fitting_model(cfg)
-    if model is not None:
-        cfg = compose_cfg(overrides + FAST.get(strategy, []) + [f"model={model}"])
-    for key, value in SMALL_MODEL.get(cfg.model.name, {}).items():
-        OmegaConf.update(cfg, key, value)
+    cfg = tiny_run_cfg(request, strategy, benchmark)
     summary = run_experiment(resolve(cfg), tmp_path)
     out = tmp_path
 

@@ -45,6 +45,7 @@ def sweep_2x2(tmp_path_factory, mnist_root) -> Path:
     return sweep_dir
 
 
+@pytest.mark.slow
 def test_multirun_writes_one_folder_per_job_and_summarizes(sweep_2x2, tmp_path):
     folders = job_folders(sweep_2x2)
     assert [p.name for p in folders] == [
@@ -70,6 +71,7 @@ def test_multirun_writes_one_folder_per_job_and_summarizes(sweep_2x2, tmp_path):
     assert len(md_rows) == 2 + 2  # header, separator, one row per strategy
 
 
+@pytest.mark.slow
 def test_relaunch_skips_complete_jobs_and_force_reruns(sweep_2x2, mnist_root):
     before = summaries(sweep_2x2)
     proc = cl_run(["-m", "strategy=naive,mcsgd", "seed=1,2", *TINY,
@@ -91,6 +93,7 @@ def test_relaunch_skips_complete_jobs_and_force_reruns(sweep_2x2, mnist_root):
     assert again["average_accuracy"] == before[first.name]["average_accuracy"]
 
 
+@pytest.mark.slow
 def test_failing_job_is_recorded_and_the_others_complete(tmp_path, mnist_root):
     sweep_dir = tmp_path / "fail"
     # job 1 has an invalid thread count: it raises inside the job, after Hydra launched it
@@ -111,6 +114,7 @@ def test_failing_job_is_recorded_and_the_others_complete(tmp_path, mnist_root):
     assert failed.path.name == "1_rotated_mnist_naive_seed1"
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path, mnist_root):
     sweep_dir = tmp_path / "joblib"
     proc = cl_run(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "strategy=naive",
