@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cl_runner.config import register_configs
-from cl_runner.errors import CLRunnerError
+from cl_runner.errors import CLRunnerError, RunInterrupted
 
 register_configs()
 log = logging.getLogger(__name__)
 
-#: the repository's conf/ folder (the package is installed in editable mode by `make setup`)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+#: the config tree, package data (``cl_runner/conf``; the repository's ``conf`` links to it)
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -64,15 +64,15 @@ def run(cfg: DictConfig) -> float | None:
     """
     from cl_runner import sweep
     from cl_runner.dispatch import resolve
-    from cl_runner.experiment import config_dict, run_experiment
-    from cl_runner.resume import RunInterrupted
 
     console = Console(stderr=True)
     hydra_cfg = HydraConfig.get()
     out_dir = hydra_cfg.runtime.output_dir
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run_cfg = resolve(cfg)
+        run_cfg = resolve(cfg)  # config errors answer here, before PyTorch is imported
+        from cl_runner.experiment import config_dict, run_experiment  # imports torch
+
         if not run_cfg.force:
             done = sweep.complete_result(out_dir, config_dict(run_cfg))
             if done is not None:

@@ -1,7 +1,7 @@
 """Run-level config schemas and their registration in Hydra's ConfigStore.
 
 Every config group option is validated against a dataclass: the run-level ones below, and
-one per registered component (benchmark, model, strategy, optimizer), stored in the group
+one per declared component (benchmark, model, strategy, optimizer), stored in the group
 ``schema/<kind>`` so that each ``conf/<kind>/<name>.yaml`` extends its own schema. Unknown
 keys, wrong types and unknown options therefore fail while Hydra composes the config, before
 any data is loaded.
@@ -16,10 +16,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from cl_runner.data import BENCHMARKS
-from cl_runner.models import MODELS
-from cl_runner.strategies import STRATEGIES
-from cl_runner.training.optim import OPTIMIZERS
+from cl_runner.data.schemas import BENCHMARKS
+from cl_runner.models.schemas import MODELS
+from cl_runner.strategies.schemas import STRATEGIES
+from cl_runner.training.schemas import OPTIMIZERS
 
 REGISTRIES = (BENCHMARKS, MODELS, STRATEGIES, OPTIMIZERS)
 

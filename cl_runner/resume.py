@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cl_runner.errors import ConfigError
+from cl_runner.errors import ConfigError, RunInterrupted  # noqa: F401  (RunInterrupted: re-exported)
 from cl_runner.results.checkpoints import atomic_torch_save
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
@@ -38,23 +38,6 @@ from cl_runner.training.loop import SequenceResult
 RESUME_FILE = "resume.pt"
 #: format of the file; a file of another format is refused (start over with resume=false)
 FORMAT = 1
-
-
-class RunInterrupted(Exception):
-    """The run stopped on a signal at a step boundary.
-
-    Attributes:
-        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
-        exit_code: the shell's code for it, ``128 + signum`` (130, 143).
-        tasks_done: tasks finished and saved (rows and resume state) before the stop.
-    """
-
-    def __init__(self, signum: int, tasks_done: int = 0) -> None:
-        self.signum = signum
-        self.exit_code = 128 + signum
-        self.tasks_done = tasks_done
-        super().__init__(f"interrupted by {signal.Signals(signum).name} after {tasks_done} "
-                         f"finished task(s)")
 
 
 class ResumeMismatchError(ConfigError):
