@@ -14,14 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cl_runner.config import register_configs
+from cl_runner.config import CONF_DIR, register_configs
 from cl_runner.errors import CLRunnerError, RunInterrupted
 
 register_configs()
 log = logging.getLogger(__name__)
 
-#: the config tree, package data (``cl_runner/conf``; the repository's ``conf`` links to it)
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+__all__ = ["CONF_DIR", "run", "summary_table"]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -10,11 +10,13 @@ any data is loaded.
 from __future__ import annotations
 
 import enum
+import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.models.schemas import MODELS
@@ -22,6 +24,9 @@ from cl_runner.strategies.schemas import STRATEGIES
 from cl_runner.training.schemas import OPTIMIZERS
 
 REGISTRIES = (BENCHMARKS, MODELS, STRATEGIES, OPTIMIZERS)
+
+#: the config tree, package data (the repository's top-level ``conf`` links to it)
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @dataclass
@@ -157,10 +162,31 @@ class RunConfig:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
 
 
+#: width of the ``cl-run --help`` group lines, and the column their options start at
+HELP_WIDTH, HELP_INDENT = 96, 15
+
+
+def group_options(group: str, chosen: str | None = None) -> str:
+    """The options of config group ``group`` (the YAML files in ``conf/<group>/``), comma
+    separated, the ``chosen`` one marked with ``*``: ``"permuted_mnist, rotated_mnist*"``;
+    wrapped at :data:`HELP_WIDTH` columns, continuation lines indented by :data:`HELP_INDENT`.
+
+    Registered as the OmegaConf resolver ``${cl_runner.options:GROUP[,CHOSEN]}``, which the
+    ``cl-run --help`` template (``conf/hydra/help/cl_run.yaml``) uses to list the groups.
+    """
+    names = sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    text = ", ".join(f"{n}*" if n == chosen else n for n in names)
+    return textwrap.fill(text, width=HELP_WIDTH, subsequent_indent=" " * HELP_INDENT,
+                         break_on_hyphens=False, initial_indent=" " * HELP_INDENT)[HELP_INDENT:]
+
+
 def register_configs() -> None:
-    """Store the run schema and one schema per registered component in Hydra's ConfigStore."""
+    """Store the run schema and one schema per registered component in Hydra's ConfigStore,
+    and register the ``cl_runner.options`` resolver (:func:`group_options`)."""
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for registry in REGISTRIES:
         for entry in registry:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)
+    if not OmegaConf.has_resolver("cl_runner.options"):
+        OmegaConf.register_new_resolver("cl_runner.options", group_options)

@@ -34,7 +34,7 @@ def test_cli_schemas_and_resolve_import_no_torch():
         "    resolve(cfg)\n"
         "except Exception as exc:\n"
         "    print(type(exc).__name__)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in %r))\n" % (HEAVY,)
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.splitlines()
@@ -67,3 +67,25 @@ def test_cl_run_answers_without_torch(args, code, tmp_path):
     imported = _imported(proc.stderr)
     assert "cl_runner" in imported and "hydra" in imported  # the report is read right
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_help_lists_the_groups_and_examples_not_the_schemas(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cl_runner", "strategy=mcsgd",
+                           "benchmark=split_cifar100", "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert text.startswith("cl-run: a continual-learning experiment runner")
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")
+             and line.split()[0] in ("benchmark", "model", "strategy", "optimizer", "hardware")}
+    assert set(lines) == {"benchmark", "model", "strategy", "optimizer", "hardware"}
+    # every option of a group is listed, the current choice marked
+    assert "split_cifar100*" in lines["benchmark"] and "rotated_mnist," in lines["benchmark"]
+    assert "resnet18_reduced*" in lines["model"]  # chosen by benchmark=split_cifar100
+    for name in ("agem", "er", "ewc", "impresslearn", "multitask", "naive", "supsup"):
+        assert f" {name}," in lines["strategy"] or lines["strategy"].endswith(f" {name}"), name
+    assert "mcsgd*" in lines["strategy"]
+    assert "rotated_mnist_mcsgd" in text and "cl-run -m strategy=naive,mcsgd" in text
+    assert "lmc_lr: 0.01" in text  # the composed config of the choices
+    assert "schema" not in text  # neither schema/* groups nor run_schema
+    assert "powered by Hydra" not in text  # Hydra's default template is replaced
