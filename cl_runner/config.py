@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from cl_runner.data import BENCHMARKS
 from cl_runner.models import MODELS
+from cl_runner.results.run_folder import job_folder_name
 from cl_runner.strategies import STRATEGIES
 from cl_runner.training.optim import OPTIMIZERS
 
@@ -158,9 +159,12 @@ class RunConfig:
 
 
 def register_configs() -> None:
-    """Store the run schema and one schema per registered component in Hydra's ConfigStore."""
+    """Store the run schema and one schema per registered component in Hydra's ConfigStore,
+    and register the resolver ``cl_job_dir`` (sweep job folder names, :func:`job_folder_name`)."""
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
+    if not OmegaConf.has_resolver("cl_job_dir"):  # sweep job folder names (conf/config.yaml)
+        OmegaConf.register_new_resolver("cl_job_dir", job_folder_name)
     for registry in REGISTRIES:
         for entry in registry:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 
 from cl_runner import summarize as S
 from cl_runner.cli import CONF_DIR
-from cl_runner.sweep import comparable_config, complete_result, record_failure
+from cl_runner.results.run_folder import comparable_config, complete_result
+from cl_runner.sweep import record_failure
 
 TINY = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=500", "progress=false",
         "hardware.num_threads=1"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 
 from cl_runner.options import parse_options
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = summarize(options.paths, options.group_by, options.metrics, options.out,
                             options.plots)
     except SummarizeError as exc:
-        err.print(f"[bold red]cl-summarize:[/] {exc}")
+        err.print(f"[bold red]cl-summarize:[/] {escape(str(exc))}")
         return 2
     if options.format == TableFormat.rich:
         for table in rich_tables(summary):
@@ -159,9 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for table in rich_tables(summary)[1:]:
                 err.print(table)
     for problem in summary.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(f"[yellow]warning:[/] {escape(problem)}")
     out_dir = summary.files[0].parent if summary.files else None
-    console.print(f"wrote {len(summary.files)} files to {out_dir}")
+    console.print(f"wrote {len(summary.files)} files to {escape(str(out_dir))}")
     if not summary.groups:
         err.print("[bold red]no complete run to summarize[/] (see the runs not included)")
         return 1

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from cl_runner.summarize.aggregation import Summary
@@ -41,6 +42,20 @@ def wide_table(summary: Summary, latex: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: the order of the statuses in :func:`excluded_counts`
+STATUS_ORDER = ("interrupted", "running", "incomplete", "failed", "corrupt", "duplicate")
+
+
+def excluded_counts(summary: Summary) -> str:
+    """The runs left out, counted by status: ``2 interrupted, 1 failed``."""
+    counts: dict[str, int] = {}
+    for record in summary.excluded:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    order = sorted(counts, key=lambda s: (STATUS_ORDER.index(s) if s in STATUS_ORDER
+                                          else len(STATUS_ORDER), s))
+    return ", ".join(f"{counts[s]} {s}" for s in order)
+
+
 def to_markdown(summary: Summary) -> str:
     """A GitHub-flavoured Markdown table, one row per group, then the runs left out."""
     frame = wide_table(summary)
@@ -53,7 +68,8 @@ def to_markdown(summary: Summary) -> str:
     lines.append("Mean ± sample standard deviation (ddof=1) over seeds; n/a: one seed. "
                  "Accuracy in %, forgetting and backward transfer as fractions, time in seconds.")
     if summary.excluded:
-        lines += ["", f"Runs not included ({len(summary.excluded)}):", ""]
+        lines += ["", f"Runs not included ({len(summary.excluded)}: {excluded_counts(summary)}):",
+                  ""]
         lines += [f"- `{r.path}`: {r.status}: {r.reason}" for r in summary.excluded]
     return "\n".join(lines) + "\n"
 
@@ -88,16 +104,17 @@ def rich_tables(summary: Summary) -> list[Table]:
     table = Table(title=f"{n_runs} runs in {len(summary.groups)} groups: mean ± sample std "
                         "(ddof=1) over seeds")
     for i, column in enumerate(frame.columns):
-        table.add_column(str(column), no_wrap=True,
+        table.add_column(escape(str(column)), no_wrap=True,
                          justify="left" if i < len(summary.group_keys) else "right")
     for _, row in frame.iterrows():
-        table.add_row(*[str(v) for v in row])
+        table.add_row(*[escape(str(v)) for v in row])
     tables = [table]
     if summary.excluded:
-        left = Table(title=f"{len(summary.excluded)} runs not included", title_style="bold red")
+        left = Table(title=f"{len(summary.excluded)} runs not included: "
+                           f"{excluded_counts(summary)}", title_style="bold red")
         for column in ("run folder", "status", "reason"):
             left.add_column(column, overflow="fold")
         for r in summary.excluded:
-            left.add_row(str(r.path), r.status, r.reason or "")
+            left.add_row(escape(str(r.path)), r.status, escape(r.reason or ""))
         tables.append(left)
     return tables

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -10,11 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import yaml
 
-SUMMARY = "summary.json"
-ACCURACY_MATRIX = "accuracy_matrix.csv"
+from cl_runner.results.run_folder import (
+    ACCURACY_MATRIX,
+    HYDRA_DIR,
+    RESUME_FILE,
+    SUMMARY,
+    SummaryUnreadable,
+    load_summary,
+    process_alive,
+    read_accuracy_matrix,
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,10 @@ class RunRecord:
 
     Attributes:
         path: the run folder.
-        status: ``complete`` (aggregated), ``failed``, ``incomplete``, ``corrupt`` or
-            ``duplicate`` (the last four are listed, never aggregated).
+        status: ``complete`` (aggregated), ``failed``, ``interrupted`` (stopped by SIGINT or
+            SIGTERM, resumable), ``running`` (its process is alive on this host),
+            ``incomplete`` (never finished: killed, crashed or never started), ``corrupt`` or
+            ``duplicate`` (all but the first are listed, never aggregated).
         reason: why the run is not aggregated (None for complete runs).
         summary: the parsed ``summary.json`` (None when missing or unreadable).
         config: the resolved run config (from ``summary.json``, else ``.hydra/config.yaml``).
@@ -95,7 +103,7 @@ class RunRecord:
 
 def is_run_folder(path: Path) -> bool:
     """A folder a run wrote into: it holds ``summary.json`` or Hydra's ``.hydra/config.yaml``."""
-    return (path / SUMMARY).is_file() or (path / ".hydra" / "config.yaml").is_file()
+    return (path / SUMMARY).is_file() or (path / HYDRA_DIR / "config.yaml").is_file()
 
 
 def find_run_folders(paths: Iterable[str | Path]) -> list[Path]:
@@ -140,38 +148,14 @@ def as_number(value: Any) -> float:
     return float(value)
 
 
-def read_accuracy_matrix(path: Path, num_tasks: int | None = None) -> np.ndarray:
-    """Read ``accuracy_matrix.csv`` (index ``after_task_i``, columns ``task_j``, fractions).
-
-    Returns:
-        Array of shape ``(rows, T)``; ``rows == T`` for a finished run.
-
-    Raises:
-        ValueError: the file is not a numeric table of accuracies in [0, 1], or its number of
-            columns differs from ``num_tasks``; the message names the file.
-    """
-    try:
-        frame = pd.read_csv(path, index_col=0)
-        values = frame.to_numpy(dtype=np.float64)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: not a numeric accuracy table ({exc})") from exc
-    if values.ndim != 2 or values.shape[1] == 0:
-        raise ValueError(f"{path}: empty accuracy table")
-    if num_tasks is not None and values.shape[1] != num_tasks:
-        raise ValueError(f"{path}: {values.shape[1]} task columns, expected {num_tasks}")
-    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
-        raise ValueError(f"{path}: accuracies must be finite fractions in [0, 1]")
-    return values
-
-
 def read_run(path: str | Path) -> RunRecord:
     """Read one run folder; never raises for bad or missing files (they set ``status``).
 
     The reason of a corrupt run names the file that could not be read and why.
     """
     path = Path(path)
-    hydra_config = _read_yaml(path / ".hydra" / "config.yaml")
-    overrides = _read_yaml(path / ".hydra" / "overrides.yaml")
+    hydra_config = _read_yaml(path / HYDRA_DIR / "config.yaml")
+    overrides = _read_yaml(path / HYDRA_DIR / "overrides.yaml")
     record = RunRecord(path=path, status="incomplete",
                        config=hydra_config if isinstance(hydra_config, dict) else None,
                        overrides=[str(o) for o in overrides] if isinstance(overrides, list) else [])
@@ -180,15 +164,9 @@ def read_run(path: str | Path) -> RunRecord:
         record.reason = f"no {SUMMARY}: the job never started or was stopped before writing it"
         return record
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        record.status, record.reason = "corrupt", f"{summary_path}: unreadable ({exc})"
-        return record
-    except json.JSONDecodeError as exc:
-        record.status, record.reason = "corrupt", f"{summary_path}: malformed JSON ({exc})"
-        return record
-    if not isinstance(summary, dict):
-        record.status, record.reason = "corrupt", f"{summary_path}: not a JSON object"
+        summary = load_summary(path)
+    except (OSError, SummaryUnreadable) as exc:
+        record.status, record.reason = "corrupt", str(exc)
         return record
     record.summary = summary
     if isinstance(summary.get("config"), dict):
@@ -199,7 +177,7 @@ def read_run(path: str | Path) -> RunRecord:
         record.status = "failed"
         record.reason = str(summary.get("error") or "failed (no error message recorded)")
         return record
-    if status == "running":
+    if status in ("running", "interrupted"):
         done = ""
         if matrix_path.is_file():
             try:
@@ -207,7 +185,20 @@ def read_run(path: str | Path) -> RunRecord:
                        f"{summary.get('num_tasks', '?')} tasks in {ACCURACY_MATRIX}"
             except ValueError:
                 pass
-        record.reason = f"status 'running': interrupted, or still running{done}"
+        resumable = ("; the same command resumes it" if (path / RESUME_FILE).is_file()
+                     else "")
+        if status == "interrupted":
+            record.status = "interrupted"
+            record.reason = f"{summary.get('error') or 'interrupted'}{done}{resumable}"
+        elif process_alive(summary.get("pid"), summary.get("host"), summary.get("pid_start")):
+            record.status = "running"
+            record.reason = (f"still running in process {summary['pid']} on "
+                             f"{summary['host']}{done}")
+        elif "pid" in summary:
+            record.reason = (f"status 'running' but process {summary['pid']} on "
+                             f"{summary.get('host')} is gone (killed or crashed){done}{resumable}")
+        else:
+            record.reason = f"status 'running': interrupted, or still running{done}"
         return record
     if status != "complete":
         record.status, record.reason = "corrupt", f"{summary_path}: unknown status {status!r}"
