@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,16 @@ def save_hydra_record(out_dir: str | Path, cfg: DictConfig) -> None:
         atomic_write_text(folder / name, OmegaConf.to_yaml(node))
 
 
+def override_arg(key: str, value: str) -> str:
+    """The shell argument that sets ``key`` to ``value`` in a Hydra override: ``key=value``, or
+    ``"key='value'"`` when the value holds characters that the override grammar reads as syntax
+    (``=``, ``,``, brackets, spaces...) and the shell must pass on as they are."""
+    if re.fullmatch(r"[\w./~+-]*", value):
+        return f"{key}={value}"
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"\"{key}='{quoted}'\""
+
+
 def error_line(exc: BaseException) -> Text:
     """``error: MESSAGE`` for the terminal, the message shown as is (no rich markup)."""
     return Text.assemble(("error:", "bold red"), " ", str(exc))
@@ -115,7 +126,7 @@ def run(cfg: DictConfig) -> float | None:
         summary = run_experiment(run_cfg, out_dir)
     except RunInterrupted as exc:  # status "interrupted" is in summary.json already
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
-                 f"the same command again with hydra.run.dir={out_dir}")
+                 f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
         console.print(f"{exc}: the rows and the resume state of tasks 1..{exc.tasks_done} are "
                       f"in {out_dir}; run {again} to resume", markup=False, highlight=False,
                       soft_wrap=True)

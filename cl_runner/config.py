@@ -131,9 +131,10 @@ class RunConfig:
     Attributes:
         seed: seeds model initialization, dropout, shuffles, subsets, memories, permutations.
         progress: show the rich progress bar.
-        force: run even when the run folder already holds a complete result for the same
+        force: run even when the run folder already holds a complete result: of the same
             config (by default such a job is skipped, so a relaunched sweep only runs what is
-            missing; see ``cl_runner/sweep.py``).
+            missing) or of another one (by default refused; with force its files are removed
+            first); see :func:`cl_runner.results.run_folder.check_run_folder`.
         checkpoints: end-of-task weights saved for ``cl-analyze`` (off by default).
         resume: a run folder holding the resume state of an unfinished run of the same
             config continues it from its last finished task (default); false starts over

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from cl_runner import resume as resume_mod
 from cl_runner import summarize as S
-from cl_runner.cli import CONF_DIR
+from cl_runner.cli import CONF_DIR, override_arg
 from cl_runner.experiment import run_experiment
 from cl_runner.results import run_folder as rf
 from tests.conftest import compose_run
@@ -148,7 +148,7 @@ def test_second_sweep_into_the_same_dir_adds_folders(tmp_path, mnist_root):
     assert first.returncode == 0, first.stderr[-3000:]
     [old] = [p for p in sweep_dir.iterdir() if p.is_dir()]
     assert old.name == ("benchmark.num_tasks=2,benchmark.train_samples_per_task=200,"
-                        "hardware=cpu,seed=1,strategy=naive")  # progress, num_threads left out
+                        "hardware=cpu,hardware.num_threads=1,seed=1,strategy=naive")  # no progress
     before = folder_bytes(old)
     second = cl_run(["-m", "strategy=naive", "seed=2,3", *TINY, f"hydra.sweep.dir={sweep_dir}"],
                     mnist_root)
@@ -189,10 +189,14 @@ def test_job_folder_names():
     name_a, name_b = rf.job_folder_name(long_a, "fb"), rf.job_folder_name(long_b, "fb")
     assert len(name_a.encode()) <= rf.MAX_NAME and name_a != name_b
     assert name_a == rf.job_folder_name(long_a, "fb")  # the same overrides, the same folder
+    # the resume hint names such a folder in a form the shell and Hydra's grammar pass on
+    assert override_arg("hydra.run.dir", "/s/seed=1,strategy=naive") == \
+        "\"hydra.run.dir='/s/seed=1,strategy=naive'\""
+    assert override_arg("hydra.run.dir", "/s/r1") == "hydra.run.dir=/s/r1"
     # what Hydra makes of conf/config.yaml
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["seed=2", "strategy=mcsgd", "progress=false",
-                                           "hardware.num_threads=1", "data.root=/d/x"],
+                                           "force=true", "data.root=/d/x"],
                       return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "seed=2,strategy=mcsgd"
