@@ -168,7 +168,11 @@ def test_complete_result_compares_the_resolved_config(tmp_path):
     assert complete_result(tmp_path, cfg)["status"] == "complete"  # progress/force/data ignored
     assert comparable_config(stored) == comparable_config(cfg)
     assert complete_result(tmp_path, {**cfg, "seed": 2}) is None   # another config
-    record_failure(tmp_path, ValueError("boom"), {"seed": 1})
+    # a failure never replaces a complete result (e.g. a later launch with a bad value)
+    assert record_failure(tmp_path, ValueError("boom"), {"seed": 1}) is None
+    assert complete_result(tmp_path, cfg)["status"] == "complete"
+    (tmp_path / "accuracy_matrix.csv").unlink()  # not complete any more: recorded
+    assert record_failure(tmp_path, ValueError("boom"), {"seed": 1}) == tmp_path / "summary.json"
     assert complete_result(tmp_path, cfg) is None                  # failed: run again
     data = json.loads((tmp_path / "summary.json").read_text())
     assert data["status"] == "failed" and data["error"] == "ValueError: boom" and data["seed"] == 1
