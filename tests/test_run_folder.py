@@ -148,7 +148,7 @@ def test_second_sweep_into_the_same_dir_adds_folders(tmp_path, mnist_root):
     assert first.returncode == 0, first.stderr[-3000:]
     [old] = [p for p in sweep_dir.iterdir() if p.is_dir()]
     assert old.name == ("benchmark.num_tasks=2,benchmark.train_samples_per_task=200,"
-                        "hardware=cpu,hardware.num_threads=1,seed=1,strategy=naive")  # no progress
+                        "hardware.num_threads=1,hardware=cpu,seed=1,strategy=naive")  # no progress
     before = folder_bytes(old)
     second = cl_run(["-m", "strategy=naive", "seed=2,3", *TINY, f"hydra.sweep.dir={sweep_dir}"],
                     mnist_root)
