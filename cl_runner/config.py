@@ -20,6 +20,7 @@ from omegaconf import MISSING, OmegaConf
 
 from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.models.schemas import MODELS
+from cl_runner.results.run_folder import job_folder_name
 from cl_runner.strategies.schemas import STRATEGIES
 from cl_runner.training.schemas import OPTIMIZERS
 
@@ -135,9 +136,10 @@ class RunConfig:
     Attributes:
         seed: seeds model initialization, dropout, shuffles, subsets, memories, permutations.
         progress: show the rich progress bar.
-        force: run even when the run folder already holds a complete result for the same
+        force: run even when the run folder already holds a complete result: of the same
             config (by default such a job is skipped, so a relaunched sweep only runs what is
-            missing; see ``cl_runner/sweep.py``).
+            missing) or of another one (by default refused; with force its files are removed
+            first); see :func:`cl_runner.results.run_folder.check_run_folder`.
         checkpoints: end-of-task weights saved for ``cl-analyze`` (off by default).
         resume: a run folder holding the resume state of an unfinished run of the same
             config continues it from its last finished task (default); false starts over
@@ -182,9 +184,12 @@ def group_options(group: str, chosen: str | None = None) -> str:
 
 def register_configs() -> None:
     """Store the run schema and one schema per registered component in Hydra's ConfigStore,
-    and register the ``cl_runner.options`` resolver (:func:`group_options`)."""
+    and register the resolvers ``cl_runner.options`` (:func:`group_options`) and
+    ``cl_job_dir`` (sweep job folder names, :func:`job_folder_name`)."""
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
+    if not OmegaConf.has_resolver("cl_job_dir"):  # sweep job folder names (conf/config.yaml)
+        OmegaConf.register_new_resolver("cl_job_dir", job_folder_name)
     for registry in REGISTRIES:
         for entry in registry:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)

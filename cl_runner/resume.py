@@ -31,32 +31,17 @@ from torch import nn
 
 from cl_runner.errors import ConfigError, RunInterrupted  # noqa: F401  (RunInterrupted: re-exported)
 from cl_runner.results.checkpoints import atomic_torch_save
+from cl_runner.results.run_folder import RESUME_FILE, differing_keys
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import SequenceResult
 
-RESUME_FILE = "resume.pt"
 #: format of the file; a file of another format is refused (start over with resume=false)
 FORMAT = 1
 
 
 class ResumeMismatchError(ConfigError):
     """The run folder's resume state comes from a different resolved config."""
-
-
-def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted paths at which two plain config trees (dicts, lists, values) differ; a key
-    present in only one of them counts. ``[]`` when equal."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in a or key not in b:
-                out.append(path)
-            else:
-                out += differing_keys(a[key], b[key], path)
-        return out
-    return [] if a == b else [prefix or "(root)"]
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:

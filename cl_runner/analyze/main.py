@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cl_runner.analysis.runs import AnalysisError
@@ -58,13 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         tables, analysis = run_command(command, options)
     except (CLRunnerError, FileNotFoundError, ValueError) as exc:
-        err.print(f"[bold red]cl-analyze:[/] {exc}")
+        err.print(f"[bold red]cl-analyze:[/] {escape(str(exc))}")
         return 2
     for table in tables:
         console.print(table)
     for problem in analysis.solutions.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
-    console.print(f"wrote {len(analysis.files)} files to {analysis.out} "
+        err.print(f"[yellow]warning:[/] {escape(str(problem))}")
+    console.print(f"wrote {len(analysis.files)} files to {escape(str(analysis.out))} "
                   f"({math.ceil(time.perf_counter() - started)}s)")
     return 0
 
