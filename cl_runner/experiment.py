@@ -160,7 +160,9 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
             result, strategy, model, benchmark, data_seconds, resume_hook = _train(
                 run, out_dir, config, summary, interrupt)
     except BaseException as exc:
-        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt)
+        # SystemExit: the process was told to exit mid-run (submitit exits so after it
+        # requeued a preempted or timed-out job): finished tasks are kept, not a failure
+        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
         summary.update(status="interrupted" if interrupted else "failed",
                        error=f"{type(exc).__name__}: {exc}",
                        wall_time_seconds=time.perf_counter() - t0)
@@ -189,6 +191,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
     if resume_hook.bytes_written:
         summary["resume_state_bytes"] = max(resume_hook.bytes_written)
+        summary["resume_state_seconds"] = sum(resume_hook.seconds_written)  # all tasks
     write_summary(out_dir, summary)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
     return summary

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,17 @@ class ResumeHook(RunnerHook):
         self.config = dict(config)
         self.model, self.strategy, self.generator = model, strategy, generator
         self.hooks = dict(hooks)
-        self.bytes_written: list[int] = []
+        self.bytes_written: list[int] = []  # per task, bytes of resume.pt
+        self.seconds_written: list[float] = []  # per task, seconds to build and write it
 
     def after_task(self, task: int, result: SequenceResult) -> None:
+        t0 = time.perf_counter()
         state = {"format": FORMAT, "config": self.config, "task": task,
                  "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
                  "rng": rng_states(self.generator), "result": dataclasses.asdict(result),
                  "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()}}
         self.bytes_written.append(atomic_torch_save(state, self.path))
+        self.seconds_written.append(time.perf_counter() - t0)
 
 
 def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
