@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -115,6 +115,17 @@ class DeviceTracker(TorchFunctionMode):
             yield
         finally:
             self._in_step -= 1
+
+    def reads_host(self, load: Callable[..., Any]) -> Callable[..., Any]:
+        """``load`` (e.g. a dataset reader) with every tensor it returns tagged host: tensors
+        made outside the mode's sight (``frombuffer``, ``from_numpy``, unpickling) are
+        otherwise neutral, and data a benchmark forgot to move would pass unseen."""
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            out = load(*args, **kwargs)
+            for t in _tensors(out):
+                self.tags[t] = HOST
+            return out
+        return wrapped
 
     def host_tensors(self, obj: Any, where: str, depth: int = 3) -> list[str]:
         """Names of the host tensors (any shape) held by ``obj``: its attributes, recursively

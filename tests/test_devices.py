@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import cl_runner.experiment as experiment
+from cl_runner.data import cifar, mnist
 from cl_runner.data.cifar import write_cifar100_archive
 from cl_runner.experiment import run_experiment
 from cl_runner.strategies import STRATEGIES
@@ -60,6 +61,9 @@ def tracked_run(tmp_path, overrides, monkeypatch):
 
     monkeypatch.setattr(experiment, "train_sequence", train_sequence)
     monkeypatch.setattr(PhaseRunner, "run", phase_run)
+    for module, loader in ((mnist, "load_mnist"), (cifar, "load_cifar100")):
+        # what the files hold is read into host memory (the tracker cannot see it made)
+        monkeypatch.setattr(module, loader, tracker.reads_host(getattr(module, loader)))
     run = compose_run(TINY + overrides)
     with tracker:
         summary = run_experiment(run, tmp_path)
