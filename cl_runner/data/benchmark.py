@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import pandas as pd
 import torch
@@ -21,7 +22,12 @@ class Benchmark(ABC):
         input_shape: shape of one example, e.g. ``(1, 28, 28)``.
         num_classes: size of the (shared) output layer.
         device: where every tensor this benchmark returns lives.
+        host_attributes: names of attributes deliberately kept on the CPU (tables for the
+            run files, e.g. Permuted MNIST's ``permutations``); every other tensor a benchmark
+            holds is on :attr:`device` (checked by ``tests/test_devices.py``).
     """
+
+    host_attributes: ClassVar[tuple[str, ...]] = ()
 
     name: str
     num_tasks: int

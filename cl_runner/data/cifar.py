@@ -44,7 +44,7 @@ class SplitCIFAR100(Benchmark):
     """Split CIFAR-100 held as per-task uint8 tensors on ``device``, with per-task class masks.
 
     Attributes:
-        task_classes: int64 ``(T, k)``: row t-1 = the fine-label ids of task t.
+        task_classes: int64 ``(T, k)`` on the CPU: row t-1 = the fine-label ids of task t.
         task_masks: bool ``(T, 100)`` on ``device``: row t-1 marks task t's classes.
         class_names: the 100 CIFAR-100 fine label names, by label id.
 
@@ -53,6 +53,7 @@ class SplitCIFAR100(Benchmark):
 
     num_classes = NUM_CLASSES
     input_shape = (3, 32, 32)
+    host_attributes = ("task_classes",)  # for classes.csv; task_masks is the device table
 
     def __init__(self, cfg: SplitCIFAR100Config, data_root: str, download: bool, seed: int,
                  device: torch.device):

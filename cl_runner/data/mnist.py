@@ -104,6 +104,8 @@ class RotatedMNIST(TransformedMNIST):
 class PermutedMNIST(TransformedMNIST):
     """Task 1 = MNIST; task t >= 2 = MNIST under a random pixel permutation drawn from the seed."""
 
+    host_attributes = ("permutations",)  # for permutations.csv; the device copy transforms
+
     def __init__(self, cfg: PermutedMNISTConfig, data_root: str, download: bool, seed: int,
                  device: torch.device):
         gen = torch.Generator().manual_seed(seed)
