@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from cl_runner.config import register_configs
-from cl_runner.errors import CLRunnerError
+from cl_runner.config import CONF_DIR, register_configs
+from cl_runner.errors import CLRunnerError, RunInterrupted
 
 register_configs()
 log = logging.getLogger(__name__)
 
-#: the repository's conf/ folder (the package is installed in editable mode by `make setup`)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+__all__ = ["CONF_DIR", "run", "summary_table"]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -54,52 +55,103 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def save_hydra_record(out_dir: str | Path, cfg: DictConfig) -> None:
+    """Hydra's record of the job in ``out_dir/.hydra/`` (``config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``, as Hydra writes them), written once the run may use the folder:
+    ``conf/config.yaml`` sets ``hydra.output_subdir: null``, so that Hydra does not replace
+    the record of a result that the run is then refused to replace. Does nothing when
+    ``hydra.output_subdir`` is set on the command line (Hydra then writes it there)."""
+    from cl_runner.results.run_folder import HYDRA_DIR
+    from cl_runner.results.writer import atomic_write_text
+
+    hydra_cfg = HydraConfig.instance().cfg
+    if hydra_cfg is None or hydra_cfg.hydra.output_subdir is not None:
+        return
+    folder = Path(out_dir) / HYDRA_DIR
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg),
+                       ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
+        atomic_write_text(folder / name, OmegaConf.to_yaml(node))
+
+
+def override_arg(key: str, value: str) -> str:
+    """The shell argument that sets ``key`` to ``value`` in a Hydra override: ``key=value``, or
+    ``"key='value'"`` when the value holds characters that the override grammar reads as syntax
+    (``=``, ``,``, brackets, spaces...) and the shell must pass on as they are."""
+    if re.fullmatch(r"[\w./~+-]*", value):
+        return f"{key}={value}"
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"\"{key}='{quoted}'\""
+
+
+def error_line(exc: BaseException) -> Text:
+    """``error: MESSAGE`` for the terminal, the message shown as is (no rich markup)."""
+    return Text.assemble(("error:", "bold red"), " ", str(exc))
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def run(cfg: DictConfig) -> float | None:
     """``cl-run``: train one task sequence; returns the final average accuracy.
 
-    A run folder that already holds a complete result for the same config is skipped unless
-    ``force=true``. In a multirun a job that raises is recorded as failed in its folder and the
-    exception goes back to Hydra, which runs the other jobs (see ``cl_runner/sweep.py``).
+    Before anything is written into the run folder it is checked
+    (:func:`cl_runner.results.run_folder.check_run_folder`): a complete result of the same
+    config is skipped unless ``force=true``; a complete result of another config, or a run going
+    on in a live process, is refused (exit 2; in a multirun that job fails and the others run),
+    the folder left as it was; ``force=true`` replaces a complete result. In a multirun a job
+    that raises is recorded as failed in its folder and the exception goes back to Hydra, which
+    runs the other jobs (see ``cl_runner/sweep.py``).
     """
     from cl_runner import sweep
     from cl_runner.dispatch import resolve
-    from cl_runner.experiment import config_dict, run_experiment
-    from cl_runner.resume import RunInterrupted
+    from cl_runner.results import run_folder
 
     console = Console(stderr=True)
     hydra_cfg = HydraConfig.get()
     out_dir = hydra_cfg.runtime.output_dir
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run_cfg = resolve(cfg)
-        if not run_cfg.force:
-            done = sweep.complete_result(out_dir, config_dict(run_cfg))
-            if done is not None:
-                log.info("skipped: %s already holds a complete result for this config "
-                         "(force=true re-runs it)", out_dir)
-                return done.get("average_accuracy")
+        run_cfg = resolve(cfg)  # config errors answer here, before PyTorch is imported
+        from cl_runner.experiment import config_dict, run_experiment  # imports torch
+
+        done = run_folder.check_run_folder(out_dir, config_dict(run_cfg), force=run_cfg.force)
+        if done is not None:
+            log.info("skipped: %s already holds a complete result for this config "
+                     "(force=true re-runs it)", out_dir)
+            return done.get("average_accuracy")
+        if run_cfg.force and run_folder.holds_complete_result(out_dir):
+            removed = run_folder.clear_results(out_dir)
+            log.info("force=true: replacing the result in %s (%d files removed)", out_dir,
+                     len(removed))
+        save_hydra_record(out_dir, cfg)
         summary = run_experiment(run_cfg, out_dir)
     except RunInterrupted as exc:  # status "interrupted" is in summary.json already
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
-                 f"the same command again with hydra.run.dir={out_dir}")
+                 f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
         console.print(f"{exc}: the rows and the resume state of tasks 1..{exc.tasks_done} are "
                       f"in {out_dir}; run {again} to resume", markup=False, highlight=False,
                       soft_wrap=True)
         sys.exit(exc.exit_code)
+    except run_folder.RunFolderError as exc:  # nothing was written into the folder
+        if multirun:
+            log.error("job refused: %s (the other jobs go on)", exc)
+            raise
+        console.print(error_line(exc), soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
-        sweep.record_failure(out_dir, exc, {
+        if not run_folder.holds_complete_result(out_dir):
+            save_hydra_record(out_dir, cfg)
+        recorded = sweep.record_failure(out_dir, exc, {
             key: OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
             for key, path in (("strategy", "strategy.name"), ("benchmark", "benchmark.name"),
                               ("seed", "seed"))})
         if multirun:
-            log.error("job failed: %s (recorded in %s; the other jobs go on)",
-                      sweep.error_text(exc), Path(out_dir) / sweep.SUMMARY)
+            where = (f"recorded in {recorded}" if recorded is not None else
+                     f"not recorded: {out_dir} holds a complete result, left as it was")
+            log.error("job failed: %s (%s; the other jobs go on)", sweep.error_text(exc), where)
             raise
         if isinstance(exc, CLRunnerError):
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(error_line(exc), soft_wrap=True)
             sys.exit(2)
         raise
     Console().print(summary_table(summary))
-    Console().print(f"run folder: {out_dir}")
+    Console().print(Text(f"run folder: {out_dir}"), soft_wrap=True)
     return summary["average_accuracy"]

@@ -1,7 +1,7 @@
 """Run-level config schemas and their registration in Hydra's ConfigStore.
 
 Every config group option is validated against a dataclass: the run-level ones below, and
-one per registered component (benchmark, model, strategy, optimizer), stored in the group
+one per declared component (benchmark, model, strategy, optimizer), stored in the group
 ``schema/<kind>`` so that each ``conf/<kind>/<name>.yaml`` extends its own schema. Unknown
 keys, wrong types and unknown options therefore fail while Hydra composes the config, before
 any data is loaded.
@@ -10,18 +10,24 @@ any data is loaded.
 from __future__ import annotations
 
 import enum
+import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
-from cl_runner.data import BENCHMARKS
-from cl_runner.models import MODELS
-from cl_runner.strategies import STRATEGIES
-from cl_runner.training.optim import OPTIMIZERS
+from cl_runner.data.schemas import BENCHMARKS
+from cl_runner.models.schemas import MODELS
+from cl_runner.results.run_folder import job_folder_name
+from cl_runner.strategies.schemas import STRATEGIES
+from cl_runner.training.schemas import OPTIMIZERS
 
 REGISTRIES = (BENCHMARKS, MODELS, STRATEGIES, OPTIMIZERS)
+
+#: the config tree, package data (the repository's top-level ``conf`` links to it)
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @dataclass
@@ -130,9 +136,10 @@ class RunConfig:
     Attributes:
         seed: seeds model initialization, dropout, shuffles, subsets, memories, permutations.
         progress: show the rich progress bar.
-        force: run even when the run folder already holds a complete result for the same
+        force: run even when the run folder already holds a complete result: of the same
             config (by default such a job is skipped, so a relaunched sweep only runs what is
-            missing; see ``cl_runner/sweep.py``).
+            missing) or of another one (by default refused; with force its files are removed
+            first); see :func:`cl_runner.results.run_folder.check_run_folder`.
         checkpoints: end-of-task weights saved for ``cl-analyze`` (off by default).
         resume: a run folder holding the resume state of an unfinished run of the same
             config continues it from its last finished task (default); false starts over
@@ -157,10 +164,34 @@ class RunConfig:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
 
 
+#: width of the ``cl-run --help`` group lines, and the column their options start at
+HELP_WIDTH, HELP_INDENT = 96, 15
+
+
+def group_options(group: str, chosen: str | None = None) -> str:
+    """The options of config group ``group`` (the YAML files in ``conf/<group>/``), comma
+    separated, the ``chosen`` one marked with ``*``: ``"permuted_mnist, rotated_mnist*"``;
+    wrapped at :data:`HELP_WIDTH` columns, continuation lines indented by :data:`HELP_INDENT`.
+
+    Registered as the OmegaConf resolver ``${cl_runner.options:GROUP[,CHOSEN]}``, which the
+    ``cl-run --help`` template (``conf/hydra/help/cl_run.yaml``) uses to list the groups.
+    """
+    names = sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    text = ", ".join(f"{n}*" if n == chosen else n for n in names)
+    return textwrap.fill(text, width=HELP_WIDTH, subsequent_indent=" " * HELP_INDENT,
+                         break_on_hyphens=False, initial_indent=" " * HELP_INDENT)[HELP_INDENT:]
+
+
 def register_configs() -> None:
-    """Store the run schema and one schema per registered component in Hydra's ConfigStore."""
+    """Store the run schema and one schema per registered component in Hydra's ConfigStore,
+    and register the resolvers ``cl_runner.options`` (:func:`group_options`) and
+    ``cl_job_dir`` (sweep job folder names, :func:`job_folder_name`)."""
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
+    if not OmegaConf.has_resolver("cl_job_dir"):  # sweep job folder names (conf/config.yaml)
+        OmegaConf.register_new_resolver("cl_job_dir", job_folder_name)
     for registry in REGISTRIES:
         for entry in registry:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)
+    if not OmegaConf.has_resolver("cl_runner.options"):
+        OmegaConf.register_new_resolver("cl_runner.options", group_options)

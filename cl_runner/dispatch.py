@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cl_runner.config import REGISTRIES, Device, HardwareConfig, RunConfig
-from cl_runner.data import BENCHMARKS, Benchmark
+from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.errors import ConfigError
-from cl_runner.models import MODELS
-from cl_runner.strategies import STRATEGIES, Strategy
-from cl_runner.training.optim import OPTIMIZERS
+from cl_runner.models.schemas import MODELS
+from cl_runner.strategies.schemas import STRATEGIES
+from cl_runner.training.schemas import OPTIMIZERS
+
+if TYPE_CHECKING:  # torch is imported when a run starts (setup_hardware), not by resolve()
+    import torch
+
+    from cl_runner.data.benchmark import Benchmark
+    from cl_runner.strategies.base import Strategy
 
 
 def resolve(cfg: DictConfig) -> RunConfig:
@@ -89,6 +95,8 @@ def setup_hardware(cfg: HardwareConfig) -> torch.device:
     Raises:
         ConfigError: ``device=cuda`` on a machine without CUDA, or ``num_threads < 1``.
     """
+    import torch
+
     if cfg.device == Device.cuda and not torch.cuda.is_available():
         raise ConfigError("hardware.device=cuda but CUDA is not available here; use hardware=cpu or auto")
     device = torch.device("cuda" if cfg.device != Device.cpu and torch.cuda.is_available() else "cpu")

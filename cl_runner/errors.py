@@ -1,4 +1,8 @@
-"""Errors the runner reports to the user as a one-paragraph message instead of a traceback."""
+"""Errors the runner reports to the user as a one-paragraph message instead of a traceback,
+and :class:`RunInterrupted` (a stop on a signal; no torch here, so the CLI catches it without
+importing PyTorch)."""
+
+import signal
 
 
 class CLRunnerError(Exception):
@@ -21,6 +25,23 @@ class TrainingDivergedError(CLRunnerError):
 class DatasetCorruptError(CLRunnerError):
     """A dataset's file is present but unusable (truncated, a wrong header, not a readable
     pickle); the message names the file and the cause."""
+
+
+class RunInterrupted(Exception):
+    """The run stopped on a signal at a step boundary.
+
+    Attributes:
+        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+        exit_code: the shell's code for it, ``128 + signum`` (130, 143).
+        tasks_done: tasks finished and saved (rows and resume state) before the stop.
+    """
+
+    def __init__(self, signum: int, tasks_done: int = 0) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.tasks_done = tasks_done
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after {tasks_done} "
+                         f"finished task(s)")
 
 
 def exception_line(exc: BaseException) -> str:

@@ -18,9 +18,18 @@ import cl_runner
 from cl_runner import dispatch
 from cl_runner.config import RunConfig
 from cl_runner.results import metrics
-from cl_runner.results.writer import atomic_write_csv, atomic_write_json
-from cl_runner.resume import (
+from cl_runner.results.run_folder import (
+    ACCURACY_MATRIX,
+    METRICS,
     RESUME_FILE,
+    SUMMARY,
+    check_run_folder,
+    comparable_config,
+    process_record,
+    write_summary,
+)
+from cl_runner.results.writer import atomic_write_csv
+from cl_runner.resume import (
     InterruptHook,
     ResumeHook,
     RunInterrupted,
@@ -28,14 +37,7 @@ from cl_runner.resume import (
     read_resume_state,
     restore,
 )
-from cl_runner.runner_hooks import (
-    ACCURACY_MATRIX,
-    METRICS,
-    CheckpointHook,
-    ResultsHook,
-    write_results,
-)
-from cl_runner.sweep import comparable_config
+from cl_runner.runner_hooks import CheckpointHook, ResultsHook, write_results
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import train_sequence
 from cl_runner.training.progress import ProgressHook, TrainingProgress
@@ -43,8 +45,6 @@ from cl_runner.training.progress import ProgressHook, TrainingProgress
 log = logging.getLogger(__name__)
 
 __all__ = ["ACCURACY_MATRIX", "METRICS", "SUMMARY", "run_experiment", "write_results"]
-
-SUMMARY = "summary.json"
 
 
 def package_versions() -> dict[str, str]:
@@ -114,8 +114,9 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
 
     Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task; also a
     strategy's extra matrices, e.g. ``accuracy_matrix_task_inferred.csv`` for supermasks),
-    ``summary.json`` (``status: running`` at the start; ``complete``, ``failed`` or
-    ``interrupted`` at the end), ``resume.pt`` (the resume state, rewritten after every task,
+    ``summary.json`` (``status: running`` and the process's ``pid``, ``host`` and
+    ``pid_start`` at the start; ``complete``, ``failed`` or ``interrupted`` at the end),
+    ``resume.pt`` (the resume state, rewritten after every task,
     removed when the run completes; :mod:`cl_runner.resume`),
     plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``); with
     ``checkpoints.enabled`` the ``checkpoints/`` folder (:mod:`cl_runner.results.checkpoints`),
@@ -128,7 +129,12 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     default true) continues that run after its last finished task; the files then end
     byte-identical to an uninterrupted run's.
 
+    The caller decides whether a complete result in ``out_dir`` may be replaced
+    (:func:`~cl_runner.results.run_folder.check_run_folder`, as ``cl-run`` does); this
+    function only refuses a folder whose run is still going on in a live process.
+
     Raises:
+        RunFolderError (a ConfigError): ``out_dir``'s run is going on in a live process.
         ConfigError, DatasetNotFoundError: bad settings or missing data (before training);
             :class:`~cl_runner.resume.ResumeMismatchError` (a ConfigError): the folder's
             resume state is from another config.
@@ -136,31 +142,34 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
             finished tasks' rows and resume state on disk (``status: interrupted``).
     """
     out_dir = Path(out_dir)
+    config = config_dict(run)
+    check_run_folder(out_dir, config, force=True)  # a run going on in a live process: refused
     out_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    config = config_dict(run)
     summary: dict[str, Any] = {
         "status": "running", "strategy": run.strategy.name, "benchmark": run.benchmark.name,
         "model": run.model.name, "seed": run.seed, "num_tasks": run.benchmark.num_tasks,
-        "started_at": started_at, "versions": package_versions(), "git_commit": git_commit(),
-        "config": config,
+        "started_at": started_at, **process_record(), "versions": package_versions(),
+        "git_commit": git_commit(), "config": config,
     }
-    atomic_write_json(out_dir / SUMMARY, summary)
+    write_summary(out_dir, summary)
     interrupt = InterruptHook()
     try:
         with interrupt:
             result, strategy, model, benchmark, data_seconds, resume_hook = _train(
                 run, out_dir, config, summary, interrupt)
     except BaseException as exc:
-        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt)
+        # SystemExit: the process was told to exit mid-run (submitit exits so after it
+        # requeued a preempted or timed-out job): finished tasks are kept, not a failure
+        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
         summary.update(status="interrupted" if interrupted else "failed",
                        error=f"{type(exc).__name__}: {exc}",
                        wall_time_seconds=time.perf_counter() - t0)
         if interrupted:
             summary["resume_state"] = (RESUME_FILE if (out_dir / RESUME_FILE).is_file()
                                        else None)
-        atomic_write_json(out_dir / SUMMARY, summary)
+        write_summary(out_dir, summary)
         raise
     wall = time.perf_counter() - t0
     train_seconds = sum(result.task_seconds)
@@ -182,7 +191,8 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
     if resume_hook.bytes_written:
         summary["resume_state_bytes"] = max(resume_hook.bytes_written)
-    atomic_write_json(out_dir / SUMMARY, summary)
+        summary["resume_state_seconds"] = sum(resume_hook.seconds_written)  # all tasks
+    write_summary(out_dir, summary)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
     return summary
 
@@ -223,7 +233,7 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
         summary["resumed_after_task"] = state["task"]
         log.info("resuming %s after task %d of %d", out_dir, state["task"],
                  benchmark.num_tasks)
-        atomic_write_json(out_dir / SUMMARY, summary)
+        write_summary(out_dir, summary)
     data_seconds = time.perf_counter() - t0
     log.info("%s: %d tasks on %s, data ready in %.1fs; strategy %s, model %s (%d parameters)",
              benchmark.name, benchmark.num_tasks, device, data_seconds, run.strategy.name,

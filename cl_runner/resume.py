@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,51 +30,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from cl_runner.errors import ConfigError
+from cl_runner.errors import ConfigError, RunInterrupted  # noqa: F401  (RunInterrupted: re-exported)
 from cl_runner.results.checkpoints import atomic_torch_save
+from cl_runner.results.run_folder import RESUME_FILE, differing_keys
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import SequenceResult
 
-RESUME_FILE = "resume.pt"
 #: format of the file; a file of another format is refused (start over with resume=false)
 FORMAT = 1
 
 
-class RunInterrupted(Exception):
-    """The run stopped on a signal at a step boundary.
-
-    Attributes:
-        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
-        exit_code: the shell's code for it, ``128 + signum`` (130, 143).
-        tasks_done: tasks finished and saved (rows and resume state) before the stop.
-    """
-
-    def __init__(self, signum: int, tasks_done: int = 0) -> None:
-        self.signum = signum
-        self.exit_code = 128 + signum
-        self.tasks_done = tasks_done
-        super().__init__(f"interrupted by {signal.Signals(signum).name} after {tasks_done} "
-                         f"finished task(s)")
-
-
 class ResumeMismatchError(ConfigError):
     """The run folder's resume state comes from a different resolved config."""
-
-
-def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted paths at which two plain config trees (dicts, lists, values) differ; a key
-    present in only one of them counts. ``[]`` when equal."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in a or key not in b:
-                out.append(path)
-            else:
-                out += differing_keys(a[key], b[key], path)
-        return out
-    return [] if a == b else [prefix or "(root)"]
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -109,14 +78,17 @@ class ResumeHook(RunnerHook):
         self.config = dict(config)
         self.model, self.strategy, self.generator = model, strategy, generator
         self.hooks = dict(hooks)
-        self.bytes_written: list[int] = []
+        self.bytes_written: list[int] = []  # per task, bytes of resume.pt
+        self.seconds_written: list[float] = []  # per task, seconds to build and write it
 
     def after_task(self, task: int, result: SequenceResult) -> None:
+        t0 = time.perf_counter()
         state = {"format": FORMAT, "config": self.config, "task": task,
                  "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
                  "rng": rng_states(self.generator), "result": dataclasses.asdict(result),
                  "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()}}
         self.bytes_written.append(atomic_torch_save(state, self.path))
+        self.seconds_written.append(time.perf_counter() - t0)
 
 
 def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],

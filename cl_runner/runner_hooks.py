@@ -11,13 +11,11 @@ from pathlib import Path
 from torch import nn
 
 from cl_runner.results.checkpoints import INIT, CheckpointWriter
+from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, extra_matrix_file
 from cl_runner.results.writer import accuracy_matrix_frame, atomic_write_csv, metrics_frame
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import SequenceResult
-
-ACCURACY_MATRIX = "accuracy_matrix.csv"
-METRICS = "metrics.csv"
 
 
 def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,
@@ -29,7 +27,7 @@ def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,
                      index=True)
     atomic_write_csv(out_dir / METRICS, metrics_frame(result.accuracy, result.loss))
     for name, rows in (extra or {}).items():
-        atomic_write_csv(out_dir / f"accuracy_matrix_{name}.csv",
+        atomic_write_csv(out_dir / extra_matrix_file(name),
                          accuracy_matrix_frame(rows, num_tasks), index=True)
 
 

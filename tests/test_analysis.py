@@ -18,7 +18,7 @@ from cl_runner.analysis.runs import AnalysisError, build_components, load_soluti
 from cl_runner.config import RunConfig
 from cl_runner.experiment import config_dict, run_experiment
 from cl_runner.results.checkpoints import load_state, read_index
-from cl_runner.sweep import ADDED_KEY_DEFAULTS, comparable_config
+from cl_runner.results.run_folder import ADDED_KEY_DEFAULTS, comparable_config
 from tests.conftest import compose_cfg, compose_run
 
 TINY = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=300", "progress=false",

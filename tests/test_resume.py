@@ -19,6 +19,7 @@ from cl_runner import resume as resume_mod
 from cl_runner.dispatch import resolve
 from cl_runner.errors import ConfigError
 from cl_runner.experiment import run_experiment
+from cl_runner.results.run_folder import differing_keys
 from cl_runner.strategies import STRATEGIES
 from tests.conftest import REPO, compose_run, tiny_run_cfg
 
@@ -131,8 +132,8 @@ def test_signal_in_process_stops_at_a_step_and_the_run_resumes(tmp_path, mnist_r
 def test_differing_keys_lists_dotted_paths():
     a = {"seed": 1, "strategy": {"name": "mcsgd", "lmc_lr": 0.1}, "probes": []}
     b = {"seed": 1, "strategy": {"name": "mcsgd", "lmc_lr": 0.2}, "probes": [], "x": 1}
-    assert resume_mod.differing_keys(a, b) == ["strategy.lmc_lr", "x"]
-    assert resume_mod.differing_keys(a, a) == []
+    assert differing_keys(a, b) == ["strategy.lmc_lr", "x"]
+    assert differing_keys(a, a) == []
 
 
 # ------------------------------------------------------------------ real processes

@@ -202,7 +202,7 @@ def test_incomplete_failed_and_corrupt_runs_are_reported_not_averaged(sweep, tmp
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 11 and (runs.status == "complete").sum() == 5
     md = (out / "summary.md").read_text()
-    assert "Runs not included (6)" in md and "malformed JSON" in md
+    assert "Runs not included (6: 2 incomplete, 1 failed, 3 corrupt)" in md and "malformed JSON" in md
 
 
 def table_rows_md(text: str) -> list[list[str]]:

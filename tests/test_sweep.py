@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 
 from cl_runner import summarize as S
 from cl_runner.cli import CONF_DIR
-from cl_runner.sweep import comparable_config, complete_result, record_failure
+from cl_runner.results.run_folder import comparable_config, complete_result
+from cl_runner.sweep import record_failure
 
 TINY = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=500", "progress=false",
         "hardware.num_threads=1"]
@@ -25,6 +26,12 @@ def cl_run(args: list[str], mnist_root: Path, timeout: int = 300) -> subprocess.
     env = dict(os.environ, CL_RUNNER_DATA=str(mnist_root), HYDRA_FULL_ERROR="0")
     return subprocess.run([sys.executable, "-m", "cl_runner", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+def job_name(*overrides: str) -> str:
+    """The folder of the sweep job with these overrides besides TINY's (as Hydra names it)."""
+    return ",".join(sorted(["benchmark.num_tasks=2", "benchmark.train_samples_per_task=500",
+                            "hardware.num_threads=1", *overrides]))
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:
@@ -48,9 +55,9 @@ def sweep_2x2(tmp_path_factory, mnist_root) -> Path:
 @pytest.mark.slow
 def test_multirun_writes_one_folder_per_job_and_summarizes(sweep_2x2, tmp_path):
     folders = job_folders(sweep_2x2)
-    assert [p.name for p in folders] == [
-        "0_rotated_mnist_naive_seed1", "1_rotated_mnist_naive_seed2",
-        "2_rotated_mnist_mcsgd_seed1", "3_rotated_mnist_mcsgd_seed2"]
+    assert [p.name for p in folders] == [  # named by the job's overrides, not its number
+        job_name("seed=1", "strategy=mcsgd"), job_name("seed=1", "strategy=naive"),
+        job_name("seed=2", "strategy=mcsgd"), job_name("seed=2", "strategy=naive")]
     for folder in folders:
         for name in ("accuracy_matrix.csv", "metrics.csv", "summary.json", ".hydra/config.yaml"):
             assert (folder / name).is_file(), folder / name
@@ -82,8 +89,8 @@ def test_relaunch_skips_complete_jobs_and_force_reruns(sweep_2x2, mnist_root):
     assert "average accuracy" not in proc.stdout  # no run table: nothing trained
     assert summaries(sweep_2x2) == before          # the results were not rewritten
     # force=true re-runs (here the first job only), in the same folder
-    first = job_folders(sweep_2x2)[0]
-    proc = cl_run(["strategy=naive", "seed=1", *TINY, "force=true", f"hydra.run.dir={first}"],
+    first = sweep_2x2 / job_name("seed=1", "strategy=naive")
+    proc = cl_run(["strategy=naive", "seed=1", *TINY, "force=true", f"hydra.run.dir='{first}'"],
                   mnist_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "skipped:" not in proc.stdout + proc.stderr and "average accuracy" in proc.stdout
@@ -103,7 +110,9 @@ def test_failing_job_is_recorded_and_the_others_complete(tmp_path, mnist_root):
     assert proc.returncode != 0  # Hydra reports the failed job when the sweep ends
     assert "hardware.num_threads must be >= 1" in proc.stderr
     runs = summaries(sweep_dir)
-    ok, bad = runs["0_rotated_mnist_naive_seed1"], runs["1_rotated_mnist_naive_seed1"]
+    name = "benchmark.num_tasks=2,benchmark.train_samples_per_task=500,hardware.num_threads={}," \
+           "seed=1,strategy=naive"
+    ok, bad = runs[name.format(1)], runs[name.format(0)]
     assert ok["status"] == "complete"
     assert bad["status"] == "failed"
     assert bad["error"] == "ConfigError: hardware.num_threads must be >= 1, got 0"
@@ -111,7 +120,7 @@ def test_failing_job_is_recorded_and_the_others_complete(tmp_path, mnist_root):
     assert len(summary.groups) == 1 and len(summary.groups[0].runs) == 1
     [failed] = summary.excluded
     assert failed.status == "failed" and "num_threads" in failed.reason
-    assert failed.path.name == "1_rotated_mnist_naive_seed1"
+    assert failed.path.name == name.format(0)
 
 
 @pytest.mark.slow
@@ -122,7 +131,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     runs = summaries(sweep_dir)
-    assert sorted(runs) == ["0_rotated_mnist_naive_seed1", "1_rotated_mnist_naive_seed2"]
+    assert sorted(runs) == [job_name("seed=1", "strategy=naive"), job_name("seed=2", "strategy=naive")]
     assert all(r["status"] == "complete" for r in runs.values())
     # the same jobs as the sequential sweep give the same numbers
     basic = summaries(sweep_2x2)
@@ -163,7 +172,11 @@ def test_complete_result_compares_the_resolved_config(tmp_path):
     assert complete_result(tmp_path, cfg)["status"] == "complete"  # progress/force/data ignored
     assert comparable_config(stored) == comparable_config(cfg)
     assert complete_result(tmp_path, {**cfg, "seed": 2}) is None   # another config
-    record_failure(tmp_path, ValueError("boom"), {"seed": 1})
+    # a failure never replaces a complete result (e.g. a later launch with a bad value)
+    assert record_failure(tmp_path, ValueError("boom"), {"seed": 1}) is None
+    assert complete_result(tmp_path, cfg)["status"] == "complete"
+    (tmp_path / "accuracy_matrix.csv").unlink()  # not complete any more: recorded
+    assert record_failure(tmp_path, ValueError("boom"), {"seed": 1}) == tmp_path / "summary.json"
     assert complete_result(tmp_path, cfg) is None                  # failed: run again
     data = json.loads((tmp_path / "summary.json").read_text())
     assert data["status"] == "failed" and data["error"] == "ValueError: boom" and data["seed"] == 1

@@ -45,6 +45,7 @@ from cl_runner.analysis.hessian import lie_bracket, model_objective
 from cl_runner.config import GradientConflictConfig, Probe, ProbePoint, ProbeSettings
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.errors import ConfigError
+from cl_runner.results.run_folder import DIAGNOSTICS
 from cl_runner.results.writer import atomic_write_csv
 from cl_runner.training.hooks import RunnerHook, TaskContext
 
@@ -167,7 +168,7 @@ class ProbeSet(RunnerHook):
         model: the network of the run (read, never changed).
     """
 
-    FILE = "diagnostics.csv"
+    FILE = DIAGNOSTICS
 
     def __init__(self, names: Sequence[Probe], settings: ProbeSettings, benchmark: Benchmark,
                  seed: int, path: str | Path, model: nn.Module | None = None) -> None:

@@ -19,7 +19,7 @@ from cl_runner.data import BENCHMARKS, Benchmark
 from cl_runner.errors import CLRunnerError
 from cl_runner.models import MODELS
 from cl_runner.results.checkpoints import INIT, load_state, read_index
-from cl_runner.sweep import read_summary
+from cl_runner.results.run_folder import read_summary
 
 #: benchmark keys that set the training regime, not the tasks' data (may differ between runs)
 REGIME_KEYS = ("batch_size", "eval_batch_size", "epochs_per_task")

@@ -1,9 +1,21 @@
-"""Dataset sources and continual-learning benchmarks (registered in ``BENCHMARKS``)."""
+"""Dataset sources and continual-learning benchmarks (registered in ``BENCHMARKS``).
 
-from cl_runner.data import (
-    cifar,  # noqa: F401  (registers split_cifar100)
-    mnist,  # noqa: F401  (registers rotated_mnist, permuted_mnist)
-)
-from cl_runner.data.benchmark import BENCHMARKS, Benchmark
+``BENCHMARKS`` and the config schemas (:mod:`cl_runner.data.schemas`) import no torch; a
+benchmark's module is imported when it is built. ``Benchmark`` is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cl_runner.data.schemas import BENCHMARKS
 
 __all__ = ["BENCHMARKS", "Benchmark"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Benchmark":  # the base class imports torch: only when asked for
+        from cl_runner.data.benchmark import Benchmark
+
+        return Benchmark
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

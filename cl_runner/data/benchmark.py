@@ -3,57 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import torch
-from omegaconf import MISSING
 
-from cl_runner.checks import check_at_least_one
 from cl_runner.data.masking import Split
-from cl_runner.errors import ConfigError
-from cl_runner.registry import Registry
-
-
-@dataclass
-class BenchmarkConfig:
-    """Keys shared by every benchmark (``benchmark.*``).
-
-    Attributes:
-        num_tasks: length of the task sequence T.
-        train_samples_per_task: null = the whole training set per task; otherwise a seeded
-            random subset of this many training examples per task.
-        batch_size: training minibatch size of the continual phase.
-        eval_batch_size: batch size of the (gradient-free) evaluation passes.
-        epochs_per_task: passes over each task's training data (the papers: 1).
-    """
-
-    name: str = MISSING
-    num_tasks: int = 20
-    train_samples_per_task: int | None = None
-    batch_size: int = 10
-    eval_batch_size: int = 1000
-    epochs_per_task: int = 1
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the key of any out-of-range value. Checks only
-        the config (no file is read): called when the run config is resolved, before any
-        data are loaded, and again by the benchmark's constructor."""
-        check_at_least_one("benchmark", self, "num_tasks", "batch_size", "eval_batch_size",
-                           "epochs_per_task")
-        check_at_least_one("benchmark", self, "train_samples_per_task", nullable=True)
-        limit = self.train_samples_limit()
-        if self.train_samples_per_task is not None and limit is not None:
-            most, what = limit
-            if self.train_samples_per_task > most:
-                raise ConfigError(f"benchmark.train_samples_per_task={self.train_samples_per_task} "
-                                  f"exceeds the {most:,} {what}")
-
-    def train_samples_limit(self) -> tuple[int, str] | None:
-        """The most training examples a task of this benchmark has on the real dataset, and
-        what they are (for the message), e.g. ``(60000, "MNIST training images")``; ``None``
-        when unknown before the data are read."""
-        return None
+from cl_runner.data.schemas import BenchmarkConfig
 
 
 class Benchmark(ABC):
@@ -66,7 +22,12 @@ class Benchmark(ABC):
         input_shape: shape of one example, e.g. ``(1, 28, 28)``.
         num_classes: size of the (shared) output layer.
         device: where every tensor this benchmark returns lives.
+        host_attributes: names of attributes deliberately kept on the CPU (tables for the
+            run files, e.g. Permuted MNIST's ``permutations``); every other tensor a benchmark
+            holds is on :attr:`device` (checked by ``tests/test_devices.py``).
     """
+
+    host_attributes: ClassVar[tuple[str, ...]] = ()
 
     name: str
     num_tasks: int
@@ -130,7 +91,3 @@ class Benchmark(ABC):
         """Raise ``IndexError`` unless ``1 <= task <= num_tasks``."""
         if not 1 <= task <= self.num_tasks:
             raise IndexError(f"task {task} out of range 1..{self.num_tasks}")
-
-
-#: name -> factory(cfg, data_root: str, download: bool, seed: int, device) -> Benchmark
-BENCHMARKS: Registry[Benchmark] = Registry("benchmark")

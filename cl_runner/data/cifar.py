@@ -17,112 +17,34 @@ statistics.
 
 from __future__ import annotations
 
-import enum
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from cl_runner.checks import check_at_least_one
-from cl_runner.data.benchmark import BENCHMARKS, Benchmark, BenchmarkConfig
+from cl_runner.data.benchmark import Benchmark
 from cl_runner.data.masking import Split
+from cl_runner.data.schemas import (
+    BENCHMARKS,
+    NUM_CLASSES,
+    Scenario,
+    SplitCIFAR100Config,
+)
 from cl_runner.data.sources import CIFAR100_FOLDER, load_cifar100
 from cl_runner.errors import ConfigError
 
-NUM_CLASSES = 100
-#: training images per class in CIFAR-100 (test: 100)
-TRAIN_PER_CLASS = 500
 #: per-channel mean and std of the CIFAR-100 training images in [0, 1] (R, G, B)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-
-
-class Scenario(str, enum.Enum):
-    """What the output mask does at test time."""
-
-    task_incremental = "task_incremental"  # task id known at test time: mask to its classes
-    class_incremental = "class_incremental"  # no mask at test time: argmax over all 100 classes
-
-
-@dataclass
-class SplitCIFAR100Config(BenchmarkConfig):
-    """``benchmark=split_cifar100``.
-
-    Attributes:
-        classes_per_task: classes per task (papers: 5); ``num_tasks * classes_per_task <= 100``.
-        class_order: explicit order of the classes (distinct ids in 0..99, at least
-            ``num_tasks * classes_per_task`` of them); task t takes the t-th block. Wins over
-            ``class_order_seed``.
-        class_order_seed: null = natural order 0..99 (authors' code); an integer = a random
-            permutation of the 100 classes drawn from that seed (independent of the run seed,
-            so that seeds of a sweep share one order; set it to ``${seed}`` to tie them).
-        scenario: ``task_incremental`` (papers: mask at training and test time) or
-            ``class_incremental`` (no mask at test time).
-        train_mask: mask the logits to the current task's classes while training (papers:
-            true). In the class-incremental scenario, false trains one plain 100-way head.
-        standardize: false = inputs in [0, 1] (authors' code); true = per-channel
-            standardization with CIFAR-100's training mean and std.
-        verify_checksums: check the files against the official archive's MD5 sums; false
-            accepts any archive in the same format (e.g. a generated one).
-        supported_models: models that fit this benchmark (checked before any data is loaded).
-    """
-
-    name: str = "split_cifar100"
-    num_tasks: int = 20
-    classes_per_task: int = 5
-    class_order: list[int] | None = None
-    class_order_seed: int | None = None
-    scenario: Scenario = Scenario.task_incremental
-    train_mask: bool = True
-    standardize: bool = False
-    verify_checksums: bool = True
-
-    supported_models: ClassVar[tuple[str, ...]] = ("resnet18_reduced",
-                                                  "masked_resnet18_reduced")
-
-    def validate(self) -> None:
-        check_at_least_one("benchmark", self, "classes_per_task")
-        super().validate()
-        used = self.num_tasks * self.classes_per_task
-        if used > NUM_CLASSES:
-            raise ConfigError(
-                f"benchmark.num_tasks * benchmark.classes_per_task = {self.num_tasks} * "
-                f"{self.classes_per_task} = {used} exceeds CIFAR-100's {NUM_CLASSES} classes"
-            )
-        if self.class_order is not None:
-            order = list(self.class_order)
-            if (len(set(order)) != len(order) or len(order) < used
-                    or not all(0 <= c < NUM_CLASSES for c in order)):
-                raise ConfigError(
-                    f"benchmark.class_order must list at least {used} distinct class ids in "
-                    f"0..{NUM_CLASSES - 1}, got {order}"
-                )
-
-    def train_samples_limit(self) -> tuple[int, str] | None:
-        return (TRAIN_PER_CLASS * self.classes_per_task,
-                f"training images of a task ({self.classes_per_task} classes x "
-                f"{TRAIN_PER_CLASS} in CIFAR-100)")
-
-    def order(self) -> list[int]:
-        """The class order: task t gets ``order[(t-1)*k : t*k]`` (k = classes_per_task)."""
-        used = self.num_tasks * self.classes_per_task
-        if self.class_order is not None:
-            return [int(c) for c in self.class_order][:used]
-        if self.class_order_seed is None:
-            return list(range(used))
-        gen = torch.Generator().manual_seed(int(self.class_order_seed))
-        return torch.randperm(NUM_CLASSES, generator=gen)[:used].tolist()
 
 
 class SplitCIFAR100(Benchmark):
     """Split CIFAR-100 held as per-task uint8 tensors on ``device``, with per-task class masks.
 
     Attributes:
-        task_classes: int64 ``(T, k)``: row t-1 = the fine-label ids of task t.
+        task_classes: int64 ``(T, k)`` on the CPU: row t-1 = the fine-label ids of task t.
         task_masks: bool ``(T, 100)`` on ``device``: row t-1 marks task t's classes.
         class_names: the 100 CIFAR-100 fine label names, by label id.
 
@@ -131,6 +53,7 @@ class SplitCIFAR100(Benchmark):
 
     num_classes = NUM_CLASSES
     input_shape = (3, 32, 32)
+    host_attributes = ("task_classes",)  # for classes.csv; task_masks is the device table
 
     def __init__(self, cfg: SplitCIFAR100Config, data_root: str, download: bool, seed: int,
                  device: torch.device):

@@ -6,60 +6,20 @@ the task's transform, applied once to whole uint8 tensors (no per-sample Python)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from cl_runner.data.benchmark import BENCHMARKS, Benchmark, BenchmarkConfig
-from cl_runner.data.files import MNIST_LAYOUT
+from cl_runner.data.benchmark import Benchmark, BenchmarkConfig
+from cl_runner.data.schemas import (
+    BENCHMARKS,
+    PermutedMNISTConfig,
+    RotatedMNISTConfig,
+)
 from cl_runner.data.sources import load_mnist
-from cl_runner.errors import ConfigError
 
 #: images rotated per call in :func:`rotate`
 ROTATE_CHUNK = 8192
-#: MNIST's training images (checked in the file headers by :func:`~cl_runner.data.sources.load_mnist`)
-MNIST_TRAIN_SIZE = MNIST_LAYOUT["train-images-idx3-ubyte"][1][0]
-
-
-@dataclass
-class MNISTConfig(BenchmarkConfig):
-    """Keys of the benchmarks built on MNIST (none beyond :class:`BenchmarkConfig`'s); knows
-    MNIST's training-set size, so that ``train_samples_per_task`` is checked before any
-    file is read."""
-
-    def train_samples_limit(self) -> tuple[int, str] | None:
-        return MNIST_TRAIN_SIZE, "MNIST training images"
-
-
-@dataclass
-class RotatedMNISTConfig(MNISTConfig):
-    """``benchmark=rotated_mnist``.
-
-    Attributes:
-        angle_step: degrees between consecutive tasks; task t is rotated by (t-1)*angle_step
-            (the MC-SGD code: 9).
-        angles: explicit list of ``num_tasks`` angles in degrees; overrides ``angle_step``.
-    """
-
-    name: str = "rotated_mnist"
-    angle_step: float = 9.0
-    angles: list[float] | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.angles is not None and len(self.angles) != self.num_tasks:
-            raise ConfigError(f"benchmark.angles has {len(self.angles)} entries but "
-                              f"benchmark.num_tasks={self.num_tasks}")
-
-
-@dataclass
-class PermutedMNISTConfig(MNISTConfig):
-    """``benchmark=permuted_mnist``: task 1 unpermuted, later tasks a fixed random pixel
-    permutation each, drawn from the run seed."""
-
-    name: str = "permuted_mnist"
 
 
 def rotate(x: torch.Tensor, angle: float) -> torch.Tensor:
@@ -143,6 +103,8 @@ class RotatedMNIST(TransformedMNIST):
 
 class PermutedMNIST(TransformedMNIST):
     """Task 1 = MNIST; task t >= 2 = MNIST under a random pixel permutation drawn from the seed."""
+
+    host_attributes = ("permutations",)  # for permutations.csv; the device copy transforms
 
     def __init__(self, cfg: PermutedMNISTConfig, data_root: str, download: bool, seed: int,
                  device: torch.device):

@@ -1,10 +1,9 @@
-"""Models, registered by name in ``MODELS``."""
+"""Models, registered by name in ``MODELS``.
 
-from cl_runner.models import (
-    mlp,  # noqa: F401  (registers "mlp")
-    resnet,  # noqa: F401  (registers "resnet18_reduced")
-    supermask,  # noqa: F401  (registers "masked_mlp", "masked_resnet18_reduced")
-)
-from cl_runner.models.base import MODELS
+``MODELS`` and the config schemas (:mod:`cl_runner.models.schemas`) import no torch; a
+model's module (``mlp``, ``resnet``, ``supermask``) is imported when the model is built.
+"""
+
+from cl_runner.models.schemas import MODELS
 
 __all__ = ["MODELS"]

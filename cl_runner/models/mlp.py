@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from cl_runner.models.base import MODELS
-
-
-@dataclass
-class MLPConfig:
-    """``model=mlp``: fully connected ReLU network.
-
-    Attributes:
-        hidden_sizes: widths of the hidden layers (the papers: 256, 256).
-        dropout: dropout probability after each hidden layer (0 disables it).
-    """
-
-    name: str = "mlp"
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    dropout: float = 0.0
+from cl_runner.models.schemas import MODELS, MLPConfig
 
 
 class MLP(nn.Module):

@@ -24,33 +24,12 @@ first ReLU of each block, for the Stable SGD regime; the authors' MC-SGD model h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.errors import ConfigError
-from cl_runner.models.base import MODELS
-
-
-@dataclass
-class ResNet18ReducedConfig:
-    """``model=resnet18_reduced``.
-
-    Attributes:
-        nf: width of the first stage; stages have nf, 2nf, 4nf, 8nf channels (papers: 20).
-        num_blocks: BasicBlocks per stage (ResNet-18: [2, 2, 2, 2]).
-        track_running_stats: false (authors' code): BatchNorm always uses batch statistics;
-            true: standard running averages, used in eval mode.
-        dropout: dropout probability after the first ReLU of every block (0 disables it).
-    """
-
-    name: str = "resnet18_reduced"
-    nf: int = 20
-    num_blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-    track_running_stats: bool = False
-    dropout: float = 0.0
+from cl_runner.models.schemas import MODELS, ResNet18ReducedConfig
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:

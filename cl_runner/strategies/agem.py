@@ -21,7 +21,6 @@ reference implementation evaluates the memory loss with each example's task id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,22 +31,7 @@ from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import EpisodicMemory
-
-
-@dataclass
-class AGEMConfig:
-    """``strategy=agem``.
-
-    Attributes:
-        memory_per_class: episodic-memory examples per class per task (default 1, i.e. 10 per
-            MNIST task: the tiny memory MC-SGD uses; this project's choice, see the YAML).
-        memory_batch_size: examples of the memory batch for g_ref (A-GEM paper: 256); the
-            whole memory when it holds fewer.
-    """
-
-    name: str = "agem"
-    memory_per_class: int = 1
-    memory_batch_size: int = 256
+from cl_runner.strategies.schemas import AGEMConfig
 
 
 def project_gradient(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cl_runner.registry import Registry
 from cl_runner.strategies.memory import EpisodicMemory, ReservoirBuffer
+from cl_runner.strategies.schemas import STRATEGIES  # noqa: F401  (re-exported)
 from cl_runner.training.hooks import StrategyHooks, TaskContext
 
 __all__ = ["STRATEGIES", "Strategy", "TaskContext"]
@@ -105,10 +105,6 @@ class Strategy(StrategyHooks):
                 "task_floats": [0.0] * num_tasks,
                 "definition": "shared_floats: model parameters (float32), shared by all tasks; "
                               "task_floats: nothing stored per task"}
-
-
-#: name -> factory(cfg) -> Strategy
-STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 _SAVEABLE_LEAVES = (torch.Tensor, int, float, str, bool, type(None), enum.Enum, EpisodicMemory,

@@ -18,7 +18,6 @@ concatenated batch to the classes of the task owning its label.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,24 +25,7 @@ import torch
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import ReservoirBuffer
-
-
-@dataclass
-class ERConfig:
-    """``strategy=er``.
-
-    Attributes:
-        memory_size: total buffer size. Default 200 = the papers' "1 example per class per
-            task" budget over 20 MNIST tasks (10 x 20); for Split CIFAR-100 the same budget
-            is 100 (5 x 20). The total (not per-task) size is this runner's choice: reservoir
-            sampling has no per-task quota.
-        replay_batch_size: examples drawn from the buffer per step; ``None`` (default) = the
-            current batch's size (``benchmark.batch_size``), as in Chaudhry et al.
-    """
-
-    name: str = "er"
-    memory_size: int = 200
-    replay_batch_size: int | None = None
+from cl_runner.strategies.schemas import ERConfig
 
 
 @STRATEGIES.register("er", config=ERConfig)

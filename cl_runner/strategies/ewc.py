@@ -29,9 +29,7 @@ mask (:mod:`cl_runner.data.masking`), as in the training step.
 
 from __future__ import annotations
 
-import enum
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,35 +40,7 @@ from torch.func import functional_call, grad, vmap
 from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
-
-
-class EWCMode(str, enum.Enum):
-    """Which penalty EWC keeps."""
-
-    separate = "separate"  # one quadratic per past task (Kirkpatrick et al. 2017)
-    online = "online"  # a running Fisher, one anchor (Schwarz et al. 2018)
-
-
-@dataclass
-class EWCConfig:
-    """``strategy=ewc``.
-
-    Attributes:
-        ewc_lambda: lambda, the penalty strength (the paper's MNIST value is not in PAPERS.md;
-            the default 10 is this project's choice, see ``conf/strategy/ewc.yaml``).
-        mode: ``separate`` (default: one penalty per past task) or ``online``.
-        gamma_ewc: decay of the running Fisher in ``online`` mode (1 = plain sum).
-        fisher_samples: training examples of the task used to estimate its Fisher (all of
-            them when the task has fewer).
-        fisher_batch_size: examples per vectorized per-example-gradient batch.
-    """
-
-    name: str = "ewc"
-    ewc_lambda: float = 10.0
-    mode: EWCMode = EWCMode.separate
-    gamma_ewc: float = 1.0
-    fisher_samples: int = 1024
-    fisher_batch_size: int = 64
+from cl_runner.strategies.schemas import EWCConfig, EWCMode
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:

@@ -34,76 +34,19 @@ combined masks (:mod:`cl_runner.strategies.supermask`).
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from cl_runner.errors import ConfigError
 from cl_runner.models.supermask import SupermaskNet
 from cl_runner.strategies.base import STRATEGIES, TaskContext
+from cl_runner.strategies.schemas import Basis, CoefficientScope, Combine, ImpressLearnConfig
 from cl_runner.strategies.supermask import (
     SupermaskStrategy,
-    SupermaskStrategyConfig,
     supermask_net,
 )
 
 #: scale of the fixed tie-breaking noise of ``combine=topk``
 TIEBREAK = 1e-6
-
-
-class Basis(str, enum.Enum):
-    """How the B basis masks are obtained (``strategy.basis``)."""
-
-    heterogeneous = "heterogeneous"
-    homogeneous = "homogeneous"
-    random = "random"
-
-
-class Combine(str, enum.Enum):
-    """How the coefficients make a task's mask (``strategy.combine``)."""
-
-    superposition = "superposition"
-    topk = "topk"
-
-
-class CoefficientScope(str, enum.Enum):
-    """One coefficient vector per layer or one for the whole network."""
-
-    layer = "layer"
-    network = "network"
-
-
-@dataclass
-class ImpressLearnConfig(SupermaskStrategyConfig):
-    """``strategy=impresslearn`` (module docstring).
-
-    Attributes:
-        basis_size: B, the number of basis masks.
-        basis: ``heterogeneous``, ``homogeneous`` or ``random``.
-        combine: ``superposition`` or ``topk``.
-        coefficients: ``layer`` (B per masked layer) or ``network`` (B in all).
-        coefficient_init: initial value of every coefficient; null = 1/B.
-        coefficient_lr: learning rate of the coefficient tasks (a parameter group of the
-            run's optimizer, without its per-task decay); null = the optimizer's.
-    """
-
-    name: str = "impresslearn"
-    basis_size: int = 5
-    basis: Basis = Basis.heterogeneous
-    combine: Combine = Combine.superposition
-    coefficients: CoefficientScope = CoefficientScope.layer
-    coefficient_init: float | None = None
-    coefficient_lr: float | None = None
-
-    def validate(self) -> None:
-        super().validate()
-        if self.basis_size < 1:
-            raise ConfigError(f"strategy.basis_size must be >= 1, got {self.basis_size}")
-        if self.coefficient_lr is not None and self.coefficient_lr <= 0:
-            raise ConfigError(f"strategy.coefficient_lr must be null or > 0, "
-                              f"got {self.coefficient_lr}")
 
 
 @STRATEGIES.register("impresslearn", config=ImpressLearnConfig)

@@ -19,9 +19,7 @@ authors' code calls the model with each batch's task id.
 
 from __future__ import annotations
 
-import enum
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,52 +31,9 @@ from cl_runner.data.masking import mask_logits, rows
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import EpisodicMemory
+from cl_runner.strategies.schemas import ContinualStart, LineGradient, MCSGDConfig
 from cl_runner.training.hooks import PhaseRunner
 from cl_runner.training.steps import classification_loss, cyclic_batch, shuffled
-
-
-class ContinualStart(str, enum.Enum):
-    """Where the continual phase of task t starts."""
-
-    w_hat = "w_hat"  # w_hat_{t-1}: the authors' code
-    w_bar = "w_bar"  # w_bar_{t-1}: CL-Gym
-
-
-class LineGradient(str, enum.Enum):
-    """How the line-phase gradient is formed."""
-
-    authors = "authors"  # sum over alpha of dL/dw at each interpolated point (no factor alpha)
-    exact = "exact"  # the true gradient of the objective: sum over alpha of alpha * dL/dw
-
-
-@dataclass
-class MCSGDConfig:
-    """``strategy=mcsgd``. Defaults: the authors' Rotated MNIST settings (PAPERS.md).
-
-    Attributes:
-        memory_per_class: episodic-memory examples per class per task (1 -> 10 per MNIST task).
-        subset_size: size of the random subset of the current task used by the line phase.
-        lmc_lr: SGD learning rate of the line phase.
-        lmc_momentum: its momentum.
-        lmc_batch_size: minibatch size of memory and subset batches in the line phase.
-        lmc_epochs: passes over the larger of memory and subset (the smaller one cycles).
-        line_samples: K; the objective uses the K+1 points alpha = 0, 1/K, ..., 1.
-        beta: initial position of w on the segment from w_bar_{t-1} to w_hat_t.
-        continual_start: ``w_hat`` (default, authors' code) or ``w_bar`` (CL-Gym).
-        line_gradient: ``authors`` (default) or ``exact``; see :class:`LineGradient`.
-    """
-
-    name: str = "mcsgd"
-    memory_per_class: int = 1
-    subset_size: int = 500
-    lmc_lr: float = 0.01
-    lmc_momentum: float = 0.8
-    lmc_batch_size: int = 64
-    lmc_epochs: int = 1
-    line_samples: int = 10
-    beta: float = 0.1
-    continual_start: ContinualStart = ContinualStart.w_hat
-    line_gradient: LineGradient = LineGradient.authors
 
 
 def _clone_params(model: nn.Module) -> dict[str, torch.Tensor]:

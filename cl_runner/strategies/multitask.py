@@ -29,7 +29,6 @@ the benchmark, whose task data are deterministic, when its next task starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,19 +36,7 @@ import torch
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
 from cl_runner.strategies.memory import EpisodicMemory
-
-
-@dataclass
-class MultitaskConfig:
-    """``strategy=multitask``.
-
-    Attributes:
-        samples_per_task: examples of each task kept in the union; ``None`` (default) = all of
-            them (the definition; see the module docstring for its memory and time).
-    """
-
-    name: str = "multitask"
-    samples_per_task: int | None = None
+from cl_runner.strategies.schemas import MultitaskConfig
 
 
 @STRATEGIES.register("multitask", config=MultitaskConfig)

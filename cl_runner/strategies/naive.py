@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cl_runner.strategies.base import STRATEGIES, Strategy
-
-
-@dataclass
-class NaiveConfig:
-    """``strategy=naive``: no settings of its own (optimizer and benchmark keys apply)."""
-
-    name: str = "naive"
+from cl_runner.strategies.schemas import NaiveConfig
 
 
 @STRATEGIES.register("naive", config=NaiveConfig)

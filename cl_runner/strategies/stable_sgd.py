@@ -13,18 +13,9 @@ model.dropout: the Rotated MNIST settings of PAPERS.md). Other benchmarks' setti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cl_runner.strategies.base import STRATEGIES
 from cl_runner.strategies.naive import Naive
-
-
-@dataclass
-class StableSGDConfig:
-    """``strategy=stable_sgd``: no settings of its own; the regime is set on the optimizer,
-    benchmark and model groups by the strategy file."""
-
-    name: str = "stable_sgd"
+from cl_runner.strategies.schemas import StableSGDConfig
 
 
 @STRATEGIES.register("stable_sgd", config=StableSGDConfig)

@@ -21,8 +21,7 @@ superposed (:func:`equal_scale`; this project's choice).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,34 +32,11 @@ from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.models.supermask import SupermaskNet
 from cl_runner.strategies.base import Strategy, TaskContext
+from cl_runner.strategies.schemas import SupermaskStrategyConfig
 
 #: names of the extra accuracy matrices (``accuracy_matrix_<name>.csv``)
 TASK_INFERRED = "task_inferred"
 TASK_INFERENCE = "task_inference"
-
-
-@dataclass
-class SupermaskStrategyConfig:
-    """Keys shared by the supermask strategies.
-
-    Attributes:
-        task_inference: after every task, also evaluate the learned tasks with the task
-            inferred by one-shot inference (``accuracy_matrix_task_inferred.csv``: accuracy;
-            ``accuracy_matrix_task_inference.csv``: fraction of examples whose task was
-            inferred right). Costs about three forward passes per test example per task.
-        inference_batch_size: test examples per inferred batch (one task per batch).
-    """
-
-    needs_supermask_model: ClassVar[bool] = True
-
-    task_inference: bool = True
-    inference_batch_size: int = 128
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
-        if self.inference_batch_size < 1:
-            raise ConfigError(f"strategy.inference_batch_size must be >= 1, "
-                              f"got {self.inference_batch_size}")
 
 
 def supermask_net(model: nn.Module, strategy: str) -> SupermaskNet:

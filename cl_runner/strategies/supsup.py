@@ -15,22 +15,13 @@ in its experiments, and so does this count).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cl_runner.models.supermask import SupermaskNet
 from cl_runner.strategies.base import STRATEGIES, TaskContext
+from cl_runner.strategies.schemas import SupSupConfig
 from cl_runner.strategies.supermask import (
     SupermaskStrategy,
-    SupermaskStrategyConfig,
     supermask_net,
 )
-
-
-@dataclass
-class SupSupConfig(SupermaskStrategyConfig):
-    """``strategy=supsup``: see the module docstring and :class:`SupermaskStrategyConfig`."""
-
-    name: str = "supsup"
 
 
 @STRATEGIES.register("supsup", config=SupSupConfig)

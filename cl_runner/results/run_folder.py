@@ -1,0 +1,343 @@
+"""The run folder: the names of the files a run leaves, their writer and readers, and the rule
+that decides whether a run may start in a folder.
+
+A run folder holds (see :func:`cl_runner.experiment.run_experiment`): ``summary.json``
+(:data:`SUMMARY`: status, metrics, the resolved config, the pid and host of the process that
+runs it), ``accuracy_matrix.csv`` (:data:`ACCURACY_MATRIX`), ``metrics.csv``
+(:data:`METRICS`), a strategy's extra matrices ``accuracy_matrix_<name>.csv``, ``resume.pt``
+(:data:`RESUME_FILE`, while the run is unfinished), the benchmark's tables (``angles.csv``,
+``permutations.csv``), ``diagnostics.csv`` (probes), ``checkpoints/`` and Hydra's ``.hydra/``.
+
+Nothing is replaced silently (:func:`check_run_folder`): a folder holding a complete result of
+another resolved config, or the folder of a run still going on in a live process, is refused
+with :class:`RunFolderError`; ``force=true`` replaces a complete result on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cl_runner.errors import ConfigError
+from cl_runner.results.writer import atomic_write_json
+
+#: the checkpoint folder (results/checkpoints.py FOLDER; named here so this module needs no torch)
+CHECKPOINTS = "checkpoints"
+
+SUMMARY = "summary.json"
+ACCURACY_MATRIX = "accuracy_matrix.csv"
+METRICS = "metrics.csv"
+RESUME_FILE = "resume.pt"
+DIAGNOSTICS = "diagnostics.csv"
+HYDRA_DIR = ".hydra"
+#: the benchmarks' own tables (``Benchmark.artifacts``)
+BENCHMARK_TABLES = ("angles.csv", "permutations.csv")
+
+#: top-level config keys that do not change a run's numbers: the progress bar, the skip and
+#: resume switches, where the data live and whether they may be downloaded.
+NON_RESULT_KEYS = ("progress", "force", "resume", "data")
+
+#: keys added to the run config after results were first stored, with the value a config
+#: written before them means (their default): a stored config without them compares equal to
+#: one that has them at that value, so adding them did not invalidate finished runs.
+ADDED_KEY_DEFAULTS: dict[str, Any] = {
+    "checkpoints": {"enabled": False, "tasks": None},
+    "probes": [],
+    "probe": {"gradient_conflict": {"examples_per_task": 256, "chunk_size": 1024,
+                                    "at": ["task_start", "task_end"]}},
+}
+
+
+class RunFolderError(ConfigError):
+    """A run may not start in this folder: it holds a complete result of another config, or
+    a run still going on in a live process. Nothing in the folder was changed."""
+
+
+class SummaryUnreadable(ValueError):
+    """``summary.json`` exists but cannot be used; the message names the file and why."""
+
+
+def extra_matrix_file(name: str) -> str:
+    """The file of a strategy's extra accuracy matrix ``name``: ``accuracy_matrix_<name>.csv``."""
+    return f"accuracy_matrix_{name}.csv"
+
+
+# --------------------------------------------------------------------------- configs
+
+def _plain(value: Any) -> Any:
+    """JSON's view of ``value`` (tuples -> lists, NaN/inf -> None, keys -> str)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved run config that determines its results.
+
+    Args:
+        config: the resolved config as plain data (``experiment.config_dict(run)``, or the
+            ``config`` entry of a ``summary.json``).
+
+    Returns:
+        ``config`` without :data:`NON_RESULT_KEYS`, normalized as JSON stores it, so a config
+        read back from ``summary.json`` compares equal to the one it was written from; keys
+        missing from it take their :data:`ADDED_KEY_DEFAULTS`.
+    """
+    plain = {**ADDED_KEY_DEFAULTS, **_plain(config)}
+    return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS}
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted paths at which two plain config trees (dicts, lists, values) differ; a key
+    present in only one of them counts. ``[]`` when equal."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in a or key not in b:
+                out.append(path)
+            else:
+                out += differing_keys(a[key], b[key], path)
+        return out
+    return [] if a == b else [prefix or "(root)"]
+
+
+# --------------------------------------------------------------------------- reading, writing
+
+def write_summary(out_dir: str | Path, summary: Mapping[str, Any]) -> Path:
+    """Write ``out_dir/summary.json`` atomically (NaN -> null); returns its path."""
+    return atomic_write_json(Path(out_dir) / SUMMARY, dict(summary))
+
+
+def load_summary(out_dir: str | Path) -> dict[str, Any]:
+    """``out_dir/summary.json`` as a dict.
+
+    Raises:
+        FileNotFoundError: there is no ``summary.json``.
+        SummaryUnreadable: it cannot be read, is not JSON or not a JSON object (the message
+            names the file and the cause).
+    """
+    path = Path(out_dir) / SUMMARY
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SummaryUnreadable(f"{path}: unreadable ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise SummaryUnreadable(f"{path}: malformed JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SummaryUnreadable(f"{path}: not a JSON object")
+    return data
+
+
+def read_summary(out_dir: str | Path) -> dict[str, Any] | None:
+    """``out_dir/summary.json`` as a dict, or None when it is missing, unreadable or not a
+    JSON object (never raises for a bad file)."""
+    try:
+        return load_summary(out_dir)
+    except (OSError, SummaryUnreadable):
+        return None
+
+
+def read_accuracy_matrix(path: str | Path, num_tasks: int | None = None) -> np.ndarray:
+    """Read ``accuracy_matrix.csv`` (index ``after_task_i``, columns ``task_j``, fractions).
+
+    Returns:
+        Array of shape ``(rows, T)``; ``rows == T`` for a finished run.
+
+    Raises:
+        ValueError: the file is not a numeric table of accuracies in [0, 1], or its number of
+            columns differs from ``num_tasks``; the message names the file.
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, index_col=0)
+        values = frame.to_numpy(dtype=np.float64)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: not a numeric accuracy table ({exc})") from exc
+    if values.ndim != 2 or values.shape[1] == 0:
+        raise ValueError(f"{path}: empty accuracy table")
+    if num_tasks is not None and values.shape[1] != num_tasks:
+        raise ValueError(f"{path}: {values.shape[1]} task columns, expected {num_tasks}")
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+        raise ValueError(f"{path}: accuracies must be finite fractions in [0, 1]")
+    return values
+
+
+def holds_complete_result(out_dir: str | Path, summary: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``out_dir`` holds a finished result: ``summary.json`` says ``status: complete``
+    and ``accuracy_matrix.csv`` exists (``summary``: the folder's summary, if read already)."""
+    summary = read_summary(out_dir) if summary is None else summary
+    return (summary is not None and summary.get("status") == "complete"
+            and (Path(out_dir) / ACCURACY_MATRIX).is_file())
+
+
+def complete_result(out_dir: str | Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The finished result already in ``out_dir`` for this config, if there is one.
+
+    Args:
+        out_dir: the run folder.
+        config: the run's resolved config as plain data (``experiment.config_dict(run)``).
+
+    Returns:
+        The ``summary.json`` dict when :func:`holds_complete_result` and its ``config`` equals
+        ``config`` up to :data:`NON_RESULT_KEYS`; else None (no result, a failed or
+        interrupted one, or one from another config).
+    """
+    summary = read_summary(out_dir)
+    if not holds_complete_result(out_dir, summary):
+        return None
+    stored = summary.get("config")
+    if not isinstance(stored, Mapping):
+        return None
+    return summary if comparable_config(stored) == comparable_config(config) else None
+
+
+# --------------------------------------------------------------------------- the process
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time in clock ticks after boot)`` of a process from ``/proc``, or None
+    when there is no such process or no ``/proc``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) "; fields 3, 4, ...
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_record() -> dict[str, Any]:
+    """The fields ``summary.json`` records about the process running the run: ``pid``,
+    ``host`` and ``pid_start`` (its start time in clock ticks after boot, None without
+    ``/proc``), so a later process can tell whether the run is still going on."""
+    stat = _proc_stat(os.getpid())
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "pid_start": stat[1] if stat else None}
+
+
+def process_alive(pid: Any, host: Any, pid_start: Any = None) -> bool:
+    """Whether the process recorded as ``pid`` on ``host`` is alive. A process on another
+    host cannot be checked and counts as gone (e.g. a preempted job requeued on another node);
+    so does this very process, a zombie, or a pid reused by a process started at another time
+    than ``pid_start``."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
+        return False
+    if host != socket.gethostname():
+        return False
+    stat = _proc_stat(pid)
+    if stat is not None:
+        state, start = stat
+        return state not in ("Z", "X") and (not isinstance(pid_start, int) or pid_start == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- may a run start?
+
+def check_run_folder(out_dir: str | Path, config: Mapping[str, Any],
+                     force: bool = False) -> dict[str, Any] | None:
+    """Decide whether a run of ``config`` may start in ``out_dir``, before anything is written.
+
+    Args:
+        out_dir: the run folder (it may not exist yet).
+        config: the run's resolved config as plain data (``experiment.config_dict(run)``).
+        force: replace a complete result (of this or another config) on purpose.
+
+    Returns:
+        The folder's summary when it holds a complete result of the same config and not
+        ``force`` (the caller skips the run); else None: the run may start (an empty folder,
+        a failed, interrupted or crashed run, which resumes from its ``resume.pt``, or, with
+        ``force``, a complete result, whose files :func:`clear_results` then removes).
+
+    Raises:
+        RunFolderError: the folder holds a complete result of another config (the message
+            names the folder and the differing keys, dotted) and not ``force``; or its
+            summary says ``running`` and the recorded process is alive on this host (whatever
+            ``force``). Nothing is changed in the folder.
+    """
+    summary = read_summary(out_dir)
+    if summary is None:
+        return None
+    status = summary.get("status")
+    if status == "running" and process_alive(summary.get("pid"), summary.get("host"),
+                                             summary.get("pid_start")):
+        raise RunFolderError(
+            f"{out_dir} is in use: its run is still going on in process {summary['pid']} on "
+            f"{summary['host']}; wait for it, stop it, or choose another run folder")
+    if not holds_complete_result(out_dir, summary):
+        return None
+    stored = summary.get("config")
+    keys = (differing_keys(comparable_config(stored), comparable_config(config))
+            if isinstance(stored, Mapping) else ["(no config recorded)"])
+    if force:
+        return None
+    if not keys:
+        return summary
+    shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+    raise RunFolderError(
+        f"{out_dir} holds a complete result of another config (differs at: {shown}); "
+        f"choose another run folder, or force=true to replace it")
+
+
+def clear_results(out_dir: str | Path) -> list[Path]:
+    """Remove the files a run writes (summary, matrices, metrics, resume state, benchmark
+    tables, diagnostics, checkpoints) from ``out_dir``, before a forced run replaces a result;
+    Hydra's ``.hydra/`` and logs stay. Returns what was removed."""
+    out_dir = Path(out_dir)
+    names = [SUMMARY, ACCURACY_MATRIX, METRICS, RESUME_FILE, DIAGNOSTICS, *BENCHMARK_TABLES]
+    removed = [out_dir / n for n in names if (out_dir / n).is_file()]
+    removed += sorted(out_dir.glob(extra_matrix_file("*")))
+    for path in removed:
+        path.unlink()
+    if (out_dir / CHECKPOINTS).is_dir():
+        shutil.rmtree(out_dir / CHECKPOINTS)
+        removed.append(out_dir / CHECKPOINTS)
+    return removed
+
+
+# --------------------------------------------------------------------------- folder names
+
+#: longest sweep job folder name (bytes); longer names are cut and end with a hash of the whole
+MAX_NAME = 120
+
+
+def job_folder_name(override_dirname: str, fallback: str) -> str:
+    """The name of a sweep job's folder, from Hydra's ``hydra.job.override_dirname`` (the job's
+    overrides, sorted, ``key=value`` joined by ``,``; ``conf/config.yaml`` lists the keys left
+    out): ``/`` in values becomes ``_`` (no nested folders), a name over :data:`MAX_NAME` bytes
+    is cut and ends with ``~`` and 8 hex digits of its SHA-1 (still one name per set of
+    overrides), and an empty one (no override) is ``fallback``. Registered as the resolver
+    ``cl_job_dir``."""
+    import hashlib
+
+    name = override_dirname.replace("/", "_").strip() or fallback
+    raw = name.encode("utf-8")
+    if len(raw) <= MAX_NAME:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:8]
+    head = raw[:MAX_NAME - 9].decode("utf-8", errors="ignore")
+    return f"{head}~{digest}"

@@ -1,0 +1,248 @@
+"""The strategies' config schemas and their registry, ``STRATEGIES`` (no torch imported).
+
+Adding a strategy: its config dataclass and one ``STRATEGIES.declare`` line here, its class
+in ``cl_runner/strategies/<name>.py`` (imported when the strategy is built) and
+``conf/strategy/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cl_runner.errors import ConfigError
+from cl_runner.registry import Registry
+
+#: name -> Strategy subclass, called as ``cls(cfg)``
+STRATEGIES: Registry = Registry("strategy")
+
+
+@dataclass
+class NaiveConfig:
+    """``strategy=naive``: no settings of its own (optimizer and benchmark keys apply)."""
+
+    name: str = "naive"
+
+
+@dataclass
+class StableSGDConfig:
+    """``strategy=stable_sgd``: no settings of its own; the regime is set on the optimizer,
+    benchmark and model groups by the strategy file."""
+
+    name: str = "stable_sgd"
+
+
+@dataclass
+class ERConfig:
+    """``strategy=er``.
+
+    Attributes:
+        memory_size: total buffer size. Default 200 = the papers' "1 example per class per
+            task" budget over 20 MNIST tasks (10 x 20); for Split CIFAR-100 the same budget
+            is 100 (5 x 20). The total (not per-task) size is this runner's choice: reservoir
+            sampling has no per-task quota.
+        replay_batch_size: examples drawn from the buffer per step; ``None`` (default) = the
+            current batch's size (``benchmark.batch_size``), as in Chaudhry et al.
+    """
+
+    name: str = "er"
+    memory_size: int = 200
+    replay_batch_size: int | None = None
+
+
+@dataclass
+class AGEMConfig:
+    """``strategy=agem``.
+
+    Attributes:
+        memory_per_class: episodic-memory examples per class per task (default 1, i.e. 10 per
+            MNIST task: the tiny memory MC-SGD uses; this project's choice, see the YAML).
+        memory_batch_size: examples of the memory batch for g_ref (A-GEM paper: 256); the
+            whole memory when it holds fewer.
+    """
+
+    name: str = "agem"
+    memory_per_class: int = 1
+    memory_batch_size: int = 256
+
+
+class EWCMode(str, enum.Enum):
+    """Which penalty EWC keeps."""
+
+    separate = "separate"  # one quadratic per past task (Kirkpatrick et al. 2017)
+    online = "online"  # a running Fisher, one anchor (Schwarz et al. 2018)
+
+
+@dataclass
+class EWCConfig:
+    """``strategy=ewc``.
+
+    Attributes:
+        ewc_lambda: lambda, the penalty strength (the paper's MNIST value is not in PAPERS.md;
+            the default 10 is this project's choice, see ``conf/strategy/ewc.yaml``).
+        mode: ``separate`` (default: one penalty per past task) or ``online``.
+        gamma_ewc: decay of the running Fisher in ``online`` mode (1 = plain sum).
+        fisher_samples: training examples of the task used to estimate its Fisher (all of
+            them when the task has fewer).
+        fisher_batch_size: examples per vectorized per-example-gradient batch.
+    """
+
+    name: str = "ewc"
+    ewc_lambda: float = 10.0
+    mode: EWCMode = EWCMode.separate
+    gamma_ewc: float = 1.0
+    fisher_samples: int = 1024
+    fisher_batch_size: int = 64
+
+
+class ContinualStart(str, enum.Enum):
+    """Where the continual phase of task t starts."""
+
+    w_hat = "w_hat"  # w_hat_{t-1}: the authors' code
+    w_bar = "w_bar"  # w_bar_{t-1}: CL-Gym
+
+
+class LineGradient(str, enum.Enum):
+    """How the line-phase gradient is formed."""
+
+    authors = "authors"  # sum over alpha of dL/dw at each interpolated point (no factor alpha)
+    exact = "exact"  # the true gradient of the objective: sum over alpha of alpha * dL/dw
+
+
+@dataclass
+class MCSGDConfig:
+    """``strategy=mcsgd``. Defaults: the authors' Rotated MNIST settings (PAPERS.md).
+
+    Attributes:
+        memory_per_class: episodic-memory examples per class per task (1 -> 10 per MNIST task).
+        subset_size: size of the random subset of the current task used by the line phase.
+        lmc_lr: SGD learning rate of the line phase.
+        lmc_momentum: its momentum.
+        lmc_batch_size: minibatch size of memory and subset batches in the line phase.
+        lmc_epochs: passes over the larger of memory and subset (the smaller one cycles).
+        line_samples: K; the objective uses the K+1 points alpha = 0, 1/K, ..., 1.
+        beta: initial position of w on the segment from w_bar_{t-1} to w_hat_t.
+        continual_start: ``w_hat`` (default, authors' code) or ``w_bar`` (CL-Gym).
+        line_gradient: ``authors`` (default) or ``exact``; see :class:`LineGradient`.
+    """
+
+    name: str = "mcsgd"
+    memory_per_class: int = 1
+    subset_size: int = 500
+    lmc_lr: float = 0.01
+    lmc_momentum: float = 0.8
+    lmc_batch_size: int = 64
+    lmc_epochs: int = 1
+    line_samples: int = 10
+    beta: float = 0.1
+    continual_start: ContinualStart = ContinualStart.w_hat
+    line_gradient: LineGradient = LineGradient.authors
+
+
+@dataclass
+class MultitaskConfig:
+    """``strategy=multitask``.
+
+    Attributes:
+        samples_per_task: examples of each task kept in the union; ``None`` (default) = all of
+            them (the definition; see the module docstring for its memory and time).
+    """
+
+    name: str = "multitask"
+    samples_per_task: int | None = None
+
+
+@dataclass
+class SupermaskStrategyConfig:
+    """Keys shared by the supermask strategies.
+
+    Attributes:
+        task_inference: after every task, also evaluate the learned tasks with the task
+            inferred by one-shot inference (``accuracy_matrix_task_inferred.csv``: accuracy;
+            ``accuracy_matrix_task_inference.csv``: fraction of examples whose task was
+            inferred right). Costs about three forward passes per test example per task.
+        inference_batch_size: test examples per inferred batch (one task per batch).
+    """
+
+    needs_supermask_model: ClassVar[bool] = True
+
+    task_inference: bool = True
+    inference_batch_size: int = 128
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        if self.inference_batch_size < 1:
+            raise ConfigError(f"strategy.inference_batch_size must be >= 1, "
+                              f"got {self.inference_batch_size}")
+
+
+@dataclass
+class SupSupConfig(SupermaskStrategyConfig):
+    """``strategy=supsup``: see the module docstring and :class:`SupermaskStrategyConfig`."""
+
+    name: str = "supsup"
+
+
+class Basis(str, enum.Enum):
+    """How the B basis masks are obtained (``strategy.basis``)."""
+
+    heterogeneous = "heterogeneous"
+    homogeneous = "homogeneous"
+    random = "random"
+
+
+class Combine(str, enum.Enum):
+    """How the coefficients make a task's mask (``strategy.combine``)."""
+
+    superposition = "superposition"
+    topk = "topk"
+
+
+class CoefficientScope(str, enum.Enum):
+    """One coefficient vector per layer or one for the whole network."""
+
+    layer = "layer"
+    network = "network"
+
+
+@dataclass
+class ImpressLearnConfig(SupermaskStrategyConfig):
+    """``strategy=impresslearn`` (module docstring).
+
+    Attributes:
+        basis_size: B, the number of basis masks.
+        basis: ``heterogeneous``, ``homogeneous`` or ``random``.
+        combine: ``superposition`` or ``topk``.
+        coefficients: ``layer`` (B per masked layer) or ``network`` (B in all).
+        coefficient_init: initial value of every coefficient; null = 1/B.
+        coefficient_lr: learning rate of the coefficient tasks (a parameter group of the
+            run's optimizer, without its per-task decay); null = the optimizer's.
+    """
+
+    name: str = "impresslearn"
+    basis_size: int = 5
+    basis: Basis = Basis.heterogeneous
+    combine: Combine = Combine.superposition
+    coefficients: CoefficientScope = CoefficientScope.layer
+    coefficient_init: float | None = None
+    coefficient_lr: float | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.basis_size < 1:
+            raise ConfigError(f"strategy.basis_size must be >= 1, got {self.basis_size}")
+        if self.coefficient_lr is not None and self.coefficient_lr <= 0:
+            raise ConfigError(f"strategy.coefficient_lr must be null or > 0, "
+                              f"got {self.coefficient_lr}")
+
+
+STRATEGIES.declare("naive", config=NaiveConfig, module="cl_runner.strategies.naive")
+STRATEGIES.declare("stable_sgd", config=StableSGDConfig, module="cl_runner.strategies.stable_sgd")
+STRATEGIES.declare("er", config=ERConfig, module="cl_runner.strategies.er")
+STRATEGIES.declare("agem", config=AGEMConfig, module="cl_runner.strategies.agem")
+STRATEGIES.declare("ewc", config=EWCConfig, module="cl_runner.strategies.ewc")
+STRATEGIES.declare("mcsgd", config=MCSGDConfig, module="cl_runner.strategies.mcsgd")
+STRATEGIES.declare("multitask", config=MultitaskConfig, module="cl_runner.strategies.multitask")
+STRATEGIES.declare("supsup", config=SupSupConfig, module="cl_runner.strategies.supsup")
+STRATEGIES.declare("impresslearn", config=ImpressLearnConfig, module="cl_runner.strategies.impresslearn")

@@ -1,0 +1,120 @@
+"""Formatting a summary: ``mean ± std`` cells, Markdown, LaTeX and rich tables."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+from cl_runner.summarize.aggregation import Summary
+from cl_runner.summarize.runs import METRICS
+
+
+def format_cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
+    """``mean ± std`` in the metric's unit (accuracy in %, forgetting as a fraction, time in
+    s); an undefined std (one seed) is ``n/a``; an undefined mean is ``n/a`` alone."""
+    m = METRICS[metric]
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    mean_s = f"{m.scale() * mean:.{m.digits()}f}"
+    if std is None or not math.isfinite(std):
+        return f"${mean_s}$ $\\pm$ n/a" if latex else f"{mean_s} ± n/a"
+    std_s = f"{m.scale() * std:.{m.digits()}f}"
+    return f"${mean_s} \\pm {std_s}$" if latex else f"{mean_s} ± {std_s}"
+
+
+def wide_table(summary: Summary, latex: bool = False) -> pd.DataFrame:
+    """One row per group: the grouping keys, ``seeds`` (their number) and one formatted
+    ``mean ± std`` column per metric, headed by the metric's label."""
+    rows = []
+    for group in summary.groups:
+        row: dict[str, Any] = dict(zip(summary.group_keys, group.values, strict=True))
+        row["seeds"] = len(group.runs)
+        for name in summary.metrics:
+            mean, std, _ = group.stats[name]
+            label = METRICS[name].latex if latex else METRICS[name].label
+            row[label] = format_cell(mean, std, name, latex=latex)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: the order of the statuses in :func:`excluded_counts`
+STATUS_ORDER = ("interrupted", "running", "incomplete", "failed", "corrupt", "duplicate")
+
+
+def excluded_counts(summary: Summary) -> str:
+    """The runs left out, counted by status: ``2 interrupted, 1 failed``."""
+    counts: dict[str, int] = {}
+    for record in summary.excluded:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    order = sorted(counts, key=lambda s: (STATUS_ORDER.index(s) if s in STATUS_ORDER
+                                          else len(STATUS_ORDER), s))
+    return ", ".join(f"{counts[s]} {s}" for s in order)
+
+
+def to_markdown(summary: Summary) -> str:
+    """A GitHub-flavoured Markdown table, one row per group, then the runs left out."""
+    frame = wide_table(summary)
+    lines = ["| " + " | ".join(frame.columns) + " |",
+             "|" + "|".join("---" if i < len(summary.group_keys) else "---:"
+                            for i in range(len(frame.columns))) + "|"]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    lines.append("")
+    lines.append("Mean ± sample standard deviation (ddof=1) over seeds; n/a: one seed. "
+                 "Accuracy in %, forgetting and backward transfer as fractions, time in seconds.")
+    if summary.excluded:
+        lines += ["", f"Runs not included ({len(summary.excluded)}: {excluded_counts(summary)}):",
+                  ""]
+        lines += [f"- `{r.path}`: {r.status}: {r.reason}" for r in summary.excluded]
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    return re.sub(r"([_%&#$])", r"\\\1", str(text))
+
+
+def to_latex(summary: Summary) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), one row per group."""
+    frame = wide_table(summary, latex=True)
+    n_keys = len(summary.group_keys)
+    spec = "l" * n_keys + "r" + "c" * len(summary.metrics)
+    header = [_tex_escape(k) for k in summary.group_keys] + ["$n$"] + \
+             [METRICS[m].latex for m in summary.metrics]
+    lines = ["% cl-summarize: mean $\\pm$ sample std (ddof=1) over seeds; n/a: one seed.",
+             "% Accuracy in %, forgetting and BWT as fractions. Needs \\usepackage{booktabs}.",
+             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(header) + " \\\\",
+             "\\midrule"]
+    for _, row in frame.iterrows():
+        cells = [_tex_escape(v) for v in row.iloc[:n_keys]] + [str(row["seeds"])] + \
+                [str(v) for v in row.iloc[n_keys + 1:]]
+        lines.append(" & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def rich_tables(summary: Summary) -> list[Table]:
+    """The summary table and, when some runs were left out, a table of them with reasons."""
+    frame = wide_table(summary)
+    n_runs = sum(len(g.runs) for g in summary.groups)
+    table = Table(title=f"{n_runs} runs in {len(summary.groups)} groups: mean ± sample std "
+                        "(ddof=1) over seeds")
+    for i, column in enumerate(frame.columns):
+        table.add_column(escape(str(column)), no_wrap=True,
+                         justify="left" if i < len(summary.group_keys) else "right")
+    for _, row in frame.iterrows():
+        table.add_row(*[escape(str(v)) for v in row])
+    tables = [table]
+    if summary.excluded:
+        left = Table(title=f"{len(summary.excluded)} runs not included: "
+                           f"{excluded_counts(summary)}", title_style="bold red")
+        for column in ("run folder", "status", "reason"):
+            left.add_column(column, overflow="fold")
+        for r in summary.excluded:
+            left.add_row(escape(str(r.path)), r.status, escape(r.reason or ""))
+        tables.append(left)
+    return tables

@@ -1,0 +1,231 @@
+"""Reading run folders: the metrics shown, one :class:`RunRecord` per folder, the finder."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cl_runner.results.run_folder import (
+    ACCURACY_MATRIX,
+    HYDRA_DIR,
+    RESUME_FILE,
+    SUMMARY,
+    SummaryUnreadable,
+    load_summary,
+    process_alive,
+    read_accuracy_matrix,
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is shown. ``kind``: ``percent`` (stored as a fraction, shown x100),
+    ``fraction`` (shown as stored), ``seconds`` or ``floats`` (a count of float32 values)."""
+
+    name: str
+    label: str
+    latex: str
+    kind: str
+
+    def scale(self) -> float:
+        return 100.0 if self.kind == "percent" else 1.0
+
+    def digits(self) -> int:
+        return {"percent": 2, "fraction": 3, "seconds": 1, "floats": 0}[self.kind]
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("average_accuracy", "avg acc (%)", r"Avg.\ acc.\ (\%)", "percent"),
+    Metric("forgetting", "forgetting", "Forgetting", "fraction"),
+    Metric("backward_transfer", "BWT", "BWT", "fraction"),
+    Metric("learning_accuracy", "learning acc (%)", r"Learn.\ acc.\ (\%)", "percent"),
+    Metric("forward_transfer", "FWT", "FWT", "fraction"),
+    Metric("wall_time_seconds", "wall time (s)", r"Time (s)", "seconds"),
+    # supermask strategies (absent from the others' summary.json, so n/a): average accuracy
+    # and forgetting with the task inferred, task-inference accuracy (accuracy_matrix_task_*.csv);
+    # every strategy: stored floats per task alone and in all (experiment.parameter_cost_summary)
+    Metric("task_inferred_average_accuracy", "avg acc, task inferred (%)",
+           r"Avg.\ acc., task inferred (\%)", "percent"),
+    Metric("task_inferred_forgetting", "forgetting, task inferred",
+           r"Forgetting, task inferred", "fraction"),
+    Metric("task_inference_average_accuracy", "task inference acc (%)",
+           r"Task inference acc.\ (\%)", "percent"),
+    Metric("task_cost_floats", "floats per task", r"Floats per task", "floats"),
+    Metric("total_cost_floats", "floats in all", r"Floats in all", "floats"),
+)}
+DEFAULT_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "learning_accuracy",
+                   "wall_time_seconds")
+
+
+class SummarizeError(Exception):
+    """A user error that stops the summary (a path that does not exist, an unknown option)."""
+
+
+@dataclass
+class RunRecord:
+    """One run folder as read from disk.
+
+    Attributes:
+        path: the run folder.
+        status: ``complete`` (aggregated), ``failed``, ``interrupted`` (stopped by SIGINT or
+            SIGTERM, resumable), ``running`` (its process is alive on this host),
+            ``incomplete`` (never finished: killed, crashed or never started), ``corrupt`` or
+            ``duplicate`` (all but the first are listed, never aggregated).
+        reason: why the run is not aggregated (None for complete runs).
+        summary: the parsed ``summary.json`` (None when missing or unreadable).
+        config: the resolved run config (from ``summary.json``, else ``.hydra/config.yaml``).
+        overrides: the command-line overrides of the run (``.hydra/overrides.yaml``).
+        matrix: the accuracy matrix, shape ``(T, T)``, fractions (complete runs only).
+    """
+
+    path: Path
+    status: str
+    reason: str | None = None
+    summary: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    overrides: list[str] = field(default_factory=list)
+    matrix: np.ndarray | None = None
+
+    def get(self, name: str) -> Any:
+        """A top-level field of the summary, else of the config (``seed``, ``strategy``...)."""
+        for source in (self.summary, self.config):
+            if isinstance(source, dict) and name in source:
+                value = source[name]
+                return value.get("name", value) if isinstance(value, dict) else value
+        return None
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder a run wrote into: it holds ``summary.json`` or Hydra's ``.hydra/config.yaml``."""
+    return (path / SUMMARY).is_file() or (path / HYDRA_DIR / "config.yaml").is_file()
+
+
+def find_run_folders(paths: Iterable[str | Path]) -> list[Path]:
+    """Every run folder at or under ``paths``, sorted, without repeats.
+
+    Raises:
+        SummarizeError: a path does not exist or is not a folder.
+    """
+    found: set[Path] = set()
+    for raw in paths:
+        root = Path(raw).expanduser()
+        if not root.is_dir():
+            raise SummarizeError(f"{root}: no such folder")
+        stack = [root.resolve()]
+        while stack:
+            folder = stack.pop()
+            if is_run_folder(folder):
+                found.add(folder)
+                continue  # a run folder holds no other runs
+            try:
+                children = sorted(p for p in folder.iterdir()
+                                  if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            stack.extend(children)
+    return sorted(found)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def as_number(value: Any) -> float:
+    """``value`` as a float; None (JSON's NaN) -> NaN. Raises ValueError otherwise."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """Read one run folder; never raises for bad or missing files (they set ``status``).
+
+    The reason of a corrupt run names the file that could not be read and why.
+    """
+    path = Path(path)
+    hydra_config = _read_yaml(path / HYDRA_DIR / "config.yaml")
+    overrides = _read_yaml(path / HYDRA_DIR / "overrides.yaml")
+    record = RunRecord(path=path, status="incomplete",
+                       config=hydra_config if isinstance(hydra_config, dict) else None,
+                       overrides=[str(o) for o in overrides] if isinstance(overrides, list) else [])
+    summary_path = path / SUMMARY
+    if not summary_path.is_file():
+        record.reason = f"no {SUMMARY}: the job never started or was stopped before writing it"
+        return record
+    try:
+        summary = load_summary(path)
+    except (OSError, SummaryUnreadable) as exc:
+        record.status, record.reason = "corrupt", str(exc)
+        return record
+    record.summary = summary
+    if isinstance(summary.get("config"), dict):
+        record.config = summary["config"]
+    status = summary.get("status")
+    matrix_path = path / ACCURACY_MATRIX
+    if status == "failed":
+        record.status = "failed"
+        record.reason = str(summary.get("error") or "failed (no error message recorded)")
+        return record
+    if status in ("running", "interrupted"):
+        done = ""
+        if matrix_path.is_file():
+            try:
+                done = f"; {read_accuracy_matrix(matrix_path).shape[0]} of " \
+                       f"{summary.get('num_tasks', '?')} tasks in {ACCURACY_MATRIX}"
+            except ValueError:
+                pass
+        resumable = ("; the same command resumes it" if (path / RESUME_FILE).is_file()
+                     else "")
+        if status == "interrupted":
+            record.status = "interrupted"
+            record.reason = f"{summary.get('error') or 'interrupted'}{done}{resumable}"
+        elif process_alive(summary.get("pid"), summary.get("host"), summary.get("pid_start")):
+            record.status = "running"
+            record.reason = (f"still running in process {summary['pid']} on "
+                             f"{summary['host']}{done}")
+        elif "pid" in summary:
+            record.reason = (f"status 'running' but process {summary['pid']} on "
+                             f"{summary.get('host')} is gone (killed or crashed){done}{resumable}")
+        else:
+            record.reason = f"status 'running': interrupted, or still running{done}"
+        return record
+    if status != "complete":
+        record.status, record.reason = "corrupt", f"{summary_path}: unknown status {status!r}"
+        return record
+    record.status = "corrupt"
+    for name in ("average_accuracy", "seed"):
+        if name not in summary:
+            record.reason = f"{summary_path}: '{name}' missing"
+            return record
+    for name in METRICS:
+        try:
+            as_number(summary.get(name))
+        except ValueError as exc:
+            record.reason = f"{summary_path}: '{name}': {exc}"
+            return record
+    if record.config is None:
+        record.reason = f"{summary_path}: no 'config' and no readable .hydra/config.yaml"
+        return record
+    num_tasks = summary.get("num_tasks")
+    try:
+        matrix = read_accuracy_matrix(matrix_path, num_tasks if isinstance(num_tasks, int) else None)
+    except ValueError as exc:
+        record.reason = str(exc)
+        return record
+    if matrix.shape[0] != matrix.shape[1]:
+        record.reason = (f"{matrix_path}: {matrix.shape[0]} rows for {matrix.shape[1]} tasks, "
+                         "though summary.json says complete")
+        return record
+    record.status, record.reason, record.matrix = "complete", None, matrix
+    return record
