@@ -87,7 +87,8 @@ def check_clean(tracker, summary, held):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-@pytest.mark.parametrize("benchmark", ["permuted_mnist", "rotated_mnist"])
+@pytest.mark.parametrize("benchmark", [pytest.param("permuted_mnist", marks=pytest.mark.slow),
+                                       "rotated_mnist"])  # the same code paths: one in make test
 def test_every_tensor_on_the_run_device_and_no_sync_in_the_step(tmp_path, mnist_root, monkeypatch,
                                                                 strategy, benchmark):
     check_clean(*tracked_run(tmp_path, [f"data.root={mnist_root}", f"benchmark={benchmark}",
