@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from cl_runner.cli import CONF_DIR
 from cl_runner.data import BENCHMARKS
 from cl_runner.data.cifar import SplitCIFAR100Config, write_cifar100_archive
-from cl_runner.data.mnist import MNISTConfig
+from cl_runner.data.schemas import MNISTConfig
 from cl_runner.dispatch import resolve
 from cl_runner.models import MODELS
 from cl_runner.strategies import STRATEGIES
