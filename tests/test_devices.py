@@ -160,7 +160,7 @@ class IndexOnHost(Naive):
 ])
 def test_planted_device_bugs_are_caught(tmp_path, mnist_root, monkeypatch, planted, expected):
     entry = STRATEGIES.get("naive")
-    monkeypatch.setitem(STRATEGIES._entries, "naive", dataclasses.replace(entry, factory=planted))
+    monkeypatch.setitem(STRATEGIES._entries, "naive", dataclasses.replace(entry, registered=planted))
     tracker, _, held = tracked_run(tmp_path, [f"data.root={mnist_root}", "strategy=naive"],
                                    monkeypatch)
     assert any(v.startswith(expected) for v in tracker.violations), tracker.violations
