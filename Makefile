@@ -38,7 +38,7 @@ reproduce: ## Table 1 on Rotated/Permuted MNIST: 7 methods x 2 benchmarks x 3 se
 	BIN=$(BIN) bash scripts/reproduce_table1.sh $(JOBS)
 
 test: ## the fast test suite (real MNIST subsets, CPU, no network)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-all: ## every test, including those marked slow
 	$(BIN)/python -m pytest -q -m ""
