@@ -13,7 +13,10 @@ ratios, not seconds).
   rotations, training, T+1 evaluations of all T test sets, run files).
 - mcsgd: ``cl-run strategy=mcsgd benchmark=rotated_mnist`` (its default settings), end to end.
 
-Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive]
+Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive] [--threads 1]
+
+Every worker runs at --threads torch threads (default 1): at 2 threads on a shared 2-core
+machine the bare loop itself swung from 16 s to 36 s between invocations (2026-12-03).
 """
 
 from __future__ import annotations
@@ -37,12 +40,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def worker_floor(tasks: int, samples: int | None, data_root: str) -> dict:
+def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int = 0) -> dict:
     import torch
     import torch.nn.functional as F
 
     from cl_runner.data.sources import load_mnist
     from cl_runner.models.mlp import MLP
+
+    if threads:
+        torch.set_num_threads(threads)
 
     train_x, train_y, _, _ = load_mnist(data_root, download=False)
     n = samples or len(train_y)
@@ -67,7 +73,7 @@ def worker_floor(tasks: int, samples: int | None, data_root: str) -> dict:
     return {"seconds": seconds, "steps": steps, "task_seconds": [seconds / tasks] * tasks}
 
 
-def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str) -> dict:
+def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0) -> dict:
     from hydra import compose, initialize_config_dir
 
     from cl_runner.cli import CONF_DIR
@@ -78,6 +84,8 @@ def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str) -
                  f"data.root={data_root}", "progress=false", "data.download=false"]
     if samples:
         overrides.append(f"benchmark.train_samples_per_task={samples}")
+    if threads:
+        overrides.append(f"hardware.num_threads={threads}")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     start = time.perf_counter()
@@ -90,7 +98,7 @@ def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str) -
 
 def measure(kind: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--tasks", str(args.tasks),
-           "--data-root", args.data_root] + (["--samples", str(args.samples)] if args.samples else [])
+           "--data-root", args.data_root, "--threads", str(args.threads)] + (["--samples", str(args.samples)] if args.samples else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
@@ -103,15 +111,17 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--samples", type=int, default=None, help="training examples per task (default all)")
     parser.add_argument("--only", default="floor,naive,mcsgd")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in every worker, floor and runs alike (0 = PyTorch's default)")
     parser.add_argument("--data-root", default=os.environ.get("CL_RUNNER_DATA", str(REPO / "data")))
     parser.add_argument("--worker", choices=["floor", "naive", "mcsgd"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         if args.worker == "floor":
-            res = worker_floor(args.tasks, args.samples, args.data_root)
+            res = worker_floor(args.tasks, args.samples, args.data_root, args.threads)
         else:
-            res = worker_run(args.worker, args.tasks, args.samples, args.data_root)
+            res = worker_run(args.worker, args.tasks, args.samples, args.data_root, args.threads)
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return
