@@ -11,6 +11,24 @@ Per task t:
      with SGD over minibatches of the episodic memory (tasks 1..t) and of a random subset of
      task t; the result is ``w_bar_t``, the model that is evaluated. ``w_bar_1 = w_hat_1``.
 
+The line gradient (``line_gradient``; alpha_j = j/K, p_j = anchor + alpha_j (w - anchor) for
+each term's anchor, L the batch-mean cross-entropy):
+  - ``exact``: sum_j alpha_j dL/dw(p_j), the gradient of the objective above;
+  - ``unweighted``: sum_j dL/dw(p_j), every point weight 1 (this runner's ``authors`` before
+    2026-12-03);
+  - ``authors``: what the authors' code (github imirzadeh/CL-LinearModeConnectivity,
+    ``core/mode_connectivity.py`` ``get_line_loss``/``get_clf_loss``, ``core/train_methods.py``
+    ``train_task_LMC_offline``, ``core/data_utils.py``) computes: gradients are never zeroed
+    between the K+1 points, so point j enters with weight (K+1-j); ``get_clf_loss`` divides the
+    batch-mean loss by the batch size again, so each term is scaled by 1/B of its batch. Their
+    memory holds ``memory_per_class * classes`` examples per task drawn uniformly *with
+    replacement* (MNIST; per class without replacement on Split CIFAR-100) and is batched
+    per task (a batch never mixes tasks), the batch list shuffled; the subset of task t is
+    drawn with replacement (MNIST; per class on CIFAR-100); step i uses the i-th batch of each
+    term that still has one (no cycling: the shorter term simply stops).
+The line phase runs in eval mode (dropout off, as ``get_clf_loss``) unless
+``line_train_mode=true``; BatchNorm running statistics are never changed by it.
+
 On task-incremental benchmarks (Split CIFAR-100) every loss of the line phase uses the training
 masks of :mod:`cl_runner.data.masking`: the subset is masked to task t's classes and each
 memory example to the classes of the task it was stored from (``EpisodicMemory.task``), as the
@@ -30,14 +48,29 @@ from torch.func import functional_call
 from cl_runner.data.masking import mask_logits, rows
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
-from cl_runner.strategies.memory import EpisodicMemory
+from cl_runner.strategies.memory import EpisodicMemory, per_class_indices
 from cl_runner.strategies.schemas import ContinualStart, LineGradient, MCSGDConfig
 from cl_runner.training.hooks import PhaseRunner
 from cl_runner.training.steps import classification_loss, cyclic_batch, shuffled
 
+LineTerm = tuple  # (anchor dict, x (N, ...) uint8, y (N,) int64, allowed mask or None)
+
 
 def _clone_params(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _group_batches(sizes: list[int], batch_size: int, generator: torch.Generator,
+                   device: torch.device) -> list[torch.Tensor]:
+    """The authors' line-phase batching: consecutive groups of ``sizes`` examples (e.g. the
+    memory's tasks), each cut into batches of at most ``batch_size`` in stored order, the list
+    of batches in a random order drawn from ``generator``. Returns int64 index tensors."""
+    batches, start = [], 0
+    for size in sizes:
+        batches += [torch.arange(start + o, start + min(o + batch_size, size), device=device)
+                    for o in range(0, size, batch_size)]
+        start += size
+    return [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 @STRATEGIES.register("mcsgd", config=MCSGDConfig)
@@ -66,45 +99,87 @@ class MCSGD(Strategy):
         cfg = self.cfg
         w_hat = _clone_params(ctx.model)
         self.w_hat_buffers = {n: b.detach().clone() for n, b in ctx.model.named_buffers()}
-        self.memory.add_per_class(ctx.train_x, ctx.train_y, ctx.task, cfg.memory_per_class,
-                                  ctx.generator)
+        masks = ctx.benchmark.class_masks("train")  # (T, C) bool or None
+        authors = cfg.line_gradient == LineGradient.authors
+        if authors and masks is None:  # the authors' MNIST memory: uniform, with replacement
+            classes = int(torch.unique(ctx.train_y).numel())
+            self.memory.add_with_replacement(ctx.train_x, ctx.train_y, ctx.task,
+                                             cfg.memory_per_class * classes, ctx.generator)
+        else:
+            self.memory.add_per_class(ctx.train_x, ctx.train_y, ctx.task,
+                                      cfg.memory_per_class, ctx.generator)
         if ctx.task == 1:
             self.w_hat, self.w_bar = w_hat, w_hat
             return
-        n_sub = min(cfg.subset_size, len(ctx.train_y))
-        pick = torch.randperm(len(ctx.train_y), generator=ctx.generator)[:n_sub].to(ctx.device)
+        pick = self.subset_indices(ctx.train_y, ctx.generator, masks is not None)
         sub_x, sub_y = ctx.train_x[pick], ctx.train_y[pick]
         w_prev = self.w_bar
         to_input = ctx.benchmark.to_input
-        masks = ctx.benchmark.class_masks("train")  # (T, C) bool or None
         mem_allowed = None if masks is None else masks[self.memory.task - 1]  # (M, C)
         sub_allowed = None if masks is None else masks[ctx.task - 1]  # (C,)
         terms = ((w_prev, self.memory.x, self.memory.y, mem_allowed),
                  (w_hat, sub_x, sub_y, sub_allowed))
+        groups = [self.memory.task_counts(), [len(sub_y)]] if authors else None
 
         start = {n: w_prev[n] + cfg.beta * (w_hat[n] - w_prev[n]) for n in w_hat}
         self._load(ctx.model, start)
         before = self.line_objective(ctx.model, terms, to_input)
-        self.line_phase(ctx.model, terms, to_input, ctx.generator, ctx.phases, ctx.task)
+        self.line_phase(ctx.model, terms, to_input, ctx.generator, ctx.phases, ctx.task, groups)
         after = self.line_objective(ctx.model, terms, to_input)
         self.line_history.append({"task": ctx.task, "line_loss_before": before,
                                   "line_loss_after": after})
         self.w_hat, self.w_bar = w_hat, _clone_params(ctx.model)
+
+    def subset_indices(self, y: torch.Tensor, generator: torch.Generator,
+                       task_incremental: bool) -> torch.Tensor:
+        """Indices into task t's training set ``y (N,)`` of the line phase's subset:
+        ``min(subset_size, N)`` without replacement; with ``line_gradient=authors``
+        ``subset_size`` drawn with replacement (MNIST) or ``subset_size / classes`` per class
+        without replacement, shuffled (task-incremental: the authors' CIFAR-100 code).
+        int64 ``(n_sub,)`` on ``y``'s device."""
+        k = self.cfg.subset_size
+        if self.cfg.line_gradient != LineGradient.authors:
+            return torch.randperm(len(y), generator=generator)[:min(k, len(y))].to(y.device)
+        if not task_incremental:
+            return torch.randint(len(y), (k,), generator=generator).to(y.device)
+        classes = int(torch.unique(y).numel())
+        pick = per_class_indices(y, max(1, k // classes), generator)
+        return pick[torch.randperm(len(pick), generator=generator).to(y.device)]
 
     def alphas(self) -> list[float]:
         """The K+1 interpolation points 0, 1/K, ..., 1."""
         k = self.cfg.line_samples
         return [i / k for i in range(k + 1)]
 
-    def line_phase(self, model: nn.Module, terms, to_input, generator: torch.Generator,
-                   phases: PhaseRunner | None = None, task: int = 0) -> None:
-        """Minimize the line objective over ``model``'s parameters in place.
+    def point_weights(self) -> list[tuple[float, float]]:
+        """``(alpha_j, weight_j)`` of the points that enter the line gradient (module
+        docstring): ``exact`` (alpha_j, alpha_j) for j >= 1; ``unweighted`` (alpha_j, 1);
+        ``authors`` (alpha_j, K + 1 - j)."""
+        alphas = self.alphas()
+        if self.cfg.line_gradient == LineGradient.exact:
+            return [(a, a) for a in alphas if a != 0.0]
+        if self.cfg.line_gradient == LineGradient.unweighted:
+            return [(a, 1.0) for a in alphas]
+        k = self.cfg.line_samples
+        return [(a, float(k + 1 - j)) for j, a in enumerate(alphas)]
+
+    def line_phase(self, model: nn.Module, terms: tuple[LineTerm, ...], to_input,
+                   generator: torch.Generator, phases: PhaseRunner | None = None, task: int = 0,
+                   groups: list[list[int]] | None = None) -> None:
+        """Minimize the line objective over ``model``'s parameters in place, with SGD
+        (``lmc_lr``, ``lmc_momentum``) and the gradient of ``line_gradient`` (module docstring).
 
         Runs as the phase ``"line"`` of ``phases`` (the loop's :class:`PhaseRunner`, from
         ``ctx.phases``: progress, interruption and the divergence check of the continual
-        phase), ``lmc_epochs`` passes of ``max_i ceil(N_i / lmc_batch_size)`` steps; each term
-        draws its own shuffle per pass and reads it as a cycle
+        phase), ``lmc_epochs`` passes. ``exact``/``unweighted``: ``max_i ceil(N_i / B)``
+        steps per pass; each term draws its own shuffle per pass and reads it as a cycle
         (:func:`~cl_runner.training.steps.cyclic_batch`), so the smaller term repeats.
+        ``authors``: each term's groups are cut into batches of at most B, the batch list is
+        shuffled once (the same batches every pass, as the authors' prebuilt loaders), and
+        step i uses batch i of every term that has one.
+
+        Eval mode (dropout off) unless ``line_train_mode``; in train mode the buffers
+        (BatchNorm running statistics) are restored afterwards, so they never change.
 
         Args:
             terms: ``((anchor, x, y, allowed), ...)``: each anchor a name -> tensor dict of
@@ -114,42 +189,69 @@ class MCSGD(Strategy):
                 from the anchor to w.
             phases: the runner of the phase (None: one without hooks).
             task: the 1-based task id, for the hooks.
+            groups: ``authors`` only: per term, sizes of its consecutive groups (the memory:
+                examples per task); a batch never spans two groups. None: one group per term.
         """
         cfg = self.cfg
         params = dict(model.named_parameters())
         opt = torch.optim.SGD(params.values(), lr=cfg.lmc_lr, momentum=cfg.lmc_momentum)
-        exact = cfg.line_gradient == LineGradient.exact
+        points = self.point_weights()
+        authors = cfg.line_gradient == LineGradient.authors
         bs = cfg.lmc_batch_size
-        n_steps = max(math.ceil(len(y) / bs) for _, _, y, _ in terms)
-        alphas = [a for a in self.alphas() if not (exact and a == 0.0)]
+        if authors:
+            sizes = groups or [[len(y)] for _, _, y, _ in terms]
+            plans = [_group_batches(g, bs, generator, y.device)
+                     for g, (_, _, y, _) in zip(sizes, terms, strict=True)]
+            n_steps = max(len(p) for p in plans)
 
-        def start_epoch() -> list[torch.Tensor]:
-            return [shuffled(len(y), generator, y.device) for _, _, y, _ in terms]
+            def start_epoch() -> list[list[torch.Tensor]]:
+                return plans
 
-        def step(orders: list[torch.Tensor], i: int) -> torch.Tensor:
+            def batch(state, k: int, i: int) -> torch.Tensor | None:
+                return state[k][i] if i < len(state[k]) else None
+        else:
+            n_steps = max(math.ceil(len(y) / bs) for _, _, y, _ in terms)
+
+            def start_epoch() -> list[torch.Tensor]:
+                return [shuffled(len(y), generator, y.device) for _, _, y, _ in terms]
+
+            def batch(state, k: int, i: int) -> torch.Tensor | None:
+                return cyclic_batch(state[k], i, bs)
+
+        def step(state, i: int) -> torch.Tensor:
             grads = {n: torch.zeros_like(p) for n, p in params.items()}
             total = torch.zeros((), device=next(iter(grads.values())).device)
-            for (anchor, x, y, allowed), order in zip(terms, orders, strict=True):
-                idx = cyclic_batch(order, i, bs)
+            for k, (anchor, x, y, allowed) in enumerate(terms):
+                idx = batch(state, k, i)
+                if idx is None:  # authors: this term has no batch left
+                    continue
                 xb, yb, ab = to_input(x[idx]), y[idx], rows(allowed, idx)
-                for alpha in alphas:
+                scale = 1.0 / len(idx) if authors else 1.0  # get_clf_loss's extra 1/B
+                for alpha, weight in points:
                     point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
                              for n, p in params.items()}
                     loss = classification_loss(functional_call(model, point, (xb,)), yb, ab)
                     g = torch.autograd.grad(loss, list(point.values()))
-                    scale = alpha if exact else 1.0
                     for n, gi in zip(point, g, strict=True):
-                        grads[n].add_(gi, alpha=scale)
+                        grads[n].add_(gi, alpha=weight * scale)
                     total += loss.detach()
             for n, p in params.items():
                 p.grad = grads[n]
             opt.step()
             return total
 
-        model.train()
+        was_training = model.training
+        kept = ({n: b.detach().clone() for n, b in model.named_buffers()}
+                if cfg.line_train_mode else None)
+        model.train(cfg.line_train_mode)
         (phases or PhaseRunner()).run(task, "line", cfg.lmc_epochs, n_steps, start_epoch, step)
         for p in params.values():
             p.grad = None
+        if kept:
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    b.copy_(kept[n])
+        model.train(was_training)
 
     @torch.no_grad()
     def line_objective(self, model: nn.Module, terms, to_input) -> float:

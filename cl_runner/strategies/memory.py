@@ -6,6 +6,20 @@ from __future__ import annotations
 import torch
 
 
+def per_class_indices(y: torch.Tensor, per_class: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``per_class`` random examples of every class present in ``y`` int64 ``(N,)``
+    (fewer if a class has fewer), grouped by class in increasing class order, without
+    replacement. One host sync (the class counts). Returns int64 ``(K,)`` on ``y``'s device."""
+    order = torch.randperm(len(y), generator=generator).to(y.device)
+    shuffled = y[order]
+    # stable sort by class keeps the random order within each class
+    by_class = order[torch.sort(shuffled, stable=True).indices]
+    classes, counts = torch.unique_consecutive(y[by_class], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.cat([by_class[s : s + min(per_class, int(c))]
+                      for s, c in zip(starts.tolist(), counts.tolist(), strict=True)])
+
+
 class EpisodicMemory:
     """Examples kept from past tasks, stored like the benchmark's data (uint8 inputs).
 
@@ -26,7 +40,7 @@ class EpisodicMemory:
     def add_per_class(self, x: torch.Tensor, y: torch.Tensor, task: int, per_class: int,
                       generator: torch.Generator) -> None:
         """Add ``per_class`` random examples of every class present in ``y`` (fewer if a class
-        has fewer examples).
+        has fewer examples), chosen by :func:`per_class_indices`.
 
         Args:
             x: ``(N, *input_shape)`` inputs of the task. y: int64 ``(N,)``.
@@ -36,15 +50,25 @@ class EpisodicMemory:
         """
         if per_class < 1:
             return
-        order = torch.randperm(len(y), generator=generator).to(y.device)
-        shuffled = y[order]
-        # stable sort by class keeps the random order within each class
-        by_class = order[torch.sort(shuffled, stable=True).indices]
-        classes, counts = torch.unique_consecutive(y[by_class], return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        take = torch.cat([by_class[s : s + min(per_class, int(c))]
-                          for s, c in zip(starts.tolist(), counts.tolist(), strict=True)])
+        take = per_class_indices(y, per_class, generator)
         self.add(x[take], y[take], task)
+
+    def add_with_replacement(self, x: torch.Tensor, y: torch.Tensor, task: int, k: int,
+                             generator: torch.Generator) -> None:
+        """Add ``k`` examples drawn uniformly *with replacement* from ``x (N, ...)``,
+        ``y (N,)`` (the same example may be stored twice), as the MC-SGD authors' code fills
+        its MNIST memory (``RandomSampler(replacement=True)``)."""
+        if k < 1:
+            return
+        take = torch.randint(len(y), (k,), generator=generator).to(y.device)
+        self.add(x[take], y[take], task)
+
+    def task_counts(self) -> list[int]:
+        """Number of stored examples of each task, in the order the tasks were added
+        (examples are appended task by task). One host sync."""
+        if self.task is None:
+            return []
+        return torch.unique_consecutive(self.task, return_counts=True)[1].tolist()
 
     def add(self, x: torch.Tensor, y: torch.Tensor, task: int) -> None:
         """Append examples ``x (K, ...)``, ``y (K,)`` of ``task``."""

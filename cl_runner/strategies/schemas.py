@@ -104,10 +104,18 @@ class ContinualStart(str, enum.Enum):
 
 
 class LineGradient(str, enum.Enum):
-    """How the line-phase gradient is formed."""
+    """How the line-phase gradient is formed (PAPERS.md, "MC-SGD"; K = ``line_samples``,
+    alpha_j = j/K). See :mod:`cl_runner.strategies.mcsgd` for the formulas."""
 
-    authors = "authors"  # sum over alpha of dL/dw at each interpolated point (no factor alpha)
-    exact = "exact"  # the true gradient of the objective: sum over alpha of alpha * dL/dw
+    #: the gradient of the objective: sum_j alpha_j * dL/dw at each point (mean losses)
+    exact = "exact"
+    #: sum_j dL/dw at each point, every point weight 1 (mean losses); called ``authors``
+    #: before 2026-12-03 (with ``line_train_mode=true`` it reproduces those runs)
+    unweighted = "unweighted"
+    #: the authors' code (CL-LinearModeConnectivity ``get_line_loss``/``get_clf_loss``):
+    #: point j weighted (K+1-j) (gradients never zeroed between points), each batch loss
+    #: divided by its batch size again, per-task memory batches, no cycling, their sampling
+    authors = "authors"
 
 
 @dataclass
@@ -124,7 +132,11 @@ class MCSGDConfig:
         line_samples: K; the objective uses the K+1 points alpha = 0, 1/K, ..., 1.
         beta: initial position of w on the segment from w_bar_{t-1} to w_hat_t.
         continual_start: ``w_hat`` (default, authors' code) or ``w_bar`` (CL-Gym).
-        line_gradient: ``authors`` (default) or ``exact``; see :class:`LineGradient`.
+        line_gradient: ``exact``, ``unweighted`` (default) or ``authors``; see
+            :class:`LineGradient`.
+        line_train_mode: run the line phase in train mode (dropout on), as this runner did
+            before 2026-12-03; default false: eval mode, as the authors' ``get_clf_loss``.
+            BatchNorm running statistics are never updated by the line phase.
     """
 
     name: str = "mcsgd"
@@ -137,7 +149,8 @@ class MCSGDConfig:
     line_samples: int = 10
     beta: float = 0.1
     continual_start: ContinualStart = ContinualStart.w_hat
-    line_gradient: LineGradient = LineGradient.authors
+    line_gradient: LineGradient = LineGradient.unweighted
+    line_train_mode: bool = False
 
 
 @dataclass

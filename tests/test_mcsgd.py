@@ -1,0 +1,243 @@
+"""MC-SGD's line phase pinned on a tiny model (issue 12): the anchors and the start point, the
+three line gradients against independent computations, the authors' batching, eval mode and
+untouched BatchNorm statistics, and the episodic memory after each task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from cl_runner.strategies.mcsgd import MCSGD, _group_batches
+from cl_runner.strategies.schemas import LineGradient, MCSGDConfig
+from cl_runner.training.hooks import TaskContext
+
+K = 4  # line_samples
+
+
+class TinyBenchmark:
+    """The two things the line phase asks of a benchmark."""
+
+    @staticmethod
+    def to_input(x: torch.Tensor) -> torch.Tensor:
+        return x.float() / 255.0
+
+    @staticmethod
+    def class_masks(split: str) -> None:
+        return None
+
+
+def tiny_model(seed: int = 0, batchnorm: bool = False) -> nn.Module:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(6, 5)] + ([nn.BatchNorm1d(5)] if batchnorm else [])
+    return nn.Sequential(*layers, nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 3))
+
+
+def data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 6), generator=g, dtype=torch.uint8)
+    return x, torch.arange(n) % 3  # every class present
+
+
+def params_of(model: nn.Module, seed: int, scale: float = 0.5) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {n: scale * torch.randn(p.shape, generator=g) for n, p in model.named_parameters()}
+
+
+def strategy(gradient: str, **kw) -> MCSGD:
+    cfg = MCSGDConfig(line_gradient=LineGradient(gradient), line_samples=K, lmc_lr=1.0,
+                      lmc_momentum=0.0, lmc_batch_size=64, **kw)
+    return MCSGD(cfg)
+
+
+def one_step_update(gradient: str, terms, model: nn.Module) -> dict[str, torch.Tensor]:
+    """w - w' after one line-phase step at lr 1, momentum 0: the line gradient itself."""
+    s = strategy(gradient)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    s.line_phase(model, terms, TinyBenchmark.to_input, torch.Generator().manual_seed(0))
+    return {n: before[n] - p.detach() for n, p in model.named_parameters()}
+
+
+def setup_terms(model: nn.Module):
+    """Memory (7 examples) anchored at w_prev, subset (9) anchored at w_hat, w in the model."""
+    w_prev, w_hat = params_of(model, 1), params_of(model, 2)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(w_prev[n] + 0.3 * (w_hat[n] - w_prev[n]))
+    (mx, my), (sx, sy) = data(7, 3), data(9, 4)
+    return ((w_prev, mx, my, None), (w_hat, sx, sy, None))
+
+
+def mean_loss(model, point, x, y):
+    return nn.functional.cross_entropy(
+        functional_call(model, point, (TinyBenchmark.to_input(x),)), y)
+
+
+def test_exact_gradient_is_autograd_of_the_line_objective():
+    model = tiny_model()
+    terms = setup_terms(model)
+    w = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
+    model.eval()  # the objective with dropout off
+    objective = sum(
+        mean_loss(model, {n: a[n] + (j / K) * (w[n] - a[n]) for n in w}, x, y)
+        for a, x, y, _ in terms for j in range(K + 1))
+    expected = torch.autograd.grad(objective, list(w.values()))
+    model.train()  # the line phase must switch to eval mode itself
+    got = one_step_update("exact", terms, model)
+    for (n, g), e in zip(got.items(), expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_unweighted_gradient_gives_every_point_weight_one():
+    model = tiny_model()
+    terms = setup_terms(model)
+    model.eval()
+    w = {n: p.detach().clone() for n, p in model.named_parameters()}
+    expected = {n: torch.zeros_like(p) for n, p in w.items()}
+    for a, x, y, _ in terms:
+        for j in range(K + 1):
+            point = {n: (a[n] + (j / K) * (w[n] - a[n])).requires_grad_() for n in w}
+            for n, g in zip(point, torch.autograd.grad(mean_loss(model, point, x, y),
+                                                       list(point.values())), strict=True):
+                expected[n] += g
+    got = one_step_update("unweighted", terms, model)
+    for n in w:
+        torch.testing.assert_close(got[n], expected[n], rtol=1e-5, atol=1e-6, msg=n)
+
+
+def authors_mechanism(model: nn.Module, anchor, w, x, y) -> dict[str, torch.Tensor]:
+    """The authors' accumulation, re-enacted: one module whose weights are overwritten at each
+    point (``load_state_dict`` keeps ``.grad``), ``.grad`` never zeroed between points, the
+    batch-mean loss divided by the batch size again, the running ``.grad`` added up."""
+    m = tiny_model()
+    m.eval()
+    accum = None
+    for j in range(K + 1):
+        m.load_state_dict({n: anchor[n] + (j / K) * (w[n] - anchor[n]) for n in w},
+                          strict=False)
+        loss = nn.functional.cross_entropy(m(TinyBenchmark.to_input(x)), y) / len(y)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+        accum = grads if accum is None else {n: accum[n] + grads[n] for n in grads}
+    return accum
+
+
+def test_authors_gradient_is_the_weighted_sum_of_their_code():
+    model = tiny_model()
+    terms = setup_terms(model)
+    w = {n: p.detach().clone() for n, p in model.named_parameters()}
+    mech = [authors_mechanism(model, a, w, x, y) for a, x, y, _ in terms]
+    # the same by hand: point j weighted (K+1-j), each term scaled by 1/B
+    model.eval()
+    hand = {n: torch.zeros_like(p) for n, p in w.items()}
+    for a, x, y, _ in terms:
+        for j in range(K + 1):
+            point = {n: (a[n] + (j / K) * (w[n] - a[n])).requires_grad_() for n in w}
+            g = torch.autograd.grad(mean_loss(model, point, x, y), list(point.values()))
+            for n, gi in zip(point, g, strict=True):
+                hand[n] += (K + 1 - j) / len(y) * gi
+    got = one_step_update("authors", terms, model)
+    for n in w:
+        torch.testing.assert_close(mech[0][n] + mech[1][n], hand[n], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(got[n], hand[n], rtol=1e-5, atol=1e-7, msg=n)
+    unweighted = one_step_update("unweighted", setup_terms(tiny_model()), tiny_model())
+    assert not torch.allclose(unweighted["0.weight"], got["0.weight"])
+
+
+def test_authors_batches_stay_within_a_task_and_the_shorter_term_stops():
+    batches = _group_batches([10, 10, 3], 4, torch.Generator().manual_seed(0), "cpu")
+    assert sorted(torch.cat(batches).tolist()) == list(range(23))  # each example once
+    for b in batches:  # a batch never spans two tasks
+        assert len({int(i) // 10 for i in b}) == 1
+    assert sorted(len(b) for b in batches) == [2, 2, 3, 4, 4, 4, 4]
+    # memory of 3 tasks x 2 examples (3 batches of 2) and a subset of 9 (3 batches of 4)
+    model = tiny_model()
+    w_prev, w_hat = params_of(model, 1), params_of(model, 2)
+    (mx, my), (sx, sy) = data(6, 3), data(9, 4)
+    s = strategy("authors")
+    seen: list[int] = []  # batch sizes, one per term per step
+
+    class Spy(TinyBenchmark):
+        @staticmethod
+        def to_input(x):
+            seen.append(len(x))
+            return x.float() / 255.0
+
+    s.cfg.lmc_batch_size = 2
+    s.line_phase(model, ((w_prev, mx, my, None), (w_hat, sx, sy, None)), Spy.to_input,
+                 torch.Generator().manual_seed(0), groups=[[2, 2, 2], [9]])
+    # 5 steps (max of 3 memory batches and 5 subset batches): the memory is not cycled
+    assert sorted(seen) == [1, 2, 2, 2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_line_phase_keeps_batchnorm_statistics(train_mode):
+    model = tiny_model(batchnorm=True)
+    terms = setup_terms(model)
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    s = strategy("unweighted", line_train_mode=train_mode)
+    s.cfg.lmc_lr = 0.1
+    model.train()
+    s.line_phase(model, terms, TinyBenchmark.to_input, torch.Generator().manual_seed(0))
+    for n, b in model.named_buffers():
+        assert torch.equal(b, before[n]), n
+    assert model.training  # the mode it had is restored
+
+
+def run_tasks(s: MCSGD, model: nn.Module, tasks: list[tuple[torch.Tensor, torch.Tensor]],
+              trained: list[dict[str, torch.Tensor]], spy: list) -> None:
+    """Drive ``before_task``/``after_task`` like the loop; ``trained[t]`` plays the continual
+    phase's result; ``spy`` records (terms, start weights) of every line phase."""
+    def capture(model, terms, to_input, generator, phases=None, task=0, groups=None):
+        spy.append((terms, {n: p.detach().clone() for n, p in model.named_parameters()}))
+    s.line_phase = capture
+    gen = torch.Generator().manual_seed(0)
+    for t, (x, y) in enumerate(tasks, start=1):
+        ctx = TaskContext(t, x, y, model, TinyBenchmark(), torch.device("cpu"), gen, None)
+        s.before_task(ctx)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(trained[t - 1][n])
+        s.after_task(ctx)
+
+
+def test_line_phase_anchors_start_point_and_memory_after_each_task():
+    model = tiny_model()
+    tasks = [data(30, 10 + t) for t in range(3)]
+    trained = [params_of(model, 20 + t) for t in range(3)]
+    s, spy = strategy("unweighted", beta=0.25, memory_per_class=2), []
+    run_tasks(s, model, tasks, trained, spy)
+    assert len(spy) == 2  # tasks 2 and 3
+    w_bar = trained[0]  # w_bar_1 = w_hat_1; the spy leaves w at its start point
+    for t, (terms, start) in enumerate(spy, start=2):
+        (mem_anchor, mx, my, _), (sub_anchor, sx, sy, _) = terms
+        w_hat = trained[t - 1]
+        for n in w_hat:
+            assert torch.equal(mem_anchor[n], w_bar[n])  # memory term: w_bar_{t-1}
+            assert torch.equal(sub_anchor[n], w_hat[n])  # subset term: w_hat_t
+            torch.testing.assert_close(start[n], w_bar[n] + 0.25 * (w_hat[n] - w_bar[n]))
+        assert len(sy) == 30 and len(my) == 2 * 3 * t  # subset min(500, N); 2/class/task
+        w_bar = start
+    # memory: 2 examples per class per task, task ids 1..3, each a row of its task's data
+    assert s.memory.task.tolist() == [1] * 6 + [2] * 6 + [3] * 6
+    for t, (x, y) in enumerate(tasks, start=1):
+        rows, labels = s.memory.x[s.memory.task == t], s.memory.y[s.memory.task == t]
+        assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+        for r, lab in zip(rows, labels, strict=True):
+            match = (x == r).all(1) & (y == lab)
+            assert match.any()
+
+
+def test_authors_memory_and_subset_are_drawn_with_replacement():
+    model = tiny_model()
+    tasks = [data(12, 30 + t) for t in range(2)]
+    trained = [params_of(model, 40 + t) for t in range(2)]
+    s, spy = strategy("authors", memory_per_class=3, subset_size=50), []
+    run_tasks(s, model, tasks, trained, spy)
+    # memory_per_class x classes = 9 per task, uniform with replacement (12 examples only)
+    assert s.memory.task_counts() == [9, 9]
+    (_, _, _, _), (_, sx, sy, _) = spy[0][0]
+    assert len(sy) == 50  # more than the task holds: drawn with replacement
+    x2, y2 = tasks[1]
+    assert all(((x2 == r).all(1) & (y2 == lab)).any() for r, lab in zip(sx, sy, strict=True))
