@@ -106,17 +106,20 @@ def test_unweighted_gradient_gives_every_point_weight_one():
         torch.testing.assert_close(got[n], expected[n], rtol=1e-5, atol=1e-6, msg=n)
 
 
-def authors_mechanism(model: nn.Module, anchor, w, x, y) -> dict[str, torch.Tensor]:
+def authors_mechanism(model: nn.Module, anchor, w, x, y,
+                      batches: list[slice] | None = None) -> dict[str, torch.Tensor]:
     """The authors' accumulation, re-enacted: one module whose weights are overwritten at each
     point (``load_state_dict`` keeps ``.grad``), ``.grad`` never zeroed between points, the
-    batch-mean loss divided by the batch size again, the running ``.grad`` added up."""
+    sum of batch-mean losses over the loader (``batches``, default one) divided by the number
+    of examples, the running ``.grad`` added up."""
     m = tiny_model()
     m.eval()
     accum = None
     for j in range(K + 1):
         m.load_state_dict({n: anchor[n] + (j / K) * (w[n] - anchor[n]) for n in w},
                           strict=False)
-        loss = nn.functional.cross_entropy(m(TinyBenchmark.to_input(x)), y) / len(y)
+        loss = sum(nn.functional.cross_entropy(m(TinyBenchmark.to_input(x[b])), y[b])
+                   for b in (batches or [slice(None)])) / len(y)
         loss.backward()
         grads = {n: p.grad.clone() for n, p in m.named_parameters()}
         accum = grads if accum is None else {n: accum[n] + grads[n] for n in grads}
@@ -143,6 +146,29 @@ def test_authors_gradient_is_the_weighted_sum_of_their_code():
         torch.testing.assert_close(got[n], hand[n], rtol=1e-5, atol=1e-7, msg=n)
     unweighted = one_step_update("unweighted", setup_terms(tiny_model()), tiny_model())
     assert not torch.allclose(unweighted["0.weight"], got["0.weight"])
+
+
+def test_authors_full_batch_is_one_step_of_their_early_code():
+    model = tiny_model()
+    terms = setup_terms(model)  # memory 7, subset 9
+    w = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # memory in two tasks of 3 and 4, batch size 2: batches 2+1 and 2+2; subset 2+2+2+2+1
+    mem = [slice(0, 2), slice(2, 3), slice(3, 5), slice(5, 7)]
+    sub = [slice(i, min(i + 2, 9)) for i in range(0, 9, 2)]
+    expected = [authors_mechanism(model, a, w, x, y, b)
+                for (a, x, y, _), b in zip(terms, (mem, sub), strict=True)]
+    s = strategy("authors", lmc_full_batch=True)
+    s.cfg.lmc_batch_size = 2
+    s.line_phase(model, terms, TinyBenchmark.to_input, torch.Generator().manual_seed(0),
+                 groups=[[3, 4], [9]])
+    for n, p in model.named_parameters():  # one step at lr 1: w - w' is the gradient
+        torch.testing.assert_close(w[n] - p.detach(), expected[0][n] + expected[1][n],
+                                   rtol=1e-5, atol=1e-7, msg=n)
+
+
+def test_full_batch_needs_the_authors_gradient():
+    with pytest.raises(Exception, match="lmc_full_batch"):
+        strategy("exact", lmc_full_batch=True)
 
 
 def test_authors_batches_stay_within_a_task_and_the_shorter_term_stops():

@@ -73,6 +73,17 @@ def _group_batches(sizes: list[int], batch_size: int, generator: torch.Generator
     return [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+def _full_batch(batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``batches`` as one step of the authors' full-batch line phase: their indices
+    concatenated, and per-example weights ``1 / (B_b * N)`` (B_b the example's batch size, N
+    all examples), so the weighted sum of per-example losses is ``get_clf_loss`` over the
+    whole loader: the sum of batch means divided by N."""
+    n = sum(len(b) for b in batches)
+    weights = torch.cat([torch.full((len(b),), 1.0 / (len(b) * n), device=b.device)
+                         for b in batches])
+    return torch.cat(batches), weights
+
+
 @STRATEGIES.register("mcsgd", config=MCSGDConfig)
 class MCSGD(Strategy):
     """MC-SGD (see the module docstring). ``stats()`` reports, per task t >= 2, the line
@@ -85,6 +96,9 @@ class MCSGD(Strategy):
                 raise ConfigError(f"strategy.{key} must be >= 1, got {getattr(cfg, key)}")
         if cfg.lmc_lr <= 0:
             raise ConfigError(f"strategy.lmc_lr must be > 0, got {cfg.lmc_lr}")
+        if cfg.lmc_full_batch and cfg.line_gradient != LineGradient.authors:
+            raise ConfigError("strategy.lmc_full_batch=true needs strategy.line_gradient=authors "
+                              f"(got {cfg.line_gradient.value})")
         self.memory = EpisodicMemory()
         self.w_hat: dict[str, torch.Tensor] | None = None  # w_hat_{t}
         self.w_bar: dict[str, torch.Tensor] | None = None  # w_bar_{t}
@@ -202,6 +216,8 @@ class MCSGD(Strategy):
             sizes = groups or [[len(y)] for _, _, y, _ in terms]
             plans = [_group_batches(g, bs, generator, y.device)
                      for g, (_, _, y, _) in zip(sizes, terms, strict=True)]
+            if cfg.lmc_full_batch:  # one step over all batches of each term
+                plans = [[_full_batch(p)] for p in plans]
             n_steps = max(len(p) for p in plans)
 
             def start_epoch() -> list[list[torch.Tensor]]:
@@ -225,12 +241,20 @@ class MCSGD(Strategy):
                 idx = batch(state, k, i)
                 if idx is None:  # authors: this term has no batch left
                     continue
+                idx, per_example = idx if isinstance(idx, tuple) else (idx, None)
                 xb, yb, ab = to_input(x[idx]), y[idx], rows(allowed, idx)
-                scale = 1.0 / len(idx) if authors else 1.0  # get_clf_loss's extra 1/B
+                # authors: get_clf_loss's extra 1/B (full batch: per-example weights hold it)
+                scale = 1.0 / len(idx) if authors and per_example is None else 1.0
                 for alpha, weight in points:
                     point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
                              for n, p in params.items()}
-                    loss = classification_loss(functional_call(model, point, (xb,)), yb, ab)
+                    logits = functional_call(model, point, (xb,))
+                    if per_example is None:
+                        loss = classification_loss(logits, yb, ab)
+                    else:
+                        if ab is not None:
+                            logits = mask_logits(logits, ab)
+                        loss = (F.cross_entropy(logits, yb, reduction="none") * per_example).sum()
                     g = torch.autograd.grad(loss, list(point.values()))
                     for n, gi in zip(point, g, strict=True):
                         grads[n].add_(gi, alpha=weight * scale)

@@ -137,6 +137,10 @@ class MCSGDConfig:
         line_train_mode: run the line phase in train mode (dropout on), as this runner did
             before 2026-12-03; default false: eval mode, as the authors' ``get_clf_loss``.
             BatchNorm running statistics are never updated by the line phase.
+        lmc_full_batch: ``authors`` only: one step per ``lmc_epochs`` pass over the whole
+            memory and subset (each term's loss the sum of its batch means divided by its
+            size), as the authors' code did until 2020-08-27, when their Rotated MNIST
+            configs were committed; default false: minibatch steps (their final code).
     """
 
     name: str = "mcsgd"
@@ -151,6 +155,7 @@ class MCSGDConfig:
     continual_start: ContinualStart = ContinualStart.w_hat
     line_gradient: LineGradient = LineGradient.unweighted
     line_train_mode: bool = False
+    lmc_full_batch: bool = False
 
 
 @dataclass
