@@ -38,7 +38,9 @@ SMALL = {"mcsgd": ["strategy.subset_size=10", "strategy.lmc_batch_size=10",
 #: further variants of a strategy's options that take other code paths
 VARIANTS = [("ewc", ["strategy.mode=online"]),
             ("impresslearn", ["strategy.combine=topk", "strategy.coefficients=network"]),
-            ("mcsgd", ["strategy.continual_start=w_bar", "strategy.line_gradient=exact"])]
+            ("mcsgd", ["strategy.continual_start=w_bar", "strategy.line_gradient=exact"]),
+            ("mcsgd", ["strategy.line_gradient=authors"]),
+            ("mcsgd", ["strategy.line_gradient=authors", "strategy.lmc_full_batch=true"])]
 
 
 def tracked_run(tmp_path, overrides, monkeypatch):
