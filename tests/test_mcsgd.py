@@ -267,3 +267,40 @@ def test_authors_memory_and_subset_are_drawn_with_replacement():
     assert len(sy) == 50  # more than the task holds: drawn with replacement
     x2, y2 = tasks[1]
     assert all(((x2 == r).all(1) & (y2 == lab)).any() for r, lab in zip(sx, sy, strict=True))
+
+
+def test_line_phase_reports_progress_through_the_phase_runner():
+    from cl_runner.training.hooks import PhaseRunner, RunnerHook
+
+    class Record(RunnerHook):
+        def __init__(self):
+            self.phases, self.steps = [], 0
+
+        def before_phase(self, task, phase, total_steps):
+            self.phases.append((task, phase, total_steps))
+
+        def after_step(self):
+            self.steps += 1
+
+    model, rec = tiny_model(), Record()
+    terms = setup_terms(model)  # memory 7, subset 9
+    s = strategy("authors")
+    s.cfg.lmc_batch_size, s.cfg.lmc_epochs = 2, 2
+    s.line_phase(model, terms, TinyBenchmark.to_input, torch.Generator().manual_seed(0),
+                 PhaseRunner([rec]), task=5, groups=[[3, 4], [9]])
+    # memory: 2+1 and 2+2 = 4 batches; subset 5 batches -> 5 steps per pass, 2 passes
+    assert rec.phases == [(5, "line", 10)] and rec.steps == 10
+
+
+def test_a_diverging_line_phase_fails_the_run(tmp_path, mnist_root):
+    from cl_runner.errors import TrainingDivergedError
+    from cl_runner.experiment import run_experiment
+    from tests.conftest import compose_run
+
+    run = compose_run(["benchmark.num_tasks=2", "benchmark.train_samples_per_task=200",
+                       "progress=false", "hardware=cpu", "hardware.num_threads=1",
+                       f"data.root={mnist_root}", "strategy=mcsgd", "strategy.lmc_lr=1e30",
+                       "strategy.subset_size=50", "strategy.lmc_batch_size=10",
+                       "strategy.line_samples=2"])
+    with pytest.raises(TrainingDivergedError, match="line-phase loss of task 2"):
+        run_experiment(run, tmp_path)
