@@ -228,12 +228,18 @@ def run_tasks(s: MCSGD, model: nn.Module, tasks: list[tuple[torch.Tensor, torch.
         s.after_task(ctx)
 
 
-def test_line_phase_anchors_start_point_and_memory_after_each_task():
+def drive(gradient: str, n_tasks: int, n: int, **kw):
+    """An MC-SGD strategy driven through ``n_tasks`` tasks of ``n`` examples each."""
     model = tiny_model()
-    tasks = [data(30, 10 + t) for t in range(3)]
-    trained = [params_of(model, 20 + t) for t in range(3)]
-    s, spy = strategy("unweighted", beta=0.25, memory_per_class=2), []
+    tasks = [data(n, 10 + t) for t in range(n_tasks)]
+    trained = [params_of(model, 20 + t) for t in range(n_tasks)]
+    s, spy = strategy(gradient, **kw), []
     run_tasks(s, model, tasks, trained, spy)
+    return s, tasks, trained, spy
+
+
+def test_line_phase_anchors_start_point_and_memory_after_each_task():
+    s, tasks, trained, spy = drive("unweighted", 3, 30, beta=0.25, memory_per_class=2)
     assert len(spy) == 2  # tasks 2 and 3
     w_bar = trained[0]  # w_bar_1 = w_hat_1; the spy leaves w at its start point
     for t, (terms, start) in enumerate(spy, start=2):
@@ -256,11 +262,7 @@ def test_line_phase_anchors_start_point_and_memory_after_each_task():
 
 
 def test_authors_memory_and_subset_are_drawn_with_replacement():
-    model = tiny_model()
-    tasks = [data(12, 30 + t) for t in range(2)]
-    trained = [params_of(model, 40 + t) for t in range(2)]
-    s, spy = strategy("authors", memory_per_class=3, subset_size=50), []
-    run_tasks(s, model, tasks, trained, spy)
+    s, tasks, _, spy = drive("authors", 2, 12, memory_per_class=3, subset_size=50)
     # memory_per_class x classes = 9 per task, uniform with replacement (12 examples only)
     assert s.memory.task_counts() == [9, 9]
     (_, _, _, _), (_, sx, sy, _) = spy[0][0]
