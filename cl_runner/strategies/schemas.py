@@ -158,17 +158,48 @@ class MCSGDConfig:
     lmc_full_batch: bool = False
 
 
+class MultitaskProtocol(str, enum.Enum):
+    """What task t of ``strategy=multitask`` trains on (``strategy.protocol``)."""
+
+    union = "union"  # tasks 1..t, each all (or a K-subset without replacement) of its data
+    authors = "authors"  # task 1 whole, then K drawn with replacement per task (authors' code)
+
+
+#: ``samples_per_task`` of ``protocol: authors`` when it is null: the authors' 20,000
+#: (``RandomSampler(replacement=True, num_samples=20000)``, CL-LinearModeConnectivity)
+AUTHORS_SAMPLES_PER_TASK = 20_000
+
+
 @dataclass
 class MultitaskConfig:
-    """``strategy=multitask``.
+    """``strategy=multitask`` (module docstring of ``cl_runner/strategies/multitask.py``).
 
     Attributes:
-        samples_per_task: examples of each task kept in the union; ``None`` (default) = all of
-            them (the definition; see the module docstring for its memory and time).
+        protocol: ``union`` (default): task t trains on tasks 1..t, each with
+            ``samples_per_task`` examples drawn without replacement (null: all of them, the
+            definition). ``authors``: the MC-SGD authors' code: task 1 trains on its whole
+            training set; task t >= 2 on ``samples_per_task`` examples of each of tasks 1..t,
+            drawn uniformly with replacement once, when the task is first seen.
+        samples_per_task: K, examples of each task in the union; null = all (``union``) or
+            20,000 (``authors``, the authors' value; see :meth:`sample_size`).
     """
 
     name: str = "multitask"
+    protocol: MultitaskProtocol = MultitaskProtocol.union
     samples_per_task: int | None = None
+
+    def sample_size(self) -> int | None:
+        """K after the protocol's default: ``samples_per_task``, or when it is null None (all)
+        under ``union`` and :data:`AUTHORS_SAMPLES_PER_TASK` under ``authors``."""
+        if self.samples_per_task is None and self.protocol == MultitaskProtocol.authors:
+            return AUTHORS_SAMPLES_PER_TASK
+        return self.samples_per_task
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        if self.samples_per_task is not None and self.samples_per_task < 1:
+            raise ConfigError(f"strategy.samples_per_task must be >= 1 or null, "
+                              f"got {self.samples_per_task}")
 
 
 @dataclass
