@@ -89,3 +89,31 @@ def test_cifar_presets_set_the_papers_settings():
         0.1, 1.0, 64, 0.0)
     assert (mc.strategy.lmc_lr, mc.strategy.beta, mc.strategy.line_samples,
             mc.strategy.memory_per_class) == (0.005, 0.01, 5, 1)
+
+
+# the authors' configs (github imirzadeh/CL-LinearModeConnectivity, experiment_2.py): Rotated
+# at 177f216, Permuted at 73355dd; memory_size 200 over 20 tasks = 1 per class per task
+AUTHORS_MCSGD = {
+    "rotated_mnist_mcsgd_authors": dict(lr=0.1, gamma=0.8, batch=64, dropout=0.2, lmc_lr=0.01,
+                                        lmc_batch=64, beta=0.1, K=5, subset=200, full=True),
+    "rotated_mnist_mcsgd_authors_minibatch": dict(lr=0.1, gamma=0.8, batch=64, dropout=0.2,
+                                                  lmc_lr=0.01, lmc_batch=64, beta=0.1, K=5,
+                                                  subset=400, full=False),
+    "permuted_mnist_mcsgd_authors": dict(lr=0.01, gamma=0.7, batch=16, dropout=0.25,
+                                         lmc_lr=0.0006, lmc_batch=16, beta=0.25, K=5,
+                                         subset=2000, full=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_MCSGD))
+def test_mcsgd_authors_presets_carry_the_authors_configs(name):
+    run, want = compose_run([f"+experiment={name}"]), AUTHORS_MCSGD[name]
+    s = run.strategy
+    assert (run.optimizer.lr, run.optimizer.gamma, run.optimizer.momentum,
+            run.benchmark.batch_size, run.model.dropout) == (
+        want["lr"], want["gamma"], 0.8, want["batch"], want["dropout"])
+    assert (s.line_gradient.value, s.lmc_lr, s.lmc_momentum, s.lmc_batch_size, s.beta,
+            s.line_samples, s.lmc_epochs, s.memory_per_class, s.subset_size,
+            s.lmc_full_batch, s.line_train_mode, s.continual_start.value) == (
+        "authors", want["lmc_lr"], 0.8, want["lmc_batch"], want["beta"], want["K"], 1, 1,
+        want["subset"], want["full"], False, "w_hat")
