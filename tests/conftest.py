@@ -3,7 +3,9 @@ the CLI does, and the test data of every registered benchmark."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,37 @@ def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
 def compose_run(overrides: list[str] | None = None):
     """Composed and resolved :class:`~cl_runner.config.RunConfig`."""
     return resolve(compose_cfg(overrides))
+
+
+@pytest.fixture
+def cl_run_here(monkeypatch, capsys):
+    """``cl-run`` in this process: ``cl_run_here(args)`` calls the Hydra app of
+    :func:`cl_runner.cli.run` with ``args`` as its command line (the same composition, run
+    folder checks, logging and messages as ``python -m cl_runner``, without the ~5 s of a new
+    interpreter importing torch) and returns ``(exit code, stdout, stderr)``. The logging
+    handlers Hydra installs are closed and the root logger restored after each call.
+    tests/test_cli.py runs the real entry point in a subprocess."""
+    from cl_runner.cli import run
+
+    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps at the terminal's width
+
+    def cl_run(args: list[str]) -> tuple[int, str, str]:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        monkeypatch.setattr(sys, "argv", ["cl-run", *args])
+        capsys.readouterr()
+        try:
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return cl_run
