@@ -66,13 +66,34 @@ def cifar_root(tmp_path_factory) -> Path:
     return root
 
 
+#: MNIST test images per task in the runs of :data:`BENCHMARK_DATA` (the real test set:
+#: 10,000, whose evaluation and rotation took most of each registry-driven run)
+MNIST_TEST_IMAGES = 1000
+
+
+@pytest.fixture
+def mnist_small_test_set(mnist_root, monkeypatch) -> Path:
+    """``mnist_root``; for this test the MNIST benchmarks read only the first
+    :data:`MNIST_TEST_IMAGES` images of the test set (the training set as it is)."""
+    from cl_runner.data import mnist
+
+    load = mnist.load_mnist
+
+    def load_mnist(*args, **kwargs):
+        train_x, train_y, test_x, test_y = load(*args, **kwargs)
+        return train_x, train_y, test_x[:MNIST_TEST_IMAGES], test_y[:MNIST_TEST_IMAGES]
+
+    monkeypatch.setattr(mnist, "load_mnist", load_mnist)
+    return mnist_root
+
+
 #: the test data of each dataset: benchmark config class (a benchmark's config subclasses
 #: one of them) -> (fixture giving its data root, overrides that read it and keep tasks
-#: small: 300 real MNIST images per task; the archive's 20 per task). A new
-#: benchmark on one of these datasets is tested by the registry-driven tests without new code;
-#: one on a new dataset makes them fail until its small test data are added here.
+#: small: 300 real MNIST training and 1,000 test images per task; the archive's 20 per task).
+#: A new benchmark on one of these datasets is tested by the registry-driven tests without new
+#: code; one on a new dataset makes them fail until its small test data are added here.
 BENCHMARK_DATA: dict[type, tuple[str, list[str]]] = {
-    MNISTConfig: ("mnist_root", ["benchmark.train_samples_per_task=300"]),
+    MNISTConfig: ("mnist_small_test_set", ["benchmark.train_samples_per_task=300"]),
     SplitCIFAR100Config: ("cifar_root", ["benchmark.verify_checksums=false"]),
 }
 

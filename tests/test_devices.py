@@ -25,9 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=120", "progress=false",
         "hardware=cpu", "benchmark.eval_batch_size=500"]
-#: MNIST test images per task: two evaluation batches, as the 10,000 of the real test set make
-#: in a run (evaluation and supermask task inference on all of them took most of each test)
-MNIST_TEST_IMAGES = 1000
+#: (eval_batch_size 500: the 1,000 MNIST test images per task of tests/conftest.py's
+#: mnist_small_test_set are evaluated in two batches, as a real run's 10,000 in batches of 1,000)
 #: settings that keep each strategy's own phases small and reach every code path in 3 tasks
 #: of 120 examples (memories larger than their batches, ImpressLearn's coefficient tasks,
 #: a multitask subset); a new strategy runs with its defaults
@@ -66,14 +65,9 @@ def tracked_run(tmp_path, overrides, monkeypatch):
 
     monkeypatch.setattr(experiment, "train_sequence", train_sequence)
     monkeypatch.setattr(PhaseRunner, "run", phase_run)
-    def load_mnist(*args, **kwargs):
-        train_x, train_y, test_x, test_y = original_load_mnist(*args, **kwargs)
-        return train_x, train_y, test_x[:MNIST_TEST_IMAGES], test_y[:MNIST_TEST_IMAGES]
-
-    original_load_mnist = mnist.load_mnist
-    for module, loader in ((mnist, load_mnist), (cifar, cifar.load_cifar100)):
+    for module, loader in ((mnist, "load_mnist"), (cifar, "load_cifar100")):
         # what the files hold is read into host memory (the tracker cannot see it made)
-        monkeypatch.setattr(module, loader.__name__, tracker.reads_host(loader))
+        monkeypatch.setattr(module, loader, tracker.reads_host(getattr(module, loader)))
     run = compose_run(TINY + overrides)
     with tracker:
         summary = run_experiment(run, tmp_path)
@@ -96,6 +90,7 @@ def check_clean(tracker, summary, held):
     assert held == []
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 @pytest.mark.parametrize("benchmark", [pytest.param("permuted_mnist", marks=pytest.mark.slow),
                                        "rotated_mnist"])  # the same code paths: one in make test
@@ -105,6 +100,7 @@ def test_every_tensor_on_the_run_device_and_no_sync_in_the_step(tmp_path, mnist_
                                         *_strategy_overrides(strategy)], monkeypatch))
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 @pytest.mark.parametrize(("strategy", "options"), VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_option_variants_keep_tensors_on_the_run_device(tmp_path, mnist_root, monkeypatch,
                                                         strategy, options):
@@ -163,6 +159,7 @@ class IndexOnHost(Naive):
         return torch.cat([x, self.pool_x[pick]]), torch.cat([y, y[:2]])
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 @pytest.mark.parametrize(("planted", "expected"), [
     (BareZerosAnchor, "host tensor mixed with run-device tensor: sub at tests/test_devices.py"),
     (SyncInStep, "host sync in the training step: item at tests/test_devices.py"),
