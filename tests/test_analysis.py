@@ -56,6 +56,7 @@ def test_checkpoints_written_with_index_and_shared_init(runs):
     assert not all(torch.equal(w["w_hat_2"][k], w["w_bar_2"][k]) for k in w["w_hat_2"])
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_no_checkpoints_or_diagnostics_by_default(tmp_path, mnist_root):
     run = compose_run(TINY)
     assert run.checkpoints.enabled is False and run.probes == []

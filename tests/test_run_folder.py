@@ -59,6 +59,7 @@ def check_two_run_folders(outputs: Path) -> None:
     assert len(stamp.split("-")) == 4 and len(stamp.split("-")[3]) == 6
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_two_runs_of_one_config_get_two_folders(tmp_path, mnist_root, monkeypatch, cl_run_here):
     monkeypatch.setenv("CL_RUNNER_DATA", str(mnist_root))
     monkeypatch.chdir(tmp_path)  # the default folder: outputs/runs/... under the working dir
@@ -77,6 +78,7 @@ def test_two_runs_started_together_get_two_folders(tmp_path, mnist_root):
     check_two_run_folders(tmp_path / "outputs")
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_other_config_refused_naming_keys_force_replaces(tmp_path, mnist_root, monkeypatch,
                                                          cl_run_here):
     monkeypatch.setenv("CL_RUNNER_DATA", str(mnist_root))
@@ -123,6 +125,7 @@ def crash_after_task_1(monkeypatch, overrides: list[str], folder: Path) -> None:
     rf.write_summary(folder, {**summary, "status": "running"})
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_live_process_refused_dead_process_resumes(tmp_path, mnist_root, monkeypatch):
     overrides = [*TINY, f"data.root={mnist_root}"]
     folder = tmp_path / "run"

@@ -66,6 +66,7 @@ def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, str
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_naive_sgd_learns_real_mnist_and_writes_the_angles(tmp_path, mnist_root):
     """2 tasks of 1,000 real MNIST images (100 steps at batch 10 each): each task is far above
     chance (10%) right after training on it; the rotation table is in the run folder."""
@@ -75,6 +76,7 @@ def test_naive_sgd_learns_real_mnist_and_writes_the_angles(tmp_path, mnist_root)
     assert pd.read_csv(out / "angles.csv")["angle_degrees"].tolist() == [0.0, 9.0]
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_mcsgd_line_phase_lowers_its_objective(tmp_path, mnist_root):
     summary, _ = run_short(tmp_path, mnist_root, ["strategy=mcsgd", "strategy.subset_size=100",
                                                   "strategy.line_samples=3",
@@ -108,6 +110,7 @@ def test_failed_run_is_recorded(tmp_path):
     assert summary["status"] == "failed" and "MNIST not found" in summary["error"]
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_diverged_training_fails_the_run_instead_of_completing(tmp_path, mnist_root):
     run = compose_run(SHORT + [f"data.root={mnist_root}", "optimizer.lr=1e6",
                                "benchmark.train_samples_per_task=300"])
