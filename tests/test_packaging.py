@@ -8,6 +8,7 @@ imported from the wheel, not from this checkout.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+#: the environment of the wheel's processes: no PYTHONPATH (one naming this checkout, e.g. a
+#: worktree's, would import cl_runner from it instead of the wheel)
+WHEEL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def _dependency_dirs() -> list[str]:
@@ -58,7 +62,7 @@ def test_wheel_holds_the_config_tree(wheel_venv):
     out = subprocess.run(
         [str(python), "-c", "import cl_runner, cl_runner.cli as c; print(cl_runner.__file__); "
                             "print(c.CONF_DIR)"],
-        check=True, capture_output=True, text=True, cwd=wheel_venv).stdout.split()
+        check=True, capture_output=True, text=True, cwd=wheel_venv, env=WHEEL_ENV).stdout.split()
     venv_root = str(wheel_venv.parent)
     assert out[0].startswith(venv_root), f"cl_runner imported from {out[0]}, not the wheel"
     conf = Path(out[1])
@@ -74,7 +78,7 @@ def test_wheel_cl_run_composes_and_helps(wheel_venv, tmp_path):
     assert Path(cl_run).is_file(), "the wheel installs no cl-run script"
     # from an unrelated folder: the config must come from the installed package
     job = subprocess.run([cl_run, "--cfg", "job", "strategy=mcsgd", "benchmark=permuted_mnist"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=WHEEL_ENV)
     assert job.returncode == 0, job.stderr[-2000:]
     cfg = yaml.safe_load(job.stdout)
     assert {"seed", "data", "benchmark", "model", "strategy", "optimizer", "hardware",
@@ -83,7 +87,7 @@ def test_wheel_cl_run_composes_and_helps(wheel_venv, tmp_path):
     assert cfg["model"]["name"] == "mlp" and cfg["optimizer"]["name"] == "sgd"
 
     helped = subprocess.run([cl_run, "--help"], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path)
+                            cwd=tmp_path, env=WHEEL_ENV)
     assert helped.returncode == 0, helped.stderr[-2000:]
     assert "cl-run" in helped.stdout and "mcsgd" in helped.stdout
     assert not list(tmp_path.iterdir()), "--cfg/--help wrote files"
