@@ -3,6 +3,7 @@ the CLI does, and the test data of every registered benchmark."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -169,10 +170,20 @@ def tiny_run_cfg(request: pytest.FixtureRequest, strategy: str, benchmark: str,
     return cfg
 
 
+#: composed configs by their overrides: Hydra takes 0.1-0.5 s to compose one, and the suite
+#: composes many lists more than once (interpolations such as ${oc.env:...} stay unresolved
+#: in a composed config, so a cached one still reads the environment when it is used)
+_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
+
+
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
-    """Compose ``conf/config.yaml`` with ``overrides``, exactly as ``cl-run`` does."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=list(overrides or []))
+    """Compose ``conf/config.yaml`` with ``overrides``, exactly as ``cl-run`` does; once per
+    list of overrides in a session, each call getting its own copy (errors are not cached)."""
+    key = tuple(overrides or [])
+    if key not in _COMPOSED:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            _COMPOSED[key] = compose("config", overrides=list(key))
+    return copy.deepcopy(_COMPOSED[key])
 
 
 def compose_run(overrides: list[str] | None = None):
