@@ -72,9 +72,8 @@ def cifar_root(tmp_path_factory) -> Path:
 MNIST_TEST_IMAGES = 1000
 
 
-@pytest.fixture
-def mnist_small_test_set(mnist_root, monkeypatch) -> Path:
-    """``mnist_root``; for this test the MNIST benchmarks read only the first
+def use_small_mnist_test_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through ``monkeypatch``: the MNIST benchmarks read only the first
     :data:`MNIST_TEST_IMAGES` images of the test set (the training set as it is)."""
     from cl_runner.data import mnist
 
@@ -85,6 +84,12 @@ def mnist_small_test_set(mnist_root, monkeypatch) -> Path:
         return train_x, train_y, test_x[:MNIST_TEST_IMAGES], test_y[:MNIST_TEST_IMAGES]
 
     monkeypatch.setattr(mnist, "load_mnist", load_mnist)
+
+
+@pytest.fixture
+def mnist_small_test_set(mnist_root, monkeypatch) -> Path:
+    """``mnist_root``, read by this test with :func:`use_small_mnist_test_set`."""
+    use_small_mnist_test_set(monkeypatch)
     return mnist_root
 
 
