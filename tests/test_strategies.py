@@ -29,7 +29,12 @@ def run_short(tmp_path, mnist_root, overrides):
 
 # ---------------------------------------------------------------- every strategy x benchmark
 
-@pytest.mark.parametrize("benchmark", BENCHMARKS.names())
+#: slow: permuted_mnist, the same MNIST task code and strategy code as rotated_mnist (kept in
+#: make test); its permutations are checked in make test by tests/test_data.py, by
+#: tests/test_cli.py (permutations.csv) and by the supermask and device-tracking runs on it
+@pytest.mark.parametrize("benchmark", [
+    pytest.param(name, marks=pytest.mark.slow) if name == "permuted_mnist" else name
+    for name in BENCHMARKS.names()])
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, strategy,
                                                           benchmark):
