@@ -21,6 +21,9 @@ def _imported(stderr: str) -> set[str]:
     return names
 
 
+# slow: in make test, test_cl_run_answers_without_torch's model=mlp case runs the same compose
+# and resolve (ConfigError, exit 2) in cl-run and checks that no torch was imported
+@pytest.mark.slow
 def test_cli_schemas_and_resolve_import_no_torch():
     code = (
         "import sys\n"
@@ -41,6 +44,9 @@ def test_cli_schemas_and_resolve_import_no_torch():
     assert out == ["ConfigError", "[]"], out  # mlp does not fit split_cifar100
 
 
+# slow: in make test the cl-run cases below import the registries without torch, and every
+# run builds its strategy through STRATEGIES.build (which must import the declared module)
+@pytest.mark.slow
 def test_declared_module_is_imported_when_built():
     code = ("import sys\n"
             "from cl_runner.strategies import STRATEGIES\n"
