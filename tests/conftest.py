@@ -72,16 +72,25 @@ def cifar_root(tmp_path_factory) -> Path:
 MNIST_TEST_IMAGES = 1000
 
 
+#: what use_small_mnist_test_set's loader read, by data root (read once per session)
+_MNIST_READ: dict[tuple[str, bool], tuple[torch.Tensor, ...]] = {}
+
+
 def use_small_mnist_test_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """Through ``monkeypatch``: the MNIST benchmarks read only the first
-    :data:`MNIST_TEST_IMAGES` images of the test set (the training set as it is)."""
+    :data:`MNIST_TEST_IMAGES` images of the test set (the training set as it is). The files of
+    a data root are read once per session; each load gets its own copies of the tensors."""
     from cl_runner.data import mnist
 
     load = mnist.load_mnist
 
-    def load_mnist(*args, **kwargs):
-        train_x, train_y, test_x, test_y = load(*args, **kwargs)
-        return train_x, train_y, test_x[:MNIST_TEST_IMAGES], test_y[:MNIST_TEST_IMAGES]
+    def load_mnist(root, download=True):
+        key = (str(Path(root).expanduser().resolve()), download)
+        if key not in _MNIST_READ:
+            train_x, train_y, test_x, test_y = load(root, download)
+            _MNIST_READ[key] = (train_x, train_y, test_x[:MNIST_TEST_IMAGES],
+                                test_y[:MNIST_TEST_IMAGES])
+        return tuple(t.clone() for t in _MNIST_READ[key])
 
     monkeypatch.setattr(mnist, "load_mnist", load_mnist)
 
