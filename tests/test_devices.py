@@ -115,7 +115,11 @@ def cifar_root(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES.names())
+#: slow: naive and stable_sgd (naive with its regime) add no code to the loop's class masks,
+#: which every other strategy's case runs in make test
+@pytest.mark.parametrize("strategy", [
+    pytest.param(name, marks=pytest.mark.slow) if name in ("naive", "stable_sgd") else name
+    for name in STRATEGIES.names()])
 def test_task_incremental_masks_on_the_run_device(tmp_path, cifar_root, monkeypatch, strategy):
     """Split CIFAR-100 (generated archive, tiny ResNets): class masks and per-label masks."""
     model = (["model=masked_resnet18_reduced", "model.nf=2"]
