@@ -29,11 +29,18 @@ def run_short(tmp_path, mnist_root, overrides):
 
 # ---------------------------------------------------------------- every strategy x benchmark
 
-#: slow: permuted_mnist, the same MNIST task code and strategy code as rotated_mnist (kept in
-#: make test); its permutations are checked in make test by tests/test_data.py, by
-#: tests/test_cli.py (permutations.csv) and by the supermask and device-tracking runs on it
+#: slow in make test (every strategy still runs there on rotated_mnist, below):
+#: - permuted_mnist, the same MNIST task code and strategy code as rotated_mnist; its
+#:   permutations are checked by tests/test_data.py, tests/test_cli.py (permutations.csv) and
+#:   the supermask and device-tracking runs on it;
+#: - split_cifar100: tests/test_resume.py's test_every_strategy_resumes_byte_identical runs
+#:   every strategy on the same 2 tasks (tiny_run_cfg; supermask ones with task inference)
+#:   to a complete result, and the files are written by the same code as rotated_mnist's
+SLOW_BENCHMARKS = ("permuted_mnist", "split_cifar100")
+
+
 @pytest.mark.parametrize("benchmark", [
-    pytest.param(name, marks=pytest.mark.slow) if name == "permuted_mnist" else name
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_BENCHMARKS else name
     for name in BENCHMARKS.names()])
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, strategy,
