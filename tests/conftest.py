@@ -3,7 +3,10 @@ the CLI does, and the test data of every registered benchmark."""
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,13 +67,48 @@ def cifar_root(tmp_path_factory) -> Path:
     return root
 
 
+#: MNIST test images per task in the runs of :data:`BENCHMARK_DATA` (the real test set:
+#: 10,000, whose evaluation and rotation took most of each registry-driven run)
+MNIST_TEST_IMAGES = 1000
+
+
+#: what use_small_mnist_test_set's loader read, by data root (read once per session)
+_MNIST_READ: dict[tuple[str, bool], tuple[torch.Tensor, ...]] = {}
+
+
+def use_small_mnist_test_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through ``monkeypatch``: the MNIST benchmarks read only the first
+    :data:`MNIST_TEST_IMAGES` images of the test set (the training set as it is). The files of
+    a data root are read once per session; each load gets its own copies of the tensors."""
+    from cl_runner.data import mnist
+
+    load = mnist.load_mnist
+
+    def load_mnist(root, download=True):
+        key = (str(Path(root).expanduser().resolve()), download)
+        if key not in _MNIST_READ:
+            train_x, train_y, test_x, test_y = load(root, download)
+            _MNIST_READ[key] = (train_x, train_y, test_x[:MNIST_TEST_IMAGES],
+                                test_y[:MNIST_TEST_IMAGES])
+        return tuple(t.clone() for t in _MNIST_READ[key])
+
+    monkeypatch.setattr(mnist, "load_mnist", load_mnist)
+
+
+@pytest.fixture
+def mnist_small_test_set(mnist_root, monkeypatch) -> Path:
+    """``mnist_root``, read by this test with :func:`use_small_mnist_test_set`."""
+    use_small_mnist_test_set(monkeypatch)
+    return mnist_root
+
+
 #: the test data of each dataset: benchmark config class (a benchmark's config subclasses
 #: one of them) -> (fixture giving its data root, overrides that read it and keep tasks
-#: small: 300 real MNIST images per task; the archive's 20 per task). A new
-#: benchmark on one of these datasets is tested by the registry-driven tests without new code;
-#: one on a new dataset makes them fail until its small test data are added here.
+#: small: 300 real MNIST training and 1,000 test images per task; the archive's 20 per task).
+#: A new benchmark on one of these datasets is tested by the registry-driven tests without new
+#: code; one on a new dataset makes them fail until its small test data are added here.
 BENCHMARK_DATA: dict[type, tuple[str, list[str]]] = {
-    MNISTConfig: ("mnist_root", ["benchmark.train_samples_per_task=300"]),
+    MNISTConfig: ("mnist_small_test_set", ["benchmark.train_samples_per_task=300"]),
     SplitCIFAR100Config: ("cifar_root", ["benchmark.verify_checksums=false"]),
 }
 
@@ -146,12 +184,56 @@ def tiny_run_cfg(request: pytest.FixtureRequest, strategy: str, benchmark: str,
     return cfg
 
 
+#: composed configs by their overrides: Hydra takes 0.1-0.5 s to compose one, and the suite
+#: composes many lists more than once (interpolations such as ${oc.env:...} stay unresolved
+#: in a composed config, so a cached one still reads the environment when it is used)
+_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
+
+
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
-    """Compose ``conf/config.yaml`` with ``overrides``, exactly as ``cl-run`` does."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=list(overrides or []))
+    """Compose ``conf/config.yaml`` with ``overrides``, exactly as ``cl-run`` does; once per
+    list of overrides in a session, each call getting its own copy (errors are not cached)."""
+    key = tuple(overrides or [])
+    if key not in _COMPOSED:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            _COMPOSED[key] = compose("config", overrides=list(key))
+    return copy.deepcopy(_COMPOSED[key])
 
 
 def compose_run(overrides: list[str] | None = None):
     """Composed and resolved :class:`~cl_runner.config.RunConfig`."""
     return resolve(compose_cfg(overrides))
+
+
+@pytest.fixture
+def cl_run_here(monkeypatch, capsys):
+    """``cl-run`` in this process: ``cl_run_here(args)`` calls the Hydra app of
+    :func:`cl_runner.cli.run` with ``args`` as its command line (the same composition, run
+    folder checks, logging and messages as ``python -m cl_runner``, without the ~5 s of a new
+    interpreter importing torch) and returns ``(exit code, stdout, stderr)``. The logging
+    handlers Hydra installs are closed and the root logger restored after each call.
+    tests/test_cli.py runs the real entry point in a subprocess."""
+    from cl_runner.cli import run
+
+    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps at the terminal's width
+
+    def cl_run(args: list[str]) -> tuple[int, str, str]:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        monkeypatch.setattr(sys, "argv", ["cl-run", *args])
+        capsys.readouterr()
+        try:
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return cl_run

@@ -19,7 +19,7 @@ from cl_runner.config import RunConfig
 from cl_runner.experiment import config_dict, run_experiment
 from cl_runner.results.checkpoints import load_state, read_index
 from cl_runner.results.run_folder import ADDED_KEY_DEFAULTS, comparable_config
-from tests.conftest import compose_cfg, compose_run
+from tests.conftest import compose_cfg, compose_run, use_small_mnist_test_set
 
 TINY = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=300", "progress=false",
         "hardware.num_threads=1", "seed=3"]
@@ -27,6 +27,14 @@ TINY = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=300", "progre
 
 def tiny_run(out, strategy: str, *extra: str) -> None:
     run_experiment(compose_run([f"strategy={strategy}", *TINY, *extra]), out)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_mnist_test_set():
+    """The runs and their analyses in this module read 1,000 MNIST test images per task."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_small_mnist_test_set(patch)
+        yield
 
 
 @pytest.fixture(scope="module")

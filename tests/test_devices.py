@@ -24,7 +24,9 @@ from tests.device_tracking import DeviceTracker
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=120", "progress=false",
-        "hardware=cpu", "benchmark.eval_batch_size=5000"]
+        "hardware=cpu", "benchmark.eval_batch_size=500"]
+#: (eval_batch_size 500: the 1,000 MNIST test images per task of tests/conftest.py's
+#: mnist_small_test_set are evaluated in two batches, as a real run's 10,000 in batches of 1,000)
 #: settings that keep each strategy's own phases small and reach every code path in 3 tasks
 #: of 120 examples (memories larger than their batches, ImpressLearn's coefficient tasks,
 #: a multitask subset); a new strategy runs with its defaults
@@ -88,7 +90,10 @@ def check_clean(tracker, summary, held):
     assert held == []
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.usefixtures("mnist_small_test_set")
+@pytest.mark.parametrize("strategy", [  # stable_sgd: naive's code (test_er_multitask), slow
+    pytest.param(name, marks=pytest.mark.slow) if name == "stable_sgd" else name
+    for name in STRATEGIES.names()])
 @pytest.mark.parametrize("benchmark", [pytest.param("permuted_mnist", marks=pytest.mark.slow),
                                        "rotated_mnist"])  # the same code paths: one in make test
 def test_every_tensor_on_the_run_device_and_no_sync_in_the_step(tmp_path, mnist_root, monkeypatch,
@@ -97,6 +102,7 @@ def test_every_tensor_on_the_run_device_and_no_sync_in_the_step(tmp_path, mnist_
                                         *_strategy_overrides(strategy)], monkeypatch))
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 @pytest.mark.parametrize(("strategy", "options"), VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_option_variants_keep_tensors_on_the_run_device(tmp_path, mnist_root, monkeypatch,
                                                         strategy, options):
@@ -111,7 +117,11 @@ def cifar_root(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES.names())
+#: slow: naive and stable_sgd (naive with its regime) add no code to the loop's class masks,
+#: which every other strategy's case runs in make test
+@pytest.mark.parametrize("strategy", [
+    pytest.param(name, marks=pytest.mark.slow) if name in ("naive", "stable_sgd") else name
+    for name in STRATEGIES.names()])
 def test_task_incremental_masks_on_the_run_device(tmp_path, cifar_root, monkeypatch, strategy):
     """Split CIFAR-100 (generated archive, tiny ResNets): class masks and per-label masks."""
     model = (["model=masked_resnet18_reduced", "model.nf=2"]
@@ -155,6 +165,7 @@ class IndexOnHost(Naive):
         return torch.cat([x, self.pool_x[pick]]), torch.cat([y, y[:2]])
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 @pytest.mark.parametrize(("planted", "expected"), [
     (BareZerosAnchor, "host tensor mixed with run-device tensor: sub at tests/test_devices.py"),
     (SyncInStep, "host sync in the training step: item at tests/test_devices.py"),

@@ -4,9 +4,6 @@ that need no data run before any file is read."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -208,21 +205,18 @@ def test_largest_subset_still_accepted(tmp_path):
     assert run.benchmark.train_samples_per_task == 60_000
 
 
-def test_cl_run_prints_one_line_for_a_corrupt_file(mnist_root, tmp_path):
+def test_cl_run_prints_one_line_for_a_corrupt_file(mnist_root, tmp_path, cl_run_here):
     name = "train-images-idx3-ubyte"
     bad = mnist_copy(mnist_root, tmp_path / "data", name, real_bytes(mnist_root, name)[:1000])
-    env = dict(os.environ, COLUMNS="1000")  # rich wraps at the terminal's width
-    proc = subprocess.run(
-        [sys.executable, "-m", "cl_runner", "hardware=cpu", "hardware.num_threads=1",
-         "benchmark.num_tasks=2", "benchmark.train_samples_per_task=100", "progress=false",
-         f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
+    code, _, err = cl_run_here(["hardware=cpu", "hardware.num_threads=1", "benchmark.num_tasks=2",
+                                "benchmark.train_samples_per_task=100", "progress=false",
+                                f"data.root={tmp_path / 'data'}",
+                                f"hydra.run.dir={tmp_path / 'run'}"])
+    assert code == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and str(bad) in lines[0]
-    assert "1,000 bytes, expected 47,040,016" in lines[0] and "Traceback" not in proc.stderr
+    assert "1,000 bytes, expected 47,040,016" in lines[0] and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- helpers

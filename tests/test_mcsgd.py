@@ -294,6 +294,7 @@ def test_line_phase_reports_progress_through_the_phase_runner():
     assert rec.phases == [(5, "line", 10)] and rec.steps == 10
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_a_diverging_line_phase_fails_the_run(tmp_path, mnist_root):
     from cl_runner.errors import TrainingDivergedError
     from cl_runner.experiment import run_experiment

@@ -74,6 +74,7 @@ def test_every_strategy_resumes_byte_identical(tmp_path, request, monkeypatch, s
     assert not (tmp_path / "split" / "resume.pt").exists()  # complete: removed
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_resume_state_of_another_config_is_refused_naming_the_keys(tmp_path, mnist_root,
                                                                     monkeypatch):
     overrides = SHORT + [f"data.root={mnist_root}"]
@@ -98,6 +99,7 @@ def test_resume_state_of_another_config_is_refused_naming_the_keys(tmp_path, mni
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_signal_in_process_stops_at_a_step_and_the_run_resumes(tmp_path, mnist_root, monkeypatch,
                                                                sig):
     """The signal arrives right after task 1's resume state is saved (in this process, so in

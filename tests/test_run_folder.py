@@ -48,12 +48,8 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.suffix != ".log"}
 
 
-def test_two_runs_started_together_get_two_folders(tmp_path, mnist_root):
-    procs = [cl_run([*TINY, "seed=1"], mnist_root, cwd=tmp_path, wait=False) for _ in range(2)]
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
-    folders = sorted(p.parent for p in (tmp_path / "outputs" / "runs").rglob("summary.json"))
+def check_two_run_folders(outputs: Path) -> None:
+    folders = sorted(p.parent for p in (outputs / "runs").rglob("summary.json"))
     assert len(folders) == 2, folders  # same config, same second: still two folders
     for folder in folders:
         assert json.loads((folder / "summary.json").read_text())["status"] == "complete"
@@ -63,25 +59,46 @@ def test_two_runs_started_together_get_two_folders(tmp_path, mnist_root):
     assert len(stamp.split("-")) == 4 and len(stamp.split("-")[3]) == 6
 
 
-def test_other_config_refused_naming_keys_force_replaces(tmp_path, mnist_root):
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_two_runs_of_one_config_get_two_folders(tmp_path, mnist_root, monkeypatch, cl_run_here):
+    monkeypatch.setenv("CL_RUNNER_DATA", str(mnist_root))
+    monkeypatch.chdir(tmp_path)  # the default folder: outputs/runs/... under the working dir
+    for _ in range(2):
+        code, _, err = cl_run_here([*TINY, "seed=1"])
+        assert code == 0, err[-3000:]
+    check_two_run_folders(tmp_path / "outputs")
+
+
+@pytest.mark.slow  # the same folders as the in-process test above, from 2 concurrent processes
+def test_two_runs_started_together_get_two_folders(tmp_path, mnist_root):
+    procs = [cl_run([*TINY, "seed=1"], mnist_root, cwd=tmp_path, wait=False) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    check_two_run_folders(tmp_path / "outputs")
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_other_config_refused_naming_keys_force_replaces(tmp_path, mnist_root, monkeypatch,
+                                                         cl_run_here):
+    monkeypatch.setenv("CL_RUNNER_DATA", str(mnist_root))
     folder = tmp_path / "res[1]"  # brackets: shown as they are, not taken for rich markup
-    first = cl_run([*TINY, f"hydra.run.dir='{folder}'"], mnist_root)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert f"run folder: {folder}" in first.stdout
+    code, out, err = cl_run_here([*TINY, f"hydra.run.dir='{folder}'"])
+    assert code == 0, err[-3000:]
+    assert f"run folder: {folder}" in out
     before = folder_bytes(folder)
     assert ".hydra/overrides.yaml" in before and "summary.json" in before
 
-    refused = cl_run([*TINY, "seed=2", "optimizer.lr=0.05", f"hydra.run.dir='{folder}'"],
-                     mnist_root)
-    assert refused.returncode == 2
-    [line] = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    code, _, err = cl_run_here([*TINY, "seed=2", "optimizer.lr=0.05", f"hydra.run.dir='{folder}'"])
+    assert code == 2
+    [line] = [ln for ln in err.splitlines() if ln.strip()]
     assert line == (f"error: {folder} holds a complete result of another config (differs at: "
                     f"optimizer.lr, seed); choose another run folder, or force=true to replace it")
     assert folder_bytes(folder) == before  # nothing lost, .hydra/ included
 
     (folder / "accuracy_matrix_stale.csv").write_text("left by the old run\n")
-    forced = cl_run([*TINY, "seed=2", "force=true", f"hydra.run.dir='{folder}'"], mnist_root)
-    assert forced.returncode == 0, forced.stderr[-3000:]
+    code, _, err = cl_run_here([*TINY, "seed=2", "force=true", f"hydra.run.dir='{folder}'"])
+    assert code == 0, err[-3000:]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["seed"] == 2
     assert not (folder / "accuracy_matrix_stale.csv").exists()  # the old result's files went
@@ -108,6 +125,7 @@ def crash_after_task_1(monkeypatch, overrides: list[str], folder: Path) -> None:
     rf.write_summary(folder, {**summary, "status": "running"})
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_live_process_refused_dead_process_resumes(tmp_path, mnist_root, monkeypatch):
     overrides = [*TINY, f"data.root={mnist_root}"]
     folder = tmp_path / "run"

@@ -21,6 +21,9 @@ def _imported(stderr: str) -> set[str]:
     return names
 
 
+# slow: in make test, test_cl_run_answers_without_torch's model=mlp case runs the same compose
+# and resolve (ConfigError, exit 2) in cl-run and checks that no torch was imported
+@pytest.mark.slow
 def test_cli_schemas_and_resolve_import_no_torch():
     code = (
         "import sys\n"
@@ -41,6 +44,9 @@ def test_cli_schemas_and_resolve_import_no_torch():
     assert out == ["ConfigError", "[]"], out  # mlp does not fit split_cifar100
 
 
+# slow: in make test the cl-run cases below import the registries without torch, and every
+# run builds its strategy through STRATEGIES.build (which must import the declared module)
+@pytest.mark.slow
 def test_declared_module_is_imported_when_built():
     code = ("import sys\n"
             "from cl_runner.strategies import STRATEGIES\n"
@@ -52,11 +58,13 @@ def test_declared_module_is_imported_when_built():
     assert out == ["False", "cl_runner.strategies.naive True"]
 
 
+#: slow: the same path as a case kept in make test (--help: the help test below also reads
+#: the imports; the other Hydra errors are raised while composing, as strategy.lr=0.1 is)
 @pytest.mark.parametrize("args, code", [
-    (["--help"], 0),
-    (["strategy=nope"], 1),  # Hydra: unknown option
+    pytest.param(["--help"], 0, marks=pytest.mark.slow),
+    pytest.param(["strategy=nope"], 1, marks=pytest.mark.slow),  # Hydra: unknown option
     (["strategy.lr=0.1"], 1),  # Hydra: key not in the schema
-    (["benchmark.num_tasks=x"], 1),  # Hydra: wrong type
+    pytest.param(["benchmark.num_tasks=x"], 1, marks=pytest.mark.slow),  # Hydra: wrong type
     (["benchmark=split_cifar100", "model=mlp"], 2),  # ours (dispatch.resolve): exit 2
 ])
 def test_cl_run_answers_without_torch(args, code, tmp_path):
@@ -70,10 +78,12 @@ def test_cl_run_answers_without_torch(args, code, tmp_path):
 
 
 def test_help_lists_the_groups_and_examples_not_the_schemas(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cl_runner", "strategy=mcsgd",
-                           "benchmark=split_cifar100", "--help"],
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cl_runner",
+                           "strategy=mcsgd", "benchmark=split_cifar100", "--help"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = _imported(proc.stderr)
+    assert "hydra" in imported and not imported & set(HEAVY), sorted(imported & set(HEAVY))
     text = proc.stdout
     assert text.startswith("cl-run: a continual-learning experiment runner")
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")

@@ -29,7 +29,19 @@ def run_short(tmp_path, mnist_root, overrides):
 
 # ---------------------------------------------------------------- every strategy x benchmark
 
-@pytest.mark.parametrize("benchmark", BENCHMARKS.names())
+#: slow in make test (every strategy still runs there on rotated_mnist, below):
+#: - permuted_mnist, the same MNIST task code and strategy code as rotated_mnist; its
+#:   permutations are checked by tests/test_data.py, tests/test_cli.py (permutations.csv) and
+#:   the supermask and device-tracking runs on it;
+#: - split_cifar100: tests/test_resume.py's test_every_strategy_resumes_byte_identical runs
+#:   every strategy on the same 2 tasks (tiny_run_cfg; supermask ones with task inference)
+#:   to a complete result, and the files are written by the same code as rotated_mnist's
+SLOW_BENCHMARKS = ("permuted_mnist", "split_cifar100")
+
+
+@pytest.mark.parametrize("benchmark", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_BENCHMARKS else name
+    for name in BENCHMARKS.names()])
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, strategy,
                                                           benchmark):
@@ -66,6 +78,7 @@ def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, str
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_naive_sgd_learns_real_mnist_and_writes_the_angles(tmp_path, mnist_root):
     """2 tasks of 1,000 real MNIST images (100 steps at batch 10 each): each task is far above
     chance (10%) right after training on it; the rotation table is in the run folder."""
@@ -75,6 +88,7 @@ def test_naive_sgd_learns_real_mnist_and_writes_the_angles(tmp_path, mnist_root)
     assert pd.read_csv(out / "angles.csv")["angle_degrees"].tolist() == [0.0, 9.0]
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_mcsgd_line_phase_lowers_its_objective(tmp_path, mnist_root):
     summary, _ = run_short(tmp_path, mnist_root, ["strategy=mcsgd", "strategy.subset_size=100",
                                                   "strategy.line_samples=3",
@@ -108,6 +122,7 @@ def test_failed_run_is_recorded(tmp_path):
     assert summary["status"] == "failed" and "MNIST not found" in summary["error"]
 
 
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_diverged_training_fails_the_run_instead_of_completing(tmp_path, mnist_root):
     run = compose_run(SHORT + [f"data.root={mnist_root}", "optimizer.lr=1e6",
                                "benchmark.train_samples_per_task=300"])

@@ -146,6 +146,7 @@ def test_ordinary_strategies_count_the_whole_model_as_shared():
      "strategy.combine=topk", "strategy.coefficients=network"],
     ["strategy=impresslearn", "strategy.basis_size=2", "strategy.basis=random"],
 ], ids=["supsup", "impresslearn", "impresslearn-homogeneous-topk", "impresslearn-random"])
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_fixed_weights_unchanged_and_no_forgetting_with_the_task_given(mnist_root, overrides):
     result, model, strategy, fixed = build_and_train(
         mnist_root, overrides + ["benchmark=permuted_mnist", "strategy.task_inference=false"])
@@ -188,6 +189,7 @@ def test_supsup_one_shot_inference_recovers_the_task(tmp_path, mnist_root):
 
 
 @pytest.mark.parametrize(("scope", "per_task"), [("layer", 2 * 3), ("network", 2)])
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_impresslearn_task_stores_only_its_coefficients(mnist_root, scope, per_task):
     result, model, strategy, _ = build_and_train(
         mnist_root, ["strategy=impresslearn", "strategy.basis_size=2",
