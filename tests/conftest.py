@@ -237,3 +237,31 @@ def cl_run_here(monkeypatch, capsys):
         return code, out, err
 
     return cl_run
+
+
+def train_resnet_head_snapshots(bench, strategy):
+    """Train a small reduced ResNet-18 (nf=4) on the 2 tasks of a Split CIFAR-100 ``bench``
+    with ``strategy`` (SGD lr 0.1, batch 5), recording the output layer after each task.
+
+    Returns:
+        ``(initial, snapshots, result)``: the linear head's weight ``(100, 32)`` before
+        training, its value after each task, and the loop's ``SequenceResult``.
+    """
+    from cl_runner.models.resnet import ResNet18Reduced
+    from cl_runner.training.hooks import RunnerHook
+    from cl_runner.training.loop import train_sequence
+
+    torch.manual_seed(0)
+    model = ResNet18Reduced(3, 100, nf=4)
+    initial = model.linear.weight.detach().clone()
+    snapshots = []
+
+    class Snapshot(RunnerHook):
+        def after_task(self, task, result):
+            snapshots.append(model.linear.weight.detach().clone())
+
+    result = train_sequence(bench, model, strategy,
+                            lambda params, task: torch.optim.SGD(params, lr=0.1),
+                            batch_size=5, eval_batch_size=100, epochs_per_task=1,
+                            generator=torch.Generator().manual_seed(0), hooks=[Snapshot()])
+    return initial, snapshots, result

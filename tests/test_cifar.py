@@ -32,7 +32,12 @@ from cl_runner.experiment import run_experiment
 from cl_runner.models.resnet import ResNet18Reduced
 from cl_runner.training.evaluate import evaluate_tasks
 from cl_runner.training.loop import train_sequence
-from tests.conftest import CIFAR_TEST_PER_CLASS, CIFAR_TRAIN_PER_CLASS, compose_run
+from tests.conftest import (
+    CIFAR_TEST_PER_CLASS,
+    CIFAR_TRAIN_PER_CLASS,
+    compose_run,
+    train_resnet_head_snapshots,
+)
 
 CPU = torch.device("cpu")
 #: the session archive of tests/conftest.py (fixture ``cifar_root``)
@@ -242,7 +247,6 @@ def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
     declares ``mixes_tasks``): each example must be masked to its own task (by label). With
     task 2's mask for all, the replayed labels would be impossible and the loss +inf."""
     from cl_runner.strategies.base import Strategy
-    from cl_runner.training.hooks import RunnerHook
 
     class ReplayTask1(Strategy):
         mixes_tasks = True
@@ -256,21 +260,8 @@ def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
                 return x, y
             return torch.cat([x, self.x]), torch.cat([y, self.y])
 
-    torch.manual_seed(0)
     bench = make(cifar_root, num_tasks=2)
-    model = ResNet18Reduced(3, 100, nf=4)
-    initial = model.linear.weight.detach().clone()
-    snapshots = []
-
-    class Snapshot(RunnerHook):
-        def after_task(self, task, result):
-            snapshots.append(model.linear.weight.detach().clone())
-
-    result = train_sequence(bench, model, ReplayTask1(None),
-                            lambda params, task: torch.optim.SGD(params, lr=0.1),
-                            batch_size=5, eval_batch_size=100, epochs_per_task=1,
-                            generator=torch.Generator().manual_seed(0),
-                            hooks=[Snapshot()])
+    initial, snapshots, result = train_resnet_head_snapshots(bench, ReplayTask1(None))
     after_1, after_2 = snapshots
     assert all(math.isfinite(v) for row in result.loss for v in row)
     assert torch.isfinite(after_2).all()

@@ -19,7 +19,7 @@ from cl_runner.strategies.multitask import Multitask, MultitaskConfig
 from cl_runner.strategies.naive import Naive
 from cl_runner.strategies.stable_sgd import StableSGD
 from cl_runner.training.loop import train_sequence
-from tests.conftest import compose_run
+from tests.conftest import compose_run, train_resnet_head_snapshots
 
 HOOKS = ["before_task", "task_data", "train_batch", "penalty", "after_backward", "after_step",
          "after_task"]
@@ -215,25 +215,11 @@ def test_mixed_task_batches_are_masked_per_label_on_split_cifar100(cifar_root, s
     each must be masked to its own task's classes (by label). Masked to task 2's classes, a
     task-1 label would get probability 0 and the loss would be +inf (the run diverges)."""
     from cl_runner.data.cifar import SplitCIFAR100, SplitCIFAR100Config
-    from cl_runner.models.resnet import ResNet18Reduced
-    from cl_runner.training.hooks import RunnerHook
 
     assert strategy.mixes_tasks
-    torch.manual_seed(0)
     bench = SplitCIFAR100(SplitCIFAR100Config(num_tasks=2, verify_checksums=False),
                           str(cifar_root), False, seed=1, device=torch.device("cpu"))
-    model = ResNet18Reduced(3, 100, nf=4)
-    initial = model.linear.weight.detach().clone()
-    snapshots = []
-
-    class Snapshot(RunnerHook):
-        def after_task(self, task, result):
-            snapshots.append(model.linear.weight.detach().clone())
-
-    result = train_sequence(bench, model, strategy,
-                            lambda params, task: torch.optim.SGD(params, lr=0.1),
-                            batch_size=5, eval_batch_size=100, epochs_per_task=1,
-                            generator=torch.Generator().manual_seed(0), hooks=[Snapshot()])
+    initial, snapshots, result = train_resnet_head_snapshots(bench, strategy)
     after_1, after_2 = snapshots
     assert all(math.isfinite(v) for row in result.loss for v in row)
     assert not torch.equal(after_2[:5], after_1[:5])  # task 1's classes trained in task 2
