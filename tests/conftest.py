@@ -265,3 +265,28 @@ def train_resnet_head_snapshots(bench, strategy):
                             batch_size=5, eval_batch_size=100, epochs_per_task=1,
                             generator=torch.Generator().manual_seed(0), hooks=[Snapshot()])
     return initial, snapshots, result
+
+
+class CrashAfterTask(BaseException):
+    """Raised by :func:`run_crashing_after_task`: not an ``Exception``, like a kill."""
+
+
+def run_crashing_after_task(monkeypatch, run, folder, task: int = 1) -> None:
+    """Run ``run`` into ``folder`` and stop it right after the resume state of ``task`` is
+    written (the runner's ResumeHook.after_task), as a crash would; the hook is restored."""
+    from cl_runner import resume as resume_mod
+    from cl_runner.experiment import run_experiment
+
+    original = resume_mod.ResumeHook.after_task
+
+    def after_task(self, done, result):
+        original(self, done, result)
+        if done == task:
+            raise CrashAfterTask
+
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", after_task)
+    try:
+        with pytest.raises(CrashAfterTask):
+            run_experiment(run, folder)
+    finally:
+        monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)

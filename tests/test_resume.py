@@ -21,7 +21,7 @@ from cl_runner.errors import ConfigError
 from cl_runner.experiment import run_experiment
 from cl_runner.results.run_folder import differing_keys
 from cl_runner.strategies import STRATEGIES
-from tests.conftest import REPO, compose_run, tiny_run_cfg
+from tests.conftest import REPO, compose_run, run_crashing_after_task, tiny_run_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,11 +29,6 @@ SHORT = ["benchmark.num_tasks=2", "benchmark.train_samples_per_task=200", "progr
          "hardware=cpu", "hardware.num_threads=1"]
 #: files that must be byte-identical between an uninterrupted and a resumed run
 RESULT_FILES = ("accuracy_matrix.csv", "metrics.csv")
-
-
-class Crash(BaseException):
-    """Stands for a killed process: raised right after the resume state of task 1 is saved
-    (a BaseException, like the KeyboardInterrupt of a hard stop, so nothing catches it)."""
 
 
 def result_bytes(folder: Path) -> dict[str, bytes]:
@@ -54,19 +49,9 @@ def test_every_strategy_resumes_byte_identical(tmp_path, request, monkeypatch, s
 
     run_experiment(fresh(), tmp_path / "whole")
 
-    original = resume_mod.ResumeHook.after_task
-
-    def crash_after_task_1(self, task, result):
-        original(self, task, result)
-        if task == 1:
-            raise Crash
-
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", crash_after_task_1)
-    with pytest.raises(Crash):
-        run_experiment(fresh(), tmp_path / "split")
+    run_crashing_after_task(monkeypatch, fresh(), tmp_path / "split")
     partial = json.loads((tmp_path / "split" / "summary.json").read_text())
     assert partial["status"] == "failed" and (tmp_path / "split" / "resume.pt").is_file()
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
 
     summary = run_experiment(fresh(), tmp_path / "split")
     assert summary["status"] == "complete" and summary["resumed_after_task"] == 1
@@ -78,16 +63,7 @@ def test_every_strategy_resumes_byte_identical(tmp_path, request, monkeypatch, s
 def test_resume_state_of_another_config_is_refused_naming_the_keys(tmp_path, mnist_root,
                                                                     monkeypatch):
     overrides = SHORT + [f"data.root={mnist_root}"]
-    original = resume_mod.ResumeHook.after_task
-
-    def crash(self, task, result):
-        original(self, task, result)
-        raise Crash
-
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", crash)
-    with pytest.raises(Crash):
-        run_experiment(compose_run(overrides), tmp_path)
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+    run_crashing_after_task(monkeypatch, compose_run(overrides), tmp_path)
     saved = (tmp_path / "resume.pt").read_bytes()
     with pytest.raises(ConfigError, match=r"optimizer\.lr.*seed|seed.*optimizer\.lr") as err:
         run_experiment(compose_run(overrides + ["seed=2", "optimizer.lr=0.05"]), tmp_path)

@@ -17,12 +17,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from cl_runner import resume as resume_mod
 from cl_runner import summarize as S
 from cl_runner.cli import CONF_DIR, override_arg
 from cl_runner.experiment import run_experiment
 from cl_runner.results import run_folder as rf
-from tests.conftest import compose_run
+from tests.conftest import compose_run, run_crashing_after_task
 from tests.test_summarize import make_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -108,19 +107,7 @@ def test_other_config_refused_naming_keys_force_replaces(tmp_path, mnist_root, m
 def crash_after_task_1(monkeypatch, overrides: list[str], folder: Path) -> None:
     """Leave ``folder`` as a run killed after task 1 leaves it: resume.pt of task 1 and
     ``status: running`` (the SIGKILL case; the process never got to write another status)."""
-    original = resume_mod.ResumeHook.after_task
-
-    class Killed(BaseException):
-        pass
-
-    def after_task(self, task, result):
-        original(self, task, result)
-        raise Killed
-
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", after_task)
-    with pytest.raises(Killed):
-        run_experiment(compose_run(overrides), folder)
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+    run_crashing_after_task(monkeypatch, compose_run(overrides), folder)
     summary = json.loads((folder / "summary.json").read_text())
     rf.write_summary(folder, {**summary, "status": "running"})
 
