@@ -182,6 +182,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         wall_time_seconds=wall,
         data_seconds=data_seconds,
         task_seconds=result.task_seconds,
+        eval_seconds=result.eval_seconds,
         steps=sum(result.steps),
         steps_per_second=sum(result.steps) / train_seconds if train_seconds > 0 else None,
         learning_rates=result.learning_rates,

@@ -17,6 +17,12 @@ Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only 
 
 Every worker runs at --threads torch threads (default 1): at 2 threads on a shared 2-core
 machine the bare loop itself swung from 16 s to 36 s between invocations (2026-12-03).
+
+Two ratios are reported: wall / floor wall, and (wall - evaluation - data preparation) / floor
+wall, i.e. the runner's cost for the same training steps (loop, hooks, resume states, files).
+The evaluations (T+1 passes over all T test sets, 20 x 21 x 10,000 images for 20 tasks) are
+matrix products that scale with threads while batch-10 training steps barely do, so the first
+ratio depends on --threads: 1.13 at 2 threads, about 1.35-1.6 at 1 thread (2026-12-03).
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, t
         summary = run_experiment(resolve(cfg), out)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "steps": summary["steps"], "task_seconds": summary["task_seconds"],
-            "data_seconds": summary["data_seconds"], "average_accuracy": summary["average_accuracy"]}
+            "data_seconds": summary["data_seconds"], "eval_seconds": sum(summary["eval_seconds"]),
+            "average_accuracy": summary["average_accuracy"]}
 
 
 def measure(kind: str, args) -> dict:
@@ -129,7 +136,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)  # a pipe: do not squeeze the table
     kinds = args.only.split(",")
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for r in range(args.repeats):
@@ -142,7 +149,8 @@ def main() -> None:
 
     table = Table(title=f"Rotated MNIST, {args.tasks} tasks, "
                         f"{args.samples or 60000} examples per task, median of {args.repeats}")
-    for col in ("run", "wall (s)", "steps/s", "median s/task", "peak RSS (MB)", "ratio to floor"):
+    for col in ("run", "wall (s)", "eval (s)", "data (s)", "steps/s", "median s/task", "peak RSS (MB)",
+                "ratio to floor", "ratio w/o eval+data"):
         table.add_column(col, justify="right")
     report = {"date": datetime.now().isoformat(timespec="seconds"), "args": vars(args), "runs": runs}
     floor = statistics.median(r["seconds"] for r in runs["floor"]) if "floor" in runs else None
@@ -152,14 +160,22 @@ def main() -> None:
         per_task = statistics.median(statistics.median(r["task_seconds"]) for r in results)
         peak = max(r["peak_rss_mb"] for r in results)
         ratio = wall / floor if floor else float("nan")
+        # what the floor does not do: T+1 evaluations of all T test sets, loading and rotating
+        evaluation = statistics.median(r.get("eval_seconds", 0.0) for r in results)
+        data = statistics.median(r.get("data_seconds", 0.0) for r in results)
+        rest = statistics.median(r["seconds"] - r.get("eval_seconds", 0.0) - r.get("data_seconds", 0.0)
+                                 for r in results)
         if kind == "naive" and floor:
             # the ratio per repeat, each naive run against the floor of the same repeat
             report["naive_over_floor_per_repeat"] = [n["seconds"] / f["seconds"]
                                                      for n, f in zip(runs["naive"], runs["floor"], strict=True)]
         report[kind] = {"wall_seconds": wall, "steps_per_second": steps / wall,
-                        "median_task_seconds": per_task, "peak_rss_mb": peak, "ratio_to_floor": ratio}
-        table.add_row(kind, f"{wall:.1f}", f"{steps / wall:.0f}", f"{per_task:.2f}", f"{peak:.0f}",
-                      f"{ratio:.3f}" if floor else "-")
+                        "median_task_seconds": per_task, "peak_rss_mb": peak, "ratio_to_floor": ratio,
+                        "eval_seconds": evaluation, "data_seconds": data,
+                        "ratio_to_floor_without_eval_and_data": rest / floor if floor else None}
+        table.add_row(kind, f"{wall:.1f}", f"{evaluation:.1f}", f"{data:.1f}", f"{steps / wall:.0f}",
+                      f"{per_task:.2f}", f"{peak:.0f}", f"{ratio:.3f}" if floor else "-",
+                      f"{rest / floor:.3f}" if floor else "-")
     console.print(table)
     if "naive_over_floor_per_repeat" in report:
         console.print("naive / floor per repeat: "

@@ -75,6 +75,9 @@ def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, str
                 "task_seconds", "versions", "git_commit", "seed", "average_accuracy_per_task"):
         assert key in on_disk
     assert len(on_disk["task_seconds"]) == 2 and on_disk["versions"]["torch"]
+    # the initial evaluation, then one per task, each inside its task's time
+    assert len(on_disk["eval_seconds"]) == 3 and min(on_disk["eval_seconds"]) > 0
+    assert all(e < t for e, t in zip(on_disk["eval_seconds"][1:], on_disk["task_seconds"], strict=True))
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 

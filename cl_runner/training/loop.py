@@ -33,6 +33,8 @@ class SequenceResult:
         initial_accuracy: accuracy on every task before any training (length T).
         initial_loss: the matching losses.
         task_seconds: wall time of each task: training, strategy hooks and evaluation.
+        eval_seconds: wall time of each evaluation pass over all T test sets: the initial
+            one first, then one per task (each also counted in that task's ``task_seconds``).
         steps: optimizer steps of the continual phase, per task.
         learning_rates: learning rate of each task.
     """
@@ -42,6 +44,7 @@ class SequenceResult:
     initial_accuracy: list[float] = field(default_factory=list)
     initial_loss: list[float] = field(default_factory=list)
     task_seconds: list[float] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
 
@@ -138,8 +141,10 @@ def train_sequence(
         for hook in hooks:
             hook.before_run(model)
         result = SequenceResult()
+        evaluated = time.perf_counter()
         result.initial_accuracy, result.initial_loss = evaluate_tasks(
             model, benchmark, eval_batch_size, eval_hook)
+        result.eval_seconds.append(time.perf_counter() - evaluated)
     else:
         result = copy.deepcopy(start)
     to_input = benchmark.to_input
@@ -168,7 +173,9 @@ def train_sequence(
                    lambda: shuffled(n, generator, device), step)  # noqa: B023 (called here)
         strategy.after_task(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
+        evaluated = time.perf_counter()
         accuracy, losses = evaluate_tasks(model, benchmark, eval_batch_size, eval_hook)
+        result.eval_seconds.append(time.perf_counter() - evaluated)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
         result.steps.append(steps_per_epoch * epochs_per_task)
