@@ -15,8 +15,10 @@ JOBS ?= 2
 .DEFAULT_GOAL := help
 .PHONY: help setup run sweep summarize reproduce test test-all lint bench clean
 
-help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+help: ## list the targets (in colour only on a terminal, and not with NO_COLOR set)
+	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-10s%s %s\n", on, $$1, off, $$2}'
 
 setup: ## create .venv and install the package with its dev and slurm extras (torch 2.14.1 + torchvision 0.29.1)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

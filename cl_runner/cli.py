@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
+from omegaconf import DictConfig
 from rich.table import Table
 from rich.text import Text
 
 from cl_runner.config import CONF_DIR, register_configs
+from cl_runner.console import console as make_console
 from cl_runner.errors import CLRunnerError, RunInterrupted
 
 register_configs()
@@ -55,24 +54,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def save_hydra_record(out_dir: str | Path, cfg: DictConfig) -> None:
-    """Hydra's record of the job in ``out_dir/.hydra/`` (``config.yaml``, ``hydra.yaml``,
-    ``overrides.yaml``, as Hydra writes them), written once the run may use the folder:
-    ``conf/config.yaml`` sets ``hydra.output_subdir: null``, so that Hydra does not replace
-    the record of a result that the run is then refused to replace. Does nothing when
-    ``hydra.output_subdir`` is set on the command line (Hydra then writes it there)."""
-    from cl_runner.results.run_folder import HYDRA_DIR
-    from cl_runner.results.writer import atomic_write_text
-
-    hydra_cfg = HydraConfig.instance().cfg
-    if hydra_cfg is None or hydra_cfg.hydra.output_subdir is not None:
-        return
-    folder = Path(out_dir) / HYDRA_DIR
-    for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg),
-                       ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
-        atomic_write_text(folder / name, OmegaConf.to_yaml(node))
-
-
 def override_arg(key: str, value: str) -> str:
     """The shell argument that sets ``key`` to ``value`` in a Hydra override: ``key=value``, or
     ``"key='value'"`` when the value holds characters that the override grammar reads as syntax
@@ -98,31 +79,23 @@ def run(cfg: DictConfig) -> float | None:
     on in a live process, is refused (exit 2; in a multirun that job fails and the others run),
     the folder left as it was; ``force=true`` replaces a complete result. In a multirun a job
     that raises is recorded as failed in its folder and the exception goes back to Hydra, which
-    runs the other jobs (see ``cl_runner/sweep.py``).
+    runs the other jobs (see ``cl_runner/sweep.py``). The rules live in :mod:`cl_runner.job`,
+    shared with the Python API (:func:`cl_runner.api.run`).
+
+    Exit status: 0 done (or skipped), 1 a Hydra error (an override that does not compose: an
+    unknown key or option, a wrong type) or an unexpected exception, 2 a
+    :class:`~cl_runner.errors.CLRunnerError` (an invalid value, missing or corrupt data, a
+    refused run folder), 130 / 143 interrupted by SIGINT / SIGTERM (resumable).
     """
-    from cl_runner import sweep
-    from cl_runner.dispatch import resolve
+    from cl_runner import job, sweep
     from cl_runner.results import run_folder
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     hydra_cfg = HydraConfig.get()
     out_dir = hydra_cfg.runtime.output_dir
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run_cfg = resolve(cfg)  # config errors answer here, before PyTorch is imported
-        from cl_runner.experiment import config_dict, run_experiment  # imports torch
-
-        done = run_folder.check_run_folder(out_dir, config_dict(run_cfg), force=run_cfg.force)
-        if done is not None:
-            log.info("skipped: %s already holds a complete result for this config "
-                     "(force=true re-runs it)", out_dir)
-            return done.get("average_accuracy")
-        if run_cfg.force and run_folder.holds_complete_result(out_dir):
-            removed = run_folder.clear_results(out_dir)
-            log.info("force=true: replacing the result in %s (%d files removed)", out_dir,
-                     len(removed))
-        save_hydra_record(out_dir, cfg)
-        summary = run_experiment(run_cfg, out_dir)
+        result = job.execute(cfg, out_dir, HydraConfig.instance().cfg)
     except RunInterrupted as exc:  # status "interrupted" is in summary.json already
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
                  f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
@@ -136,14 +109,9 @@ def run(cfg: DictConfig) -> float | None:
             raise
         console.print(error_line(exc), soft_wrap=True)
         sys.exit(2)
-    except Exception as exc:
-        if not run_folder.holds_complete_result(out_dir):
-            save_hydra_record(out_dir, cfg)
-        recorded = sweep.record_failure(out_dir, exc, {
-            key: OmegaConf.select(cfg, path, default=None, throw_on_resolution_failure=False)
-            for key, path in (("strategy", "strategy.name"), ("benchmark", "benchmark.name"),
-                              ("seed", "seed"))})
+    except Exception as exc:  # recorded in the folder's summary.json by job.execute
         if multirun:
+            recorded = job.failure_record(out_dir)
             where = (f"recorded in {recorded}" if recorded is not None else
                      f"not recorded: {out_dir} holds a complete result, left as it was")
             log.error("job failed: %s (%s; the other jobs go on)", sweep.error_text(exc), where)
@@ -152,6 +120,10 @@ def run(cfg: DictConfig) -> float | None:
             console.print(error_line(exc), soft_wrap=True)
             sys.exit(2)
         raise
-    Console().print(summary_table(summary))
-    Console().print(Text(f"run folder: {out_dir}"), soft_wrap=True)
+    summary = result.summary
+    if result.skipped:
+        return summary.get("average_accuracy")
+    out = make_console()
+    out.print(summary_table(summary))
+    out.print(Text(f"run folder: {out_dir}"), soft_wrap=True)
     return summary["average_accuracy"]

@@ -1,5 +1,5 @@
 """From the composed config to typed components: the only place below the CLI that touches
-OmegaConf (DESIGN.md, principle 2)."""
+OmegaConf (docs/design.md, principle 2)."""
 
 from __future__ import annotations
 

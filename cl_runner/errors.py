@@ -17,6 +17,13 @@ class ConfigError(CLRunnerError):
     """A configuration value is well-typed but invalid (e.g. a negative batch size)."""
 
 
+class OverrideError(ConfigError):
+    """A command-line style override does not compose into a config (an unknown key or
+    option, a wrong type, a sweep value given to a single run); the message is Hydra's and
+    its cause's. ``cl-run`` lets Hydra report these itself (exit 1); the Python API raises
+    this."""
+
+
 class TrainingDivergedError(CLRunnerError):
     """The training loss became NaN or infinite; the run stops instead of reporting chance-level
     numbers as a result."""

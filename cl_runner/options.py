@@ -1,6 +1,6 @@
 """``key=value`` command-line options for the console tools other than ``cl-run``
 (``cl-summarize``, ``cl-analyze``): Hydra's override syntax, validated against a dataclass
-(DESIGN.md: Hydra is the only CLI; there is no argparse in the project)."""
+(docs/design.md: Hydra is the only CLI; there is no argparse in the project)."""
 
 from __future__ import annotations
 

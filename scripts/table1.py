@@ -6,7 +6,7 @@ Usage: python scripts/table1.py SUMMARY_CSV OUT_MD [--wall-seconds S] [--command
 
 SUMMARY_CSV is the tidy ``summary.csv`` that ``cl-summarize`` writes (one row per group and
 metric: ``benchmark, strategy, metric, mean, std, n_seeds``). The paper's numbers are those of
-``../shared/PAPERS.md`` (Table 1 of Mirzadeh et al., ICLR 2021; * = checked against a
+``docs/papers.md`` (Table 1 of Mirzadeh et al., ICLR 2021; * = checked against a
 re-implementation's config, the others still to be checked against the paper's text).
 """
 
@@ -61,7 +61,7 @@ def main() -> None:
              f"Made by `{args.command}`: 20 tasks, 60,000 training images per task, one epoch per "
              f"task, seeds {args.seeds}, presets `conf/experiment/<benchmark>_<method>.yaml`. "
              "Ours: mean ± sample std over seeds; accuracy in %, forgetting as a fraction. "
-             "Paper: PAPERS.md (* = checked against a re-implementation's config).", ""]
+             "Paper: docs/papers.md (* = checked against a re-implementation's config).", ""]
     if args.note:
         lines += [args.note, ""]
     if args.wall_seconds is not None:

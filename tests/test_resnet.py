@@ -1,4 +1,4 @@
-"""The reduced ResNet-18 of the MC-SGD paper's Split CIFAR-100 runs (PAPERS.md, Protocol):
+"""The reduced ResNet-18 of the MC-SGD paper's Split CIFAR-100 runs (docs/papers.md, Protocol):
 parameter count, output shape, a learning step, the BatchNorm switch, input checks."""
 
 from __future__ import annotations

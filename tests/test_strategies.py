@@ -1,5 +1,5 @@
 """Every registered strategy runs 2 tasks of every registered benchmark through the one loop
-and writes well-formed files (DESIGN.md, principle 7: tests come from the registry); MC-SGD's
+and writes well-formed files (docs/design.md, principle 7: tests come from the registry); MC-SGD's
 line phase; failed and diverged runs are recorded."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ SLOW_BENCHMARKS = ("permuted_mnist", "split_cifar100")
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, strategy,
                                                           benchmark):
-    """DESIGN.md principle 7: every registered strategy on every registered benchmark (its
+    """docs/design.md principle 7: every registered strategy on every registered benchmark (its
     small test data from tests/conftest.py), 2 tasks on the benchmark's default model or the
     one that fits the strategy, writes a sane accuracy matrix, tidy metrics and summary."""
     cfg = tiny_run_cfg(request, strategy, benchmark)

@@ -127,7 +127,7 @@ def lie_bracket(loss_a: Objective, loss_b: Objective, params: Sequence[torch.Ten
 
     Source: Dherin, "Implicit biases in multitask and continual learning from a backward error
     analysis perspective" (arXiv 2311.00235): in continual training (A, then B) the implicit
-    conflict term is this bracket ``[g_A, g_B]``; PAPERS.md, "Implicit-bias diagnostics".
+    conflict term is this bracket ``[g_A, g_B]``; docs/papers.md, "Implicit-bias diagnostics".
     Antisymmetric in (A, B); zero when both losses are quadratic forms about the same point
     with commuting Hessians. Costs two Hessian-vector products (plus the two gradients when
     not given).

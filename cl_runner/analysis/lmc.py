@@ -1,6 +1,6 @@
 """Linear-mode-connectivity analyses over saved solutions (Mirzadeh et al., "Linear Mode
 Connectivity in Multitask and Continual Learning", ICLR 2021, Sections 3-4 and their figures;
-PAPERS.md, "Linear mode connectivity analyses"): loss along straight lines between solutions,
+docs/papers.md, "Linear mode connectivity analyses"): loss along straight lines between solutions,
 the loss on a plane through three solutions, distances, and Hessian curvature.
 
 Weights are handled as flat parameter vectors ``(P,)`` in ``model.named_parameters()`` order;
@@ -306,7 +306,7 @@ def curvature(model: nn.Module, benchmark: Benchmark, task: int, state: dict[str
               batches: int = 4, batch_size: int = 256, seed: int = 0
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Top-``k`` Hessian eigenvalues of task ``task``'s training loss at a solution, and the
-    cosine between the top eigenvectors and given directions (PAPERS.md, "Linear mode
+    cosine between the top eigenvectors and given directions (docs/papers.md, "Linear mode
     connectivity analyses": curvature).
 
     The loss is the mean cross-entropy over ``batches * batch_size`` training examples of the

@@ -6,7 +6,7 @@ examples with a generator of its own, so a run with probes trains exactly like o
 
 Gradient conflict (``probes=[gradient_conflict]``), after Dherin, "Implicit biases in
 multitask and continual learning from a backward error analysis perspective" (arXiv
-2311.00235; PAPERS.md, "Implicit-bias diagnostics"): for task t >= 2 let A be the loss on the
+2311.00235; docs/papers.md, "Implicit-bias diagnostics"): for task t >= 2 let A be the loss on the
 previous tasks 1..t-1 and B the loss of the new task t (mean cross-entropy on a fixed sample of
 each task's training data, ``probe.gradient_conflict.examples_per_task`` examples per task,
 drawn once when the task starts). With gradients g_A, g_B and Hessians H_A, H_B it logs

@@ -1,5 +1,5 @@
 """``cl-analyze``: linear-mode-connectivity analyses over run folders saved with
-``checkpoints.enabled=true`` (Mirzadeh et al., ICLR 2021; PAPERS.md, "Linear mode
+``checkpoints.enabled=true`` (Mirzadeh et al., ICLR 2021; docs/papers.md, "Linear mode
 connectivity analyses").
 
     cl-analyze interpolate RUN [RUN ...] [i=1] [t=[5,10,20]] [points=21] [task=1]

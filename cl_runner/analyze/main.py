@@ -8,13 +8,13 @@ import time
 from collections.abc import Sequence
 
 import torch
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cl_runner.analysis.runs import AnalysisError
 from cl_runner.analyze.commands import Analysis
 from cl_runner.analyze.options import COMMANDS, AnalyzeOptions
+from cl_runner.console import console as make_console
 from cl_runner.errors import CLRunnerError
 from cl_runner.options import parse_options
 
@@ -46,9 +46,8 @@ def run_command(command: str, options: AnalyzeOptions) -> tuple[list[Table], Ana
 def main(argv: Sequence[str] | None = None) -> int:
     """``cl-analyze``: returns the exit status (0 done, 2 a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    console, err = Console(), Console(stderr=True)
-    if not console.is_terminal:
-        console = Console(width=200)
+    # off a terminal: tables up to 200 columns, text (paths) never wrapped, no colour codes
+    console, err = make_console(), make_console(stderr=True)
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(USAGE.format(options=", ".join(f for f in AnalyzeOptions.__dataclass_fields__
                                              if f != "paths")))

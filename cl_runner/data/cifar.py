@@ -1,4 +1,4 @@
-"""Split CIFAR-100 (Mirzadeh et al. 2020, Section 5.1, and 2021, Section 5; PAPERS.md, Protocol).
+"""Split CIFAR-100 (Mirzadeh et al. 2020, Section 5.1, and 2021, Section 5; docs/papers.md, Protocol).
 
 CIFAR-100's 100 classes are cut into ``num_tasks`` tasks of ``classes_per_task`` classes
 (default 20 x 5: task t = classes 5(t-1) .. 5t-1, as in the authors' code). Task t's training

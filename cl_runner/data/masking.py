@@ -1,7 +1,7 @@
 """Task-incremental logit masking: the one place where "only the task's classes count" lives.
 
 In the task-incremental protocol of Split CIFAR-100 (Mirzadeh et al. 2020, Section 5.1;
-2021, Section 5; PAPERS.md, Protocol) the network has one shared 100-way output layer and an
+2021, Section 5; docs/papers.md, Protocol) the network has one shared 100-way output layer and an
 example of task t may only be classified among task t's classes: the other logits are masked
 out, at training and at test time (the authors' code fills them with -1e11; here they are set
 to -inf, which gives the same softmax, loss, gradient and argmax).

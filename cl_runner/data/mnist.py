@@ -1,4 +1,4 @@
-"""Rotated MNIST and Permuted MNIST (Mirzadeh et al. 2020, 2021; PAPERS.md, Protocol).
+"""Rotated MNIST and Permuted MNIST (Mirzadeh et al. 2020, 2021; docs/papers.md, Protocol).
 
 Every task has the 10 MNIST classes; task t's training and test sets are the MNIST sets under
 the task's transform, applied once to whole uint8 tensors (no per-sample Python).

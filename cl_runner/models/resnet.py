@@ -1,5 +1,5 @@
 """Reduced ResNet-18 for Split CIFAR-100 (Lopez-Paz & Ranzato, GEM, NeurIPS 2017; used by
-Mirzadeh et al. 2020 and 2021, PAPERS.md "Models").
+Mirzadeh et al. 2020 and 2021, docs/papers.md "Models").
 
 Architecture (``nf`` = 20 by default, channels nf-2nf-4nf-8nf = 20-40-80-160), following the
 MC-SGD authors' code (CL-LinearModeConnectivity, ``core/models.py``):

@@ -1,4 +1,4 @@
-"""Continual-learning metrics as pure functions of the accuracy matrix (PAPERS.md, Metrics).
+"""Continual-learning metrics as pure functions of the accuracy matrix (docs/papers.md, Metrics).
 
 ``a`` is the T x T accuracy matrix: ``a[t, i]`` is the test accuracy (fraction) on task i+1
 after training task t+1 (0-based indices here; the papers number tasks from 1). Metrics "after
@@ -36,7 +36,7 @@ def learning_accuracy(a: Matrix) -> float:
 
 def forgetting(a: Matrix) -> float:
     """Average forgetting ``(1/(T-1)) sum_{i<T} (max_{t<T} a[t, i] - a[T, i])``, where the max
-    runs over the rows t >= i in which task i had been learned (Chaudhry et al. 2018; PAPERS.md).
+    runs over the rows t >= i in which task i had been learned (Chaudhry et al. 2018; docs/papers.md).
     The last task is excluded. A fraction (can be negative). NaN when T = 1 (undefined).
 
     Raises:

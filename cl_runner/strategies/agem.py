@@ -1,5 +1,5 @@
 """A-GEM: Averaged Gradient Episodic Memory (Chaudhry, Ranzato, Rohrbach, Elhoseiny,
-"Efficient Lifelong Learning with A-GEM", ICLR 2019, Section 4, Eq. 11; PAPERS.md, "A-GEM";
+"Efficient Lifelong Learning with A-GEM", ICLR 2019, Section 4, Eq. 11; docs/papers.md, "A-GEM";
 baseline of Mirzadeh et al. 2021, Table 1).
 
 After each task, ``memory_per_class`` random examples of every class of the task are added to

@@ -1,5 +1,5 @@
 """The strategy interface: the training hooks of :class:`~cl_runner.training.hooks.StrategyHooks`
-(called by the one loop, DESIGN.md principle 1) plus what the runner reads from a strategy
+(called by the one loop, docs/design.md principle 1) plus what the runner reads from a strategy
 (stats, checkpoints, extra accuracy matrices, parameter cost).
 
 A strategy overrides only the hooks it needs. The loop checks once per task which hooks are
@@ -74,7 +74,7 @@ class Strategy(StrategyHooks):
         """The weight vectors the task just finished produced, by kind, for checkpoints.
 
         Called after evaluation of each task, only when ``checkpoints.enabled`` (not a training
-        hook: the loop never calls it). Kinds follow PAPERS.md's notation: ``w_hat``
+        hook: the loop never calls it). Kinds follow docs/papers.md's notation: ``w_hat``
         (continual minimum), ``w_bar`` (MC-SGD solution), ``w_star`` (multitask minimum).
 
         Returns:

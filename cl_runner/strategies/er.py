@@ -1,7 +1,7 @@
 """ER-Reservoir: experience replay with a reservoir-sampled buffer (Chaudhry et al., "On Tiny
 Episodic Memories in Continual Learning", 2019, arXiv 1902.10486, Section 4 "ER-Reservoir";
 Riemer et al., "Learning to Learn without Forgetting by Maximizing Transfer and Minimizing
-Interference", ICLR 2019; PAPERS.md, Baselines; MC-SGD paper, Table 1 "ER-Reservoir").
+Interference", ICLR 2019; docs/papers.md, Baselines; MC-SGD paper, Table 1 "ER-Reservoir").
 
 Each training step takes a random batch of ``replay_batch_size`` distinct examples from the
 buffer, trains on the current batch concatenated with it (one cross-entropy over the

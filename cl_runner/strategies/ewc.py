@@ -1,6 +1,6 @@
 """EWC: Elastic Weight Consolidation (Kirkpatrick et al., "Overcoming catastrophic forgetting
 in neural networks", PNAS 2017, Eq. 3; online variant: Schwarz et al., "Progress & Compress",
-ICML 2018, Section 2.3 and Chaudhry et al., "Riemannian Walk", ECCV 2018; PAPERS.md, "EWC";
+ICML 2018, Section 2.3 and Chaudhry et al., "Riemannian Walk", ECCV 2018; docs/papers.md, "EWC";
 baseline of Mirzadeh et al. 2021, Table 1).
 
 At the end of task k (``after_task``) the diagonal *empirical* Fisher is estimated on

@@ -1,5 +1,5 @@
 """ImpressLearn: continual learning via combined task impressions (Bhardwaj et al. 2022,
-arXiv 2210.01987; PAPERS.md, "ImpressLearn").
+arXiv 2210.01987; docs/papers.md, "ImpressLearn").
 
 A fixed random network as in SupSup (:mod:`cl_runner.strategies.supsup`). A basis of B binary
 supermasks ("impressions") M_1..M_B is built first; every later task learns only coefficients

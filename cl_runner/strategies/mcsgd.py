@@ -1,5 +1,5 @@
 """MC-SGD: Mode Connectivity SGD (Mirzadeh et al., "Linear Mode Connectivity in Multitask and
-Continual Learning", ICLR 2021, Section 4 and Algorithm 1; PAPERS.md, "MC-SGD").
+Continual Learning", ICLR 2021, Section 4 and Algorithm 1; docs/papers.md, "MC-SGD").
 
 Per task t:
   1. continual phase (the loop's plain SGD) gives ``w_hat_t``, starting from ``w_hat_{t-1}``

@@ -1,6 +1,6 @@
 """Multitask: the upper bound of the MC-SGD paper (Mirzadeh et al., "Linear Mode Connectivity
 in Multitask and Continual Learning", ICLR 2021, Section 3 and Table 1 "Multitask";
-PAPERS.md, Notation ``w_star_t`` and Baselines).
+docs/papers.md, Notation ``w_star_t`` and Baselines).
 
 For task t the loop trains on the union of the training sets of tasks 1..t, shuffled together,
 starting from the multitask weights after task t-1 (``w_star_{t-1}``; for t = 1 the run's

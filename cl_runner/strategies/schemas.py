@@ -79,7 +79,7 @@ class EWCConfig:
     """``strategy=ewc``.
 
     Attributes:
-        ewc_lambda: lambda, the penalty strength (the paper's MNIST value is not in PAPERS.md;
+        ewc_lambda: lambda, the penalty strength (the paper's MNIST value is not in docs/papers.md;
             the default 10 is this project's choice, see ``conf/strategy/ewc.yaml``).
         mode: ``separate`` (default: one penalty per past task) or ``online``.
         gamma_ewc: decay of the running Fisher in ``online`` mode (1 = plain sum).
@@ -104,7 +104,7 @@ class ContinualStart(str, enum.Enum):
 
 
 class LineGradient(str, enum.Enum):
-    """How the line-phase gradient is formed (PAPERS.md, "MC-SGD"; K = ``line_samples``,
+    """How the line-phase gradient is formed (docs/papers.md, "MC-SGD"; K = ``line_samples``,
     alpha_j = j/K). See :mod:`cl_runner.strategies.mcsgd` for the formulas."""
 
     #: the gradient of the objective: sum_j alpha_j * dL/dw at each point (mean losses)
@@ -120,7 +120,7 @@ class LineGradient(str, enum.Enum):
 
 @dataclass
 class MCSGDConfig:
-    """``strategy=mcsgd``. Defaults: the authors' Rotated MNIST settings (PAPERS.md).
+    """``strategy=mcsgd``. Defaults: the authors' Rotated MNIST settings (docs/papers.md).
 
     Attributes:
         memory_per_class: episodic-memory examples per class per task (1 -> 10 per MNIST task).

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 from rich.markup import escape
 
+from cl_runner.console import console as make_console
 from cl_runner.options import parse_options
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 from cl_runner.summarize.aggregation import Summary, aggregate
@@ -136,9 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``cl-summarize``: print the table and write the files; returns the exit status
     (0 done, possibly with runs left out and listed; 1 no complete run; 2 a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    console, err = Console(), Console(stderr=True)
-    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=200)
+    # off a terminal: tables up to 200 columns, text (paths) never wrapped, no colour codes
+    console, err = make_console(), make_console(stderr=True)
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(USAGE.format(metrics=", ".join(METRICS)))
         return 0 if argv else 2

@@ -1,4 +1,4 @@
-"""The two hook sets of the one loop (DESIGN.md, principle 1).
+"""The two hook sets of the one loop (docs/design.md, principle 1).
 
 - :class:`StrategyHooks`: what a continual-learning algorithm changes in training (the data of
   a task, the batch, the loss, the gradient, the weights at task boundaries). The strategies

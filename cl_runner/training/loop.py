@@ -1,4 +1,4 @@
-"""The one training loop (DESIGN.md, principle 1): every strategy runs through it via hooks."""
+"""The one training loop (docs/design.md, principle 1): every strategy runs through it via hooks."""
 
 from __future__ import annotations
 
