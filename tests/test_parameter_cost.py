@@ -105,10 +105,10 @@ def test_floats_per_task_shown_only_where_stored(runs, tmp_path):
 
     # cl-summarize: the column joins the default table; "none" where nothing is per task
     summary = summarize([root], out=tmp_path / "summary", plots=False)
-    assert "task_cost_floats" in summary.metrics
+    assert summary.metrics[-2:] == ["task_cost_floats", "total_cost_floats"]
     md = (tmp_path / "summary" / "summary.md").read_text().splitlines()
-    row = {name: next(line for line in md if f"| {name} |" in line).rstrip(" |")
+    row = {name: next(line for line in md if f"| {name} |" in line)
            for name in ("naive", "agem")}
-    assert row["naive"].endswith("none")
-    assert row["agem"].endswith("2000 ± n/a")
+    assert row["naive"].endswith(f"| none | {P} ± n/a |")
+    assert row["agem"].endswith(f"| 2000 ± n/a | {P + 4000} ± n/a |")
     assert any(line.startswith("Floats stored: float32 equivalents") for line in md)

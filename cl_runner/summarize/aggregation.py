@@ -100,9 +100,10 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
     Args:
         records: runs as read by :func:`read_run` (any status; only complete ones count).
         group_keys: dotted config keys to group by; default :func:`default_group_keys`.
-        metrics: names from :data:`METRICS`. With the default, ``task_cost_floats`` is added
-            when some run's strategy stores something per task (an episodic memory, EWC's
-            Fisher, a mask): the column then compares strategies; otherwise it is left out.
+        metrics: names from :data:`METRICS`. With the default, ``task_cost_floats`` and
+            ``total_cost_floats`` are added when some run's strategy stores something per
+            task (an episodic memory, EWC's Fisher, a mask): the columns then compare
+            strategies; otherwise they are left out.
 
     Returns:
         A :class:`Summary` (no files written).
@@ -116,7 +117,7 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
                              f"choose from {', '.join(METRICS)}")
     complete = [r for r in records if r.status == "complete"]
     if tuple(metrics) == DEFAULT_METRICS and any(stores_per_task(r) for r in complete):
-        metrics = (*DEFAULT_METRICS, "task_cost_floats")
+        metrics = (*DEFAULT_METRICS, "task_cost_floats", "total_cost_floats")
     keys = list(group_keys) if group_keys else default_group_keys(complete)
     by_values: dict[tuple[str, ...], list[RunRecord]] = {}
     for record in complete:
