@@ -46,9 +46,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
                       fmt(summary["task_inferred_average_accuracy"], True))
         table.add_row("task inference accuracy", fmt(summary.get("task_inference_average_accuracy"),
                                                      True))
-    if "task_cost_floats" in summary:
-        table.add_row("floats stored per task / in all",
-                      f"{summary['task_cost_floats']:,.0f} / {summary['total_cost_floats']:,.0f}")
+    if "task_cost_floats" in summary:  # float32 equivalents (Strategy.parameter_cost)
+        if summary.get("stores_per_task", summary["task_cost_floats"] > 0):
+            table.add_row("floats stored per task (mean)", f"{summary['task_cost_floats']:,.0f}")
+        model_only = summary["total_cost_floats"] == summary["parameter_cost"]["shared_floats"]
+        table.add_row("floats stored in all" + (" (the model)" if model_only else ""),
+                      f"{summary['total_cost_floats']:,.0f}")
     table.add_row("wall time", f"{summary['wall_time_seconds']:.1f} s")
     table.add_row("steps per second", f"{summary['steps_per_second']:.1f}")
     return table

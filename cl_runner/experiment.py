@@ -84,13 +84,18 @@ def config_dict(run: RunConfig) -> dict[str, Any]:
 
 
 def parameter_cost_summary(cost: dict[str, Any]) -> dict[str, Any]:
-    """``summary.json`` fields of a strategy's ``parameter_cost``: the detail under
-    ``parameter_cost`` plus the scalars ``task_cost_floats`` (mean over tasks of the floats
-    stored for one task alone) and ``total_cost_floats`` (shared + all tasks')."""
+    """``summary.json`` fields of a strategy's ``parameter_cost`` (see
+    :meth:`~cl_runner.strategies.base.Strategy.parameter_cost`): the detail under
+    ``parameter_cost`` plus the scalars ``task_cost_floats`` (mean over tasks of the float32
+    equivalents stored for one task alone), ``total_cost_floats`` (shared + state + all
+    tasks') and ``stores_per_task`` (whether anything is stored per task: ``task_cost_floats``
+    is shown only then)."""
     per_task = cost["task_floats"]
     return {"parameter_cost": cost,
             "task_cost_floats": sum(per_task) / len(per_task) if per_task else 0.0,
-            "total_cost_floats": cost["shared_floats"] + sum(per_task)}
+            "total_cost_floats": cost["shared_floats"] + cost.get("state_floats", 0.0)
+            + sum(per_task),
+            "stores_per_task": any(f > 0 for f in per_task)}
 
 
 def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from torch import nn
 
 from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
-from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
+from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import EpisodicMemory
 from cl_runner.strategies.schemas import AGEMConfig
 
@@ -133,3 +133,11 @@ class AGEM(Strategy):
 
     def stats(self) -> dict[str, Any]:
         return {"episodic_memory_size": len(self.memory), "projections": self.projection_history}
+
+    def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
+        """Task k: its ``memory_per_class`` examples per class in the episodic memory (input
+        as stored, label, task id); the per-example class masks are derived from the task
+        ids and not counted."""
+        return cost(model, self.memory.floats_by_task(num_tasks), 0.0,
+                    "task_floats: the episodic memory's examples of task k (input, label, task "
+                    "id); state_floats: none")

@@ -19,7 +19,7 @@ from cl_runner.strategies.memory import EpisodicMemory, ReservoirBuffer
 from cl_runner.strategies.schemas import STRATEGIES  # noqa: F401  (re-exported)
 from cl_runner.training.hooks import StrategyHooks, TaskContext
 
-__all__ = ["STRATEGIES", "Strategy", "TaskContext"]
+__all__ = ["STRATEGIES", "Strategy", "TaskContext", "cost", "model_floats"]
 
 
 class Strategy(StrategyHooks):
@@ -91,20 +91,38 @@ class Strategy(StrategyHooks):
         return {}
 
     def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
-        """What the strategy stores to solve the task sequence, in float32-equivalents (a bit
-        counts 1/32), for ``summary.json``.
+        """What the strategy stores to solve the task sequence, for ``summary.json``, read
+        after the run from its state, in float32 equivalents: bytes as stored / 4 (a bit
+        counts 1/32, a uint8 pixel 1/4, an int64 label or task id 2, a float32 value 1).
 
-        Default (one shared network): ``shared_floats`` = the number of model parameters,
-        ``task_floats`` = 0 for every task (nothing is stored per task). Episodic memories
-        and strategy state outside the model (EWC's Fisher, MC-SGD's anchors) are not counted.
+        Keys: ``shared_floats``: the model's parameters (shared by all tasks);
+        ``task_floats``: per task k, what is stored for task k alone (episodic-memory
+        examples of task k, EWC's Fisher and anchor of task k, a task's mask);
+        ``state_floats``: further strategy state not tied to one task (MC-SGD's anchor
+        weights, online EWC's running Fisher and anchor); ``definition``: these rules for
+        this strategy, in words. Default (plain fine-tuning): nothing beyond the model.
 
         Returns:
-            ``{"shared_floats": int, "task_floats": [float] * num_tasks, "definition": str}``.
+            ``{"shared_floats": int, "task_floats": [float] * num_tasks,
+            "state_floats": float, "definition": str}``.
         """
-        return {"shared_floats": sum(p.numel() for p in model.parameters()),
-                "task_floats": [0.0] * num_tasks,
-                "definition": "shared_floats: model parameters (float32), shared by all tasks; "
-                              "task_floats: nothing stored per task"}
+        return cost(model, [0.0] * num_tasks, 0.0,
+                    "task_floats: nothing stored per task; state_floats: none")
+
+
+def model_floats(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (float32 values)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def cost(model: nn.Module, task_floats: list[float], state_floats: float,
+         definition: str) -> dict[str, Any]:
+    """A :meth:`Strategy.parameter_cost` dict: ``shared_floats`` = the model's parameters,
+    the given per-task and state counts, and ``definition`` prefixed with the common rules."""
+    return {"shared_floats": model_floats(model), "task_floats": list(task_floats),
+            "state_floats": float(state_floats),
+            "definition": "float32 equivalents = bytes as stored / 4 (uint8 pixel 1/4, int64 "
+                          "label or task id 2); shared_floats: model parameters; " + definition}
 
 
 _SAVEABLE_LEAVES = (torch.Tensor, int, float, str, bool, type(None), enum.Enum, EpisodicMemory,

@@ -39,7 +39,7 @@ from torch.func import functional_call, grad, vmap
 
 from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
-from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
+from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.schemas import EWCConfig, EWCMode
 
 
@@ -211,3 +211,23 @@ class EWC(Strategy):
 
     def stats(self) -> dict[str, Any]:
         return {"ewc_mode": self.mode.value, "fisher": self.history}
+
+    def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
+        """What the method needs (Kirkpatrick et al. 2017; Schwarz et al. 2018), in float32:
+        ``separate``: per task k its Fisher diagonal and anchor ``theta*_k`` (2 P floats, P the
+        trainable parameters); ``online``: no per-task storage, state = the running Fisher and
+        the last anchor (2 P). Not counted: this runner's folded penalty (``weight``,
+        ``center``, float64 running sums), a cache derived from those, and the per-task lists
+        kept for inspection in online mode."""
+        learned = len(self.fishers)
+        if self.mode == EWCMode.online:
+            state = float(2 * self.weight.numel()) if self.weight is not None else 0.0
+            return cost(model, [0.0] * num_tasks, state,
+                        "task_floats: none; state_floats: the running Fisher diagonal and the "
+                        "last anchor (2 x trainable parameters)")
+        per_task = [float(self.fishers[k].numel() + self.anchors[k].numel()) if k < learned
+                    else 0.0 for k in range(num_tasks)]
+        return cost(model, per_task, 0.0,
+                    "task_floats: the Fisher diagonal and anchor of task k (2 x trainable "
+                    "parameters); the folded penalty is a cache of these, not counted; "
+                    "state_floats: none")

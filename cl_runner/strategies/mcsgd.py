@@ -47,8 +47,8 @@ from torch.func import functional_call
 
 from cl_runner.data.masking import mask_logits, rows
 from cl_runner.errors import ConfigError
-from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext
-from cl_runner.strategies.memory import EpisodicMemory, per_class_indices
+from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
+from cl_runner.strategies.memory import EpisodicMemory, per_class_indices, stored_floats
 from cl_runner.strategies.schemas import ContinualStart, LineGradient, MCSGDConfig
 from cl_runner.training.hooks import PhaseRunner
 from cl_runner.training.steps import classification_loss, cyclic_batch, shuffled
@@ -311,3 +311,16 @@ class MCSGD(Strategy):
         w_hat = {n: self.w_hat[n] if n in self.w_hat else self.w_hat_buffers[n]
                  for n in model.state_dict()}
         return {"w_hat": w_hat, "w_bar": model.state_dict()}
+
+    def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
+        """Task k: its examples in the episodic memory (input as stored, label, task id).
+        State: the anchors ``w_hat_t`` and ``w_bar_t`` (one parameter vector each; one in all
+        while they are the same, after task 1) and the BatchNorm buffers at ``w_hat_t``."""
+        anchors = [self.w_hat] if self.w_bar is None or self.w_bar is self.w_hat else [
+            self.w_hat, self.w_bar]
+        state = sum(stored_floats(*w.values()) for w in anchors if w is not None)
+        state += stored_floats(*self.w_hat_buffers.values())
+        return cost(model, self.memory.floats_by_task(num_tasks), state,
+                    "task_floats: the episodic memory's examples of task k (input, label, task "
+                    "id); state_floats: the anchor weights w_hat_t and w_bar_t and the "
+                    "BatchNorm buffers at w_hat_t")

@@ -20,6 +20,24 @@ def per_class_indices(y: torch.Tensor, per_class: int, generator: torch.Generato
                       for s, c in zip(starts.tolist(), counts.tolist(), strict=True)])
 
 
+def stored_floats(*tensors: torch.Tensor | None) -> float:
+    """The float32 equivalents of ``tensors`` as stored: their bytes / 4 (a uint8 pixel counts
+    1/4, an int64 label or task id 2, a float32 value 1). None counts 0."""
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None) / 4
+
+
+def floats_by_task(x: torch.Tensor | None, y: torch.Tensor | None, task: torch.Tensor | None,
+                   num_tasks: int) -> list[float]:
+    """Per task k = 1..``num_tasks``: the float32 equivalents (:func:`stored_floats`) of the
+    stored examples of task k, input ``x (M, ...)``, label ``y (M,)`` and task id ``task (M,)``
+    of each. Zeros when nothing is stored. One host sync (the counts)."""
+    if y is None or len(y) == 0:
+        return [0.0] * num_tasks
+    per_example = stored_floats(x[:1], y[:1], task[:1])
+    counts = torch.bincount(task.cpu(), minlength=num_tasks + 1)[1 : num_tasks + 1]
+    return [per_example * int(c) for c in counts]
+
+
 class EpisodicMemory:
     """Examples kept from past tasks, stored like the benchmark's data (uint8 inputs).
 
@@ -69,6 +87,10 @@ class EpisodicMemory:
         if self.task is None:
             return []
         return torch.unique_consecutive(self.task, return_counts=True)[1].tolist()
+
+    def floats_by_task(self, num_tasks: int) -> list[float]:
+        """Float32 equivalents stored per task (see :func:`floats_by_task`)."""
+        return floats_by_task(self.x, self.y, self.task, num_tasks)
 
     def add(self, x: torch.Tensor, y: torch.Tensor, task: int) -> None:
         """Append examples ``x (K, ...)``, ``y (K,)`` of ``task``."""
@@ -161,6 +183,14 @@ class ReservoirBuffer:
         tasks = task if isinstance(task, torch.Tensor) else torch.full_like(y, task)
         self.task.index_copy_(0, target, tasks.to(torch.int64))
         self.seen += b
+
+    def floats_by_task(self, num_tasks: int) -> list[float]:
+        """Float32 equivalents of the held examples (the first ``len(self)`` rows; the scratch
+        row is not counted) per task of origin (see :func:`floats_by_task`)."""
+        n = len(self)
+        if self.y is None or n == 0:
+            return [0.0] * num_tasks
+        return floats_by_task(self.x[:n], self.y[:n], self.task[:n], num_tasks)
 
     def sample(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``k`` distinct random stored examples (all of them, in random order, when the buffer

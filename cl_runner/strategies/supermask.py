@@ -203,6 +203,6 @@ class SupermaskStrategy(Strategy):
         net = supermask_net(model, self.cfg.name)
         per_task, extra_shared, definition = self.task_floats(net, num_tasks)
         return {"shared_floats": net.num_weights() + extra_shared, "task_floats": per_task,
-                "mask_bits": net.num_weights(),
+                "state_floats": 0.0, "mask_bits": net.num_weights(),
                 "definition": "shared_floats: the fixed random weights (float32, counted although "
                               "they can be regenerated from the seed)" + definition}

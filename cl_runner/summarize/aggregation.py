@@ -17,7 +17,14 @@ from cl_runner.summarize.grouping import (
     display_value,
     group_label,
 )
-from cl_runner.summarize.runs import DEFAULT_METRICS, METRICS, RunRecord, SummarizeError, as_number
+from cl_runner.summarize.runs import (
+    DEFAULT_METRICS,
+    METRICS,
+    RunRecord,
+    SummarizeError,
+    metric_value,
+    stores_per_task,
+)
 
 
 @dataclass
@@ -93,7 +100,10 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
     Args:
         records: runs as read by :func:`read_run` (any status; only complete ones count).
         group_keys: dotted config keys to group by; default :func:`default_group_keys`.
-        metrics: names from :data:`METRICS`.
+        metrics: names from :data:`METRICS`. With the default, ``task_cost_floats`` and
+            ``total_cost_floats`` are added when some run's strategy stores something per
+            task (an episodic memory, EWC's Fisher, a mask): the columns then compare
+            strategies; otherwise they are left out.
 
     Returns:
         A :class:`Summary` (no files written).
@@ -106,6 +116,8 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
         raise SummarizeError(f"unknown metric(s) {', '.join(unknown)}; "
                              f"choose from {', '.join(METRICS)}")
     complete = [r for r in records if r.status == "complete"]
+    if tuple(metrics) == DEFAULT_METRICS and any(stores_per_task(r) for r in complete):
+        metrics = (*DEFAULT_METRICS, "task_cost_floats", "total_cost_floats")
     keys = list(group_keys) if group_keys else default_group_keys(complete)
     by_values: dict[tuple[str, ...], list[RunRecord]] = {}
     for record in complete:
@@ -128,7 +140,7 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
     rows = []
     for group in groups:
         for name in metrics:
-            vals = pd.Series([as_number(r.summary.get(name)) for r in group.runs], dtype=float)
+            vals = pd.Series([metric_value(r, name) for r in group.runs], dtype=float)
             stats = (float(vals.mean()), float(vals.std(ddof=1)), int(vals.notna().sum()))
             group.stats[name] = stats
             rows.append({**dict(zip(keys, group.values, strict=True)), "metric": name,

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cl_runner.summarize.aggregation import Summary
-from cl_runner.summarize.runs import METRICS
+from cl_runner.summarize.runs import METRICS, stores_per_task
 
 
 def format_cell(mean: float, std: float, metric: str, latex: bool = False) -> str:
@@ -29,7 +29,8 @@ def format_cell(mean: float, std: float, metric: str, latex: bool = False) -> st
 
 def wide_table(summary: Summary, latex: bool = False) -> pd.DataFrame:
     """One row per group: the grouping keys, ``seeds`` (their number) and one formatted
-    ``mean ± std`` column per metric, headed by the metric's label."""
+    ``mean ± std`` column per metric, headed by the metric's label. ``task_cost_floats`` of
+    a group whose strategy stores nothing per task reads ``none`` (not a count of 0)."""
     rows = []
     for group in summary.groups:
         row: dict[str, Any] = dict(zip(summary.group_keys, group.values, strict=True))
@@ -37,7 +38,11 @@ def wide_table(summary: Summary, latex: bool = False) -> pd.DataFrame:
         for name in summary.metrics:
             mean, std, _ = group.stats[name]
             label = METRICS[name].latex if latex else METRICS[name].label
-            row[label] = format_cell(mean, std, name, latex=latex)
+            if name == "task_cost_floats" and all(stores_per_task(r) is False
+                                                  for r in group.runs):
+                row[label] = "none"
+            else:
+                row[label] = format_cell(mean, std, name, latex=latex)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -67,6 +72,10 @@ def to_markdown(summary: Summary) -> str:
     lines.append("")
     lines.append("Mean ± sample standard deviation (ddof=1) over seeds; n/a: one seed. "
                  "Accuracy in %, forgetting and backward transfer as fractions, time in seconds.")
+    if any(METRICS[m].kind == "floats" for m in summary.metrics):
+        lines.append("Floats stored: float32 equivalents (bytes as stored / 4) of what the "
+                     "strategy keeps (model, memory, state); none: nothing stored per task; "
+                     "each run's summary.json parameter_cost.definition says what is counted.")
     if summary.excluded:
         lines += ["", f"Runs not included ({len(summary.excluded)}: {excluded_counts(summary)}):",
                   ""]

@@ -56,8 +56,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            r"Forgetting, task inferred", "fraction"),
     Metric("task_inference_average_accuracy", "task inference acc (%)",
            r"Task inference acc.\ (\%)", "percent"),
-    Metric("task_cost_floats", "floats per task", r"Floats per task", "floats"),
-    Metric("total_cost_floats", "floats in all", r"Floats in all", "floats"),
+    Metric("task_cost_floats", "floats stored per task", r"Floats stored per task", "floats"),
+    Metric("total_cost_floats", "floats stored in all", r"Floats stored in all", "floats"),
 )}
 DEFAULT_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "learning_accuracy",
                    "wall_time_seconds")
@@ -146,6 +146,22 @@ def as_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{value!r} is not a number")
     return float(value)
+
+
+def metric_value(record: RunRecord, name: str) -> float:
+    """Metric ``name`` of a complete run as a float (NaN when absent). ``task_cost_floats``
+    of 0 in a ``summary.json`` without ``stores_per_task`` is NaN: written before episodic
+    memories and strategy state were counted (2026-12-03), it may be wrong."""
+    value = as_number(record.summary.get(name))
+    if name == "task_cost_floats" and value == 0 and "stores_per_task" not in record.summary:
+        return math.nan
+    return value
+
+
+def stores_per_task(record: RunRecord) -> bool | None:
+    """Whether the run's strategy stored anything per task (None: not recorded)."""
+    value = (record.summary or {}).get("stores_per_task")
+    return value if isinstance(value, bool) else None
 
 
 def read_run(path: str | Path) -> RunRecord:
