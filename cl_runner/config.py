@@ -130,6 +130,22 @@ class ProbeSettings:
 
 
 @dataclass
+class EvalConfig:
+    """``eval.*``: continual evaluation (De Lange et al., ICLR 2023), see
+    :mod:`cl_runner.training.continual_eval`.
+
+    Attributes:
+        every_steps: evaluate the tasks seen so far every N optimizer steps (and at every
+            task end) into ``continual_eval.csv``; null (default) = off, no cost at all.
+        subset_size: test examples per task in each such evaluation (a fixed, seeded
+            subset; the end-of-task accuracy matrix still uses the whole test sets).
+    """
+
+    every_steps: int | None = None
+    subset_size: int = 1000
+
+
+@dataclass
 class RunConfig:
     """The whole run config (``conf/config.yaml`` and its groups).
 
@@ -147,6 +163,7 @@ class RunConfig:
         probes: diagnostics computed at task boundaries and written to ``diagnostics.csv``
             (default none; e.g. ``probes=[gradient_conflict]``); ``probe.*`` holds their
             settings. Probes only read the model: they change no training number.
+        eval: continual evaluation during training (off by default; :class:`EvalConfig`).
     """
 
     seed: int = 1
@@ -162,6 +179,7 @@ class RunConfig:
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     probes: list[Probe] = field(default_factory=list)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 #: width of the ``cl-run --help`` group lines, and the column their options start at

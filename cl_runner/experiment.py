@@ -17,7 +17,9 @@ import torch
 import cl_runner
 from cl_runner import dispatch
 from cl_runner.config import RunConfig
+from cl_runner.errors import ConfigError
 from cl_runner.results import metrics
+from cl_runner.results.continual_metrics import continual_metrics
 from cl_runner.results.run_folder import (
     ACCURACY_MATRIX,
     METRICS,
@@ -38,6 +40,7 @@ from cl_runner.resume import (
     restore,
 )
 from cl_runner.runner_hooks import CheckpointHook, ResultsHook, write_results
+from cl_runner.training.continual_eval import CONTINUAL_EVAL, ContinualEvalHook
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import train_sequence
 from cl_runner.training.progress import ProgressHook, TrainingProgress
@@ -162,7 +165,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     interrupt = InterruptHook()
     try:
         with interrupt:
-            result, strategy, model, benchmark, data_seconds, resume_hook = _train(
+            result, strategy, model, benchmark, data_seconds, resume_hook, hooks = _train(
                 run, out_dir, config, summary, interrupt)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
@@ -195,6 +198,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     )
     summary.update(parameter_cost_summary(strategy.parameter_cost(model, benchmark.num_tasks)))
     summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
+    summary.update(continual_eval_summary(hooks, benchmark.num_tasks))
     if resume_hook.bytes_written:
         summary["resume_state_bytes"] = max(resume_hook.bytes_written)
         summary["resume_state_seconds"] = sum(resume_hook.seconds_written)  # all tasks
@@ -206,7 +210,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
 def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
            interrupt: InterruptHook):
     """Build the components (restored from the resume state when there is one) and train.
-    Returns ``(result, strategy, model, benchmark, data_seconds, resume_hook)``."""
+    Returns ``(result, strategy, model, benchmark, data_seconds, resume_hook, hooks)``."""
     t0 = time.perf_counter()
     device = dispatch.setup_hardware(run.hardware)
     summary["device"] = str(device)
@@ -219,6 +223,13 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
     generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
     optimizer = dispatch.optimizer_factory(run)
     strategy = dispatch.build_strategy(run)
+    if run.eval.every_steps is not None and min(run.eval.every_steps, run.eval.subset_size) < 1:
+        raise ConfigError(f"eval.every_steps and eval.subset_size must be at least 1, got "
+                          f"{run.eval.every_steps} and {run.eval.subset_size}")
+    if run.eval.every_steps is not None and strategy.overrides("eval_task"):
+        raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
+                          f"{run.strategy.name!r} (its evaluation switches the model's masks "
+                          f"per task); leave eval.every_steps=null")
     benchmark = dispatch.build_benchmark(run, device)
     model = dispatch.build_model(run, benchmark, device)
     for name, frame in benchmark.artifacts().items():
@@ -230,6 +241,10 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
         from cl_runner.analysis.probes import ProbeSet  # only loaded when probes are on
         hooks.append(ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
                               path=out_dir / ProbeSet.FILE, model=model))
+    if run.eval.every_steps is not None:
+        hooks.append(ContinualEvalHook(
+            benchmark, model, run.eval.every_steps, run.eval.subset_size,
+            run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL))
     stateful = named_hooks(hooks)
     resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
                              stateful)
@@ -253,4 +268,16 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
             hooks=[ProgressHook(progress, done), *hooks, resume_hook, interrupt], start=start,
         )
-    return result, strategy, model, benchmark, data_seconds, resume_hook
+    return result, strategy, model, benchmark, data_seconds, resume_hook, hooks
+
+
+def continual_eval_summary(hooks: list[RunnerHook], num_tasks: int) -> dict[str, Any]:
+    """``summary.json`` fields of continual evaluation (none when it is off): the metrics of
+    :func:`~cl_runner.results.continual_metrics.continual_metrics`, the number of evaluation
+    points and their wall time in this process (seconds; a resumed run counts its own)."""
+    for hook in hooks:
+        if isinstance(hook, ContinualEvalHook):
+            return {**continual_metrics(hook.rows, num_tasks),
+                    "continual_eval_points": hook.points,
+                    "continual_eval_seconds": hook.seconds}
+    return {}
