@@ -129,6 +129,47 @@ class ProbeSettings:
     gradient_conflict: GradientConflictConfig = field(default_factory=GradientConflictConfig)
 
 
+class LoggerName(str, enum.Enum):
+    """``logger=``: where a run's metrics are sent besides its own files."""
+
+    none = "none"
+    tensorboard = "tensorboard"
+    wandb = "wandb"
+
+
+class WandbMode(str, enum.Enum):
+    """``logger.mode`` of ``logger=wandb`` (W&B's own modes)."""
+
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class LoggerConfig:
+    """``logger=none|tensorboard|wandb`` (see :mod:`cl_runner.loggers` and docs/logging.md).
+    A run's own files are written whatever the logger; the logger does not change a result.
+
+    Attributes:
+        name: the logger. ``tensorboard`` writes event files into ``<run folder>/tensorboard``;
+            ``wandb`` a W&B run (its local folder ``<run folder>/wandb``). Both need the
+            ``loggers`` extra (``pip install -e '.[loggers]'``).
+        project: W&B project.
+        entity: W&B entity (user or team); null = your default.
+        group: W&B group (e.g. a sweep's name); null = none.
+        tags: W&B tags.
+        mode: W&B mode: ``online`` (default), ``offline`` (upload later with ``wandb sync``,
+            e.g. on cluster nodes without network) or ``disabled``.
+    """
+
+    name: LoggerName = LoggerName.none
+    project: str = "cl_runner"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: WandbMode = WandbMode.online
+
+
 @dataclass
 class EvalConfig:
     """``eval.*``: continual evaluation (De Lange et al., ICLR 2023), see
@@ -164,6 +205,7 @@ class RunConfig:
             (default none; e.g. ``probes=[gradient_conflict]``); ``probe.*`` holds their
             settings. Probes only read the model: they change no training number.
         eval: continual evaluation during training (off by default; :class:`EvalConfig`).
+        logger: TensorBoard or W&B logging (none by default; :class:`LoggerConfig`).
     """
 
     seed: int = 1
@@ -180,6 +222,7 @@ class RunConfig:
     probes: list[Probe] = field(default_factory=list)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 #: width of the ``cl-run --help`` group lines, and the column their options start at

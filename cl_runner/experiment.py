@@ -18,6 +18,7 @@ import cl_runner
 from cl_runner import dispatch
 from cl_runner.config import RunConfig
 from cl_runner.errors import ConfigError
+from cl_runner.loggers import MetricLogger, build_logger, check_logger
 from cl_runner.results import metrics
 from cl_runner.results.continual_metrics import continual_metrics
 from cl_runner.results.run_folder import (
@@ -163,10 +164,11 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     }
     write_summary(out_dir, summary)
     interrupt = InterruptHook()
+    logger: list[MetricLogger] = []  # _train puts the logger here once the data are read
     try:
         with interrupt:
             result, strategy, model, benchmark, data_seconds, resume_hook, hooks = _train(
-                run, out_dir, config, summary, interrupt)
+                run, out_dir, config, summary, interrupt, logger)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
         # requeued a preempted or timed-out job): finished tasks are kept, not a failure
@@ -178,6 +180,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
             summary["resume_state"] = (RESUME_FILE if (out_dir / RESUME_FILE).is_file()
                                        else None)
         write_summary(out_dir, summary)
+        finish_loggers(logger, summary)
         raise
     wall = time.perf_counter() - t0
     train_seconds = sum(result.task_seconds)
@@ -204,12 +207,25 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         summary["resume_state_seconds"] = sum(resume_hook.seconds_written)  # all tasks
     write_summary(out_dir, summary)
     (out_dir / RESUME_FILE).unlink(missing_ok=True)  # complete: nothing left to resume
+    finish_loggers(logger, summary)
     return summary
 
 
+def finish_loggers(loggers: list[MetricLogger], summary: dict[str, Any]) -> None:
+    """Send the end of the run to the loggers; a logger's failure is logged as a warning,
+    never raised (the run's own files are already written)."""
+    for each in loggers:
+        try:
+            each.finish(summary)
+        except Exception as exc:  # noqa: BLE001 (any logger failure: the result stands)
+            log.warning("logger %s failed to finish: %s: %s", type(each).__name__,
+                        type(exc).__name__, exc)
+
+
 def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
-           interrupt: InterruptHook):
-    """Build the components (restored from the resume state when there is one) and train.
+           interrupt: InterruptHook, logger: list[MetricLogger]):
+    """Build the components (restored from the resume state when there is one) and train;
+    the logger (``logger=...``), once built, is appended to ``logger`` for the caller to finish.
     Returns ``(result, strategy, model, benchmark, data_seconds, resume_hook, hooks)``."""
     t0 = time.perf_counter()
     device = dispatch.setup_hardware(run.hardware)
@@ -230,6 +246,7 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
         raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
                           f"{run.strategy.name!r} (its evaluation switches the model's masks "
                           f"per task); leave eval.every_steps=null")
+    check_logger(run.logger)
     benchmark = dispatch.build_benchmark(run, device)
     model = dispatch.build_model(run, benchmark, device)
     for name, frame in benchmark.artifacts().items():
@@ -241,10 +258,15 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
         from cl_runner.analysis.probes import ProbeSet  # only loaded when probes are on
         hooks.append(ProbeSet(run.probes, run.probe, benchmark, seed=run.seed,
                               path=out_dir / ProbeSet.FILE, model=model))
+    built = build_logger(run.logger, out_dir, config, benchmark.num_tasks)
+    if built is not None:
+        logger.append(built)
+        hooks.append(built)
     if run.eval.every_steps is not None:
         hooks.append(ContinualEvalHook(
             benchmark, model, run.eval.every_steps, run.eval.subset_size,
-            run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL))
+            run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL,
+            on_rows=built.continual_eval if built is not None else None))
     stateful = named_hooks(hooks)
     resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
                              stateful)

@@ -43,8 +43,8 @@ HYDRA_DIR = ".hydra"
 BENCHMARK_TABLES = ("angles.csv", "permutations.csv")
 
 #: top-level config keys that do not change a run's numbers: the progress bar, the skip and
-#: resume switches, where the data live and whether they may be downloaded.
-NON_RESULT_KEYS = ("progress", "force", "resume", "data")
+#: resume switches, where the data live and whether they may be downloaded, the logger.
+NON_RESULT_KEYS = ("progress", "force", "resume", "data", "logger")
 
 #: keys added to the run config after results were first stored, with the value a config
 #: written before them means (their default): a stored config without them compares equal to
@@ -54,6 +54,7 @@ ADDED_KEY_DEFAULTS: dict[str, Any] = {
     "probes": [],
     "probe": {"gradient_conflict": {"examples_per_task": 256, "chunk_size": 1024,
                                     "at": ["task_start", "task_end"]}},
+    "eval": {"every_steps": None, "subset_size": 1000},
 }
 
 
