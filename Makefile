@@ -20,9 +20,9 @@ help: ## list the targets (in colour only on a terminal, and not with NO_COLOR s
 	grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-10s%s %s\n", on, $$1, off, $$2}'
 
-setup: ## create .venv and install the package with its dev, slurm and loggers extras (torch 2.14.1 + torchvision 0.29.1)
+setup: ## create .venv and install the package with its dev, slurm, loggers and hparams extras (torch 2.14.1 + torchvision 0.29.1)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,slurm,loggers]'
+	$(BIN)/pip install --quiet -e '.[dev,slurm,loggers,hparams]'
 	$(BIN)/python -c "import torch, torchvision, hydra; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| hydra', hydra.__version__)"
 
 run: ## the main job: MC-SGD on 20-task Rotated MNIST (SEED=1; extra overrides in ARGS="...")

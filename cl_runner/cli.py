@@ -74,7 +74,8 @@ def error_line(exc: BaseException) -> Text:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def run(cfg: DictConfig) -> float | None:
-    """``cl-run``: train one task sequence; returns the final average accuracy.
+    """``cl-run``: train one task sequence; returns the final average accuracy (to a sweeper:
+    the objective of :mod:`cl_runner.objective`, e.g. the mean over ``objective.seeds``).
 
     Before anything is written into the run folder it is checked
     (:func:`cl_runner.results.run_folder.check_run_folder`): a complete result of the same
@@ -90,7 +91,7 @@ def run(cfg: DictConfig) -> float | None:
     :class:`~cl_runner.errors.CLRunnerError` (an invalid value, missing or corrupt data, a
     refused run folder), 130 / 143 interrupted by SIGINT / SIGTERM (resumable).
     """
-    from cl_runner import job, sweep
+    from cl_runner import job, objective, sweep
     from cl_runner.results import run_folder
 
     console = make_console(stderr=True)
@@ -98,7 +99,7 @@ def run(cfg: DictConfig) -> float | None:
     out_dir = hydra_cfg.runtime.output_dir
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        result = job.execute(cfg, out_dir, HydraConfig.instance().cfg)
+        scored = objective.run_objective(cfg, out_dir, HydraConfig.instance().cfg)
     except RunInterrupted as exc:  # status "interrupted" is in summary.json already
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
                  f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
@@ -123,10 +124,15 @@ def run(cfg: DictConfig) -> float | None:
             console.print(error_line(exc), soft_wrap=True)
             sys.exit(2)
         raise
-    summary = result.summary
-    if result.skipped:
-        return summary.get("average_accuracy")
+    if scored.results and all(r.skipped for r in scored.results) and not scored.diverged \
+            and not objective.multi_seed(cfg):
+        return scored.value  # a complete result of this config: skipped, nothing to show
     out = make_console()
-    out.print(summary_table(summary))
+    for result in scored.results:
+        if not result.skipped:
+            out.print(summary_table(result.summary))
+    if objective.multi_seed(cfg) or scored.diverged:
+        each = ", ".join(f"seed {k}: {100 * v:.2f}%" for k, v in scored.per_seed.items())
+        out.print(Text(f"objective: {100 * scored.value:.2f}% ({each})"), soft_wrap=True)
     out.print(Text(f"run folder: {out_dir}"), soft_wrap=True)
-    return summary["average_accuracy"]
+    return scored.value

@@ -171,6 +171,24 @@ class LoggerConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """``objective.*``: what ``cl-run`` returns to a sweeper (Optuna: the value it maximizes);
+    see :mod:`cl_runner.objective` and docs/hparams_search.md.
+
+    Attributes:
+        seeds: null (default): the run's own ``seed``, one run. A list: one run per seed, in
+            ``<job folder>/seed<k>``, and the objective is their mean average accuracy
+            (``objective.json`` in the job folder lists each).
+        diverged_value: null (default): a run whose loss diverges fails (as without a
+            sweeper). A number: such a run scores this value instead (e.g. 0.0), so a search
+            that tries a too-large learning rate goes on and learns from it.
+    """
+
+    seeds: list[int] | None = None
+    diverged_value: float | None = None
+
+
+@dataclass
 class EvalConfig:
     """``eval.*``: continual evaluation (De Lange et al., ICLR 2023), see
     :mod:`cl_runner.training.continual_eval`.
@@ -206,6 +224,7 @@ class RunConfig:
             settings. Probes only read the model: they change no training number.
         eval: continual evaluation during training (off by default; :class:`EvalConfig`).
         logger: TensorBoard or W&B logging (none by default; :class:`LoggerConfig`).
+        objective: the value returned to a sweeper (:class:`ObjectiveConfig`).
     """
 
     seed: int = 1
@@ -223,6 +242,7 @@ class RunConfig:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 #: width of the ``cl-run --help`` group lines, and the column their options start at

@@ -112,9 +112,17 @@ def setup_hardware(cfg: HardwareConfig) -> torch.device:
 
 
 def build_benchmark(run: RunConfig, device: torch.device) -> Benchmark:
-    """The benchmark named by ``run.benchmark.name``, its tensors on ``device``."""
-    return BENCHMARKS.build(run.benchmark, data_root=run.data.root, download=run.data.download,
-                            seed=run.seed, device=device)
+    """The benchmark named by ``run.benchmark.name``, its tensors on ``device``; with
+    ``benchmark.validation_fraction > 0`` wrapped in a
+    :class:`~cl_runner.data.validation.ValidationSplit` (evaluation on held-out training data)."""
+    benchmark = BENCHMARKS.build(run.benchmark, data_root=run.data.root,
+                                 download=run.data.download, seed=run.seed, device=device)
+    fraction = getattr(run.benchmark, "validation_fraction", 0.0)
+    if fraction > 0:
+        from cl_runner.data.validation import ValidationSplit
+
+        benchmark = ValidationSplit(benchmark, fraction, run.seed)
+    return benchmark
 
 
 def build_model(run: RunConfig, benchmark: Benchmark, device: torch.device) -> torch.nn.Module:

@@ -248,6 +248,8 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
                           f"per task); leave eval.every_steps=null")
     check_logger(run.logger)
     benchmark = dispatch.build_benchmark(run, device)
+    summary["evaluated_on"] = ("validation" if run.benchmark.validation_fraction > 0
+                               else "test")
     model = dispatch.build_model(run, benchmark, device)
     for name, frame in benchmark.artifacts().items():
         atomic_write_csv(out_dir / name, frame)

@@ -33,6 +33,9 @@ class BenchmarkConfig:
         batch_size: training minibatch size of the continual phase.
         eval_batch_size: batch size of the (gradient-free) evaluation passes.
         epochs_per_task: passes over each task's training data (the papers: 1).
+        validation_fraction: 0 (default): evaluate on the test sets. In (0, 1): hold out this
+            share of each task's training examples (seeded) and evaluate on them instead, for
+            hyperparameter search without the test sets (:mod:`cl_runner.data.validation`).
     """
 
     name: str = MISSING
@@ -41,6 +44,7 @@ class BenchmarkConfig:
     batch_size: int = 10
     eval_batch_size: int = 1000
     epochs_per_task: int = 1
+    validation_fraction: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of any out-of-range value. Checks only
@@ -49,6 +53,9 @@ class BenchmarkConfig:
         check_at_least_one("benchmark", self, "num_tasks", "batch_size", "eval_batch_size",
                            "epochs_per_task")
         check_at_least_one("benchmark", self, "train_samples_per_task", nullable=True)
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(f"benchmark.validation_fraction must be in [0, 1), got "
+                              f"{self.validation_fraction}")
         limit = self.train_samples_limit()
         if self.train_samples_per_task is not None and limit is not None:
             most, what = limit

@@ -43,8 +43,9 @@ HYDRA_DIR = ".hydra"
 BENCHMARK_TABLES = ("angles.csv", "permutations.csv")
 
 #: top-level config keys that do not change a run's numbers: the progress bar, the skip and
-#: resume switches, where the data live and whether they may be downloaded, the logger.
-NON_RESULT_KEYS = ("progress", "force", "resume", "data", "logger")
+#: resume switches, where the data live and whether they may be downloaded, the logger, what
+#: is returned to a sweeper.
+NON_RESULT_KEYS = ("progress", "force", "resume", "data", "logger", "objective")
 
 #: keys added to the run config after results were first stored, with the value a config
 #: written before them means (their default): a stored config without them compares equal to
@@ -55,6 +56,12 @@ ADDED_KEY_DEFAULTS: dict[str, Any] = {
     "probe": {"gradient_conflict": {"examples_per_task": 256, "chunk_size": 1024,
                                     "at": ["task_start", "task_end"]}},
     "eval": {"every_steps": None, "subset_size": 1000},
+}
+
+#: the same for keys added inside a group: (group, key) -> the default a config written
+#: before them means.
+ADDED_GROUP_KEY_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("benchmark", "validation_fraction"): 0.0,
 }
 
 
@@ -95,9 +102,13 @@ def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         ``config`` without :data:`NON_RESULT_KEYS`, normalized as JSON stores it, so a config
         read back from ``summary.json`` compares equal to the one it was written from; keys
-        missing from it take their :data:`ADDED_KEY_DEFAULTS`.
+        missing from it take their :data:`ADDED_KEY_DEFAULTS` (and
+        :data:`ADDED_GROUP_KEY_DEFAULTS` inside a group).
     """
     plain = {**ADDED_KEY_DEFAULTS, **_plain(config)}
+    for (group, key), default in ADDED_GROUP_KEY_DEFAULTS.items():
+        if isinstance(plain.get(group), dict) and key not in plain[group]:
+            plain[group] = {**plain[group], key: default}
     return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS}
 
 
