@@ -32,7 +32,7 @@ from torch import nn
 
 from cl_runner.errors import ConfigError, RunInterrupted  # noqa: F401  (RunInterrupted: re-exported)
 from cl_runner.results.checkpoints import atomic_torch_save
-from cl_runner.results.run_folder import RESUME_FILE, differing_keys
+from cl_runner.results.run_folder import RESUME_FILE, comparable_config, differing_keys
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import SequenceResult
@@ -115,7 +115,9 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ResumeMismatchError(f"{path} is not a resume state of this version of cl_runner; "
                                   f"resume=false starts the run over")
-    keys = differing_keys(state["config"], dict(config))
+    # normalized as the caller's: keys added to the config since the state was written
+    # (ADDED_KEY_DEFAULTS) compare at their defaults
+    keys = differing_keys(comparable_config(state["config"]), dict(config))
     if keys:
         raise ResumeMismatchError(
             f"{path} comes from a run with a different config (differs at: {', '.join(keys)}); "

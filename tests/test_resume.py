@@ -183,3 +183,22 @@ def test_signal_stops_cleanly_and_the_run_resumes(tmp_path, mnist_root, sig, cod
     assert again.returncode == 0, err
     done = json.loads((tmp_path / "summary.json").read_text())
     assert done["status"] == "complete" and done["resumed_after_task"] >= 1
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_a_resume_state_from_before_a_config_key_was_added_still_resumes(tmp_path, mnist_root,
+                                                                          monkeypatch):
+    """A resume state written by an older version, whose config lacks keys added since
+    (``eval``, ``benchmark.validation_fraction``), resumes when the new keys are at their
+    defaults (found when a sweep running across such a change was relaunched)."""
+    import torch
+
+    overrides = SHORT + [f"data.root={mnist_root}"]
+    run_crashing_after_task(monkeypatch, compose_run(overrides), tmp_path)
+    path = tmp_path / "resume.pt"
+    state = torch.load(path, weights_only=False)
+    del state["config"]["eval"]
+    del state["config"]["benchmark"]["validation_fraction"]
+    torch.save(state, path)
+    summary = run_experiment(compose_run(overrides), tmp_path)
+    assert summary["status"] == "complete" and summary["resumed_after_task"] == 1
