@@ -18,6 +18,7 @@ from cl_runner.summarize.grouping import (
     group_label,
 )
 from cl_runner.summarize.runs import (
+    CONTINUAL_METRICS,
     DEFAULT_METRICS,
     METRICS,
     RunRecord,
@@ -103,7 +104,8 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
         metrics: names from :data:`METRICS`. With the default, ``task_cost_floats`` and
             ``total_cost_floats`` are added when some run's strategy stores something per
             task (an episodic memory, EWC's Fisher, a mask): the columns then compare
-            strategies; otherwise they are left out.
+            strategies; otherwise they are left out. Likewise ``min_acc``, ``wc_acc`` and
+            ``stability_gap_depth`` when some run has continual evaluation.
 
     Returns:
         A :class:`Summary` (no files written).
@@ -116,8 +118,11 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
         raise SummarizeError(f"unknown metric(s) {', '.join(unknown)}; "
                              f"choose from {', '.join(METRICS)}")
     complete = [r for r in records if r.status == "complete"]
-    if tuple(metrics) == DEFAULT_METRICS and any(stores_per_task(r) for r in complete):
-        metrics = (*DEFAULT_METRICS, "task_cost_floats", "total_cost_floats")
+    if tuple(metrics) == DEFAULT_METRICS:
+        if any(r.summary and "min_acc" in r.summary for r in complete):
+            metrics = (*metrics, *CONTINUAL_METRICS)
+        if any(stores_per_task(r) for r in complete):
+            metrics = (*metrics, "task_cost_floats", "total_cost_floats")
     keys = list(group_keys) if group_keys else default_group_keys(complete)
     by_values: dict[tuple[str, ...], list[RunRecord]] = {}
     for record in complete:

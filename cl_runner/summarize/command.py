@@ -16,6 +16,7 @@ from cl_runner.console import console as make_console
 from cl_runner.options import parse_options
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 from cl_runner.summarize.aggregation import Summary, aggregate
+from cl_runner.summarize.continual import plot_continual
 from cl_runner.summarize.formatting import rich_tables, to_latex, to_markdown
 from cl_runner.summarize.grouping import group_label, slug
 from cl_runner.summarize.plots import plot_curves, plot_final_accuracy, plot_heatmaps
@@ -110,6 +111,7 @@ def summarize(paths: Sequence[str | Path], group_by: Sequence[str] | None = None
         files += plot_curves(summary, plot_dir)
         files += plot_heatmaps(summary, plot_dir)
         files += plot_final_accuracy(summary, plot_dir)
+        files += plot_continual(summary, plot_dir)
     summary.files = files
     return summary
 

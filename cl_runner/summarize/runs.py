@@ -57,10 +57,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("task_inference_average_accuracy", "task inference acc (%)",
            r"Task inference acc.\ (\%)", "percent"),
     Metric("task_cost_floats", "floats stored per task", r"Floats stored per task", "floats"),
+    # continual evaluation (eval.every_steps; cl_runner.results.continual_metrics)
+    Metric("min_acc", "min-ACC (%)", r"min-ACC (\%)", "percent"),
+    Metric("wc_acc", "WC-ACC (%)", r"WC-ACC (\%)", "percent"),
+    Metric("stability_gap_depth", "gap depth (pp)", r"Gap depth (pp)", "percent"),
     Metric("total_cost_floats", "floats stored in all", r"Floats stored in all", "floats"),
 )}
 DEFAULT_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "learning_accuracy",
                    "wall_time_seconds")
+#: added to the default metrics when some run has them (continual evaluation on)
+CONTINUAL_METRICS = ("min_acc", "wc_acc", "stability_gap_depth")
 
 
 class SummarizeError(Exception):

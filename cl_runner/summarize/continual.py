@@ -1,0 +1,147 @@
+"""Continual-evaluation curves of a summary (runs with ``eval.every_steps``; their
+``continual_eval.csv``): the per-iteration accuracy of previous tasks across task boundaries,
+where the stability gap shows (De Lange et al., ICLR 2023, Fig. 1-2).
+
+The x axis is in tasks: a point at step s of task t (of S_t steps, all phases) sits at
+``t - 1 + s / S_t``, so strategies with different batch sizes (different steps per task) line
+up at the task boundaries (the integers). Runs of a group share their evaluation points (same
+config but the seed), so the mean and sample std over seeds are taken point by point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cl_runner.plotting import figure, legend_outside, save_figure, styled
+from cl_runner.summarize.aggregation import Group, Summary
+from cl_runner.summarize.grouping import slug
+from cl_runner.summarize.plots import GroupStyles, short_label
+
+#: the file a run with continual evaluation leaves (cl_runner.training.continual_eval)
+CONTINUAL_EVAL = "continual_eval.csv"
+
+
+def task_position(frame: pd.DataFrame) -> pd.Series:
+    """The x position (in tasks) of every row of a ``continual_eval.csv`` frame:
+    ``task - 1 + step / steps of that task`` (the step of its ``task_end`` point)."""
+    ends = frame[frame.point == "task_end"].groupby("task").step.max()
+    return frame.task - 1 + frame.step / frame.task.map(ends)
+
+
+def group_curves(group: Group) -> pd.DataFrame | None:
+    """Mean and sample std over the group's seeds of every (point, evaluated task):
+    columns ``x, eval_task, mean, std, n`` (fractions), sorted by ``eval_task`` then ``x``;
+    None when no run of the group has a ``continual_eval.csv``. Rows of a task that not
+    every run reached (an unfinished run) are left out."""
+    frames = []
+    for run in group.runs:
+        path = Path(run.path) / CONTINUAL_EVAL
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path)
+        frame["x"] = task_position(frame).round(9)
+        frames.append(frame[["x", "eval_task", "accuracy"]])
+    if not frames:
+        return None
+    stacked = pd.concat(frames, keys=range(len(frames)), names=["run", None])
+    stats = stacked.groupby(["eval_task", "x"]).accuracy.agg(["mean", "std", "count"])
+    stats = stats[stats["count"] == len(frames)].rename(columns={"count": "n"})
+    return stats.reset_index().sort_values(["eval_task", "x"])
+
+
+def _plot_task(ax, curves: pd.DataFrame, task: int, colour: str, linestyle: str):
+    one = curves[curves.eval_task == task]
+    line, = ax.plot(one.x, 100 * one["mean"], color=colour, linestyle=linestyle, linewidth=1.0)
+    if one.n.min() > 1:
+        ax.fill_between(one.x, 100 * (one["mean"] - one["std"]),
+                        100 * (one["mean"] + one["std"]), color=colour, alpha=0.15,
+                        linewidth=0)
+    return line
+
+
+def _task_lines(ax, num_tasks: int) -> None:
+    """Task switches as light vertical lines; integer ticks (every task up to 10 tasks)."""
+    for boundary in range(1, num_tasks):
+        ax.axvline(boundary, color="0.75", linewidth=0.6, zorder=0)
+    step = max(1, int(np.ceil(num_tasks / 10)))
+    ax.set_xticks(range(0, num_tasks + 1, step))
+
+
+@styled
+def first_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd.DataFrame]],
+                      num_tasks: int):
+    """Task 1's accuracy during the whole run, one line per group (:func:`plot_continual`)."""
+    styles = GroupStyles(summary)
+    fig = figure(7.0, 3.4)
+    ax = fig.add_subplot()
+    handles, labels = [], []
+    for g, frame in curves:
+        colour, linestyle, _ = styles(g)
+        handles.append(_plot_task(ax, frame, 1, colour, linestyle))
+        labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",))
+                      + f" (n={len(g.runs)})")
+    _task_lines(ax, num_tasks)
+    ax.set_xlim(0, num_tasks)
+    ax.set_xlabel("tasks trained (vertical lines: task switches)")
+    ax.set_ylabel("accuracy on task 1 (%)")
+    ax.set_title(f"{bench}: task 1 during training, mean ± std over seeds")
+    ax.grid(True, axis="y")
+    legend_outside(fig, handles, labels, where="right")
+    return fig
+
+
+@styled
+def every_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd.DataFrame]],
+                      num_tasks: int):
+    """One small panel per evaluated task (its accuracy from the task on)."""
+    styles = GroupStyles(summary)
+    tasks = sorted({int(t) for _, frame in curves for t in frame.eval_task.unique()})
+    cols = min(5, len(tasks))
+    rows = int(np.ceil(len(tasks) / cols))
+    fig = figure(2.0 * cols + 1.8, 1.55 * rows + 0.6)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    handles, labels = [], []
+    for i, task in enumerate(tasks):
+        ax = axes[i // cols][i % cols]
+        for g, frame in curves:
+            colour, linestyle, _ = styles(g)
+            line = _plot_task(ax, frame, task, colour, linestyle)
+            if i == 0:
+                handles.append(line)
+                labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",)))
+        _task_lines(ax, num_tasks)
+        ax.set_title(f"task {task}", fontsize="small")
+        ax.set_xlim(0, num_tasks)
+        ax.set_ylim(0, 100)
+    for j in range(len(tasks), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.supxlabel("tasks trained")
+    fig.supylabel("accuracy (%)")
+    fig.suptitle(f"{bench}: each task's accuracy during training (mean over seeds)")
+    legend_outside(fig, handles, labels, where="right")
+    return fig
+
+
+def plot_continual(summary: Summary, folder: Path) -> list[Path]:
+    """Per benchmark whose runs have continual evaluation: ``stability_gap_<benchmark>``
+    (task 1's accuracy through the run, one line per group, ± one sample std) and
+    ``continual_eval_<benchmark>`` (one panel per task). PNG and PDF; none without runs
+    with ``continual_eval.csv``."""
+    written: list[Path] = []
+    index = summary.group_keys.index("benchmark") if "benchmark" in summary.group_keys else None
+    by_bench: dict[str, list[tuple[Group, pd.DataFrame]]] = {}
+    for g in summary.groups:
+        curves = group_curves(g)
+        if curves is not None:
+            bench = g.values[index] if index is not None else "all"
+            by_bench.setdefault(bench, []).append((g, curves))
+    for bench, curves in by_bench.items():
+        num_tasks = int(max(frame.x.max() for _, frame in curves).round())
+        written += save_figure(first_task_figure(summary, bench, curves, num_tasks),
+                               folder / f"stability_gap_{slug(bench)}")
+        written += save_figure(every_task_figure(summary, bench, curves, num_tasks),
+                               folder / f"continual_eval_{slug(bench)}")
+    return written
