@@ -12,6 +12,9 @@ ratios, not seconds).
 - naive: ``cl-run strategy=naive benchmark=rotated_mnist`` end to end in-process (data loading,
   rotations, training, T+1 evaluations of all T test sets, run files).
 - mcsgd: ``cl-run strategy=mcsgd benchmark=rotated_mnist`` (its default settings), end to end.
+- naive_ce: the naive run with continual evaluation (``eval.every_steps=--eval-every``, default
+  100; 1,000 test images per seen task per point): its slowdown over naive and the cost of
+  one evaluation point are reported (``--only floor,naive,naive_ce``).
 
 Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive] [--threads 1]
 
@@ -79,7 +82,8 @@ def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int =
     return {"seconds": seconds, "steps": steps, "task_seconds": [seconds / tasks] * tasks}
 
 
-def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0) -> dict:
+def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0,
+               eval_every: int | None = None) -> dict:
     from hydra import compose, initialize_config_dir
 
     from cl_runner.cli import CONF_DIR
@@ -92,6 +96,8 @@ def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, t
         overrides.append(f"benchmark.train_samples_per_task={samples}")
     if threads:
         overrides.append(f"hardware.num_threads={threads}")
+    if eval_every:
+        overrides.append(f"eval.every_steps={eval_every}")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     start = time.perf_counter()
@@ -100,12 +106,15 @@ def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, t
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "steps": summary["steps"], "task_seconds": summary["task_seconds"],
             "data_seconds": summary["data_seconds"], "eval_seconds": sum(summary["eval_seconds"]),
-            "average_accuracy": summary["average_accuracy"]}
+            "average_accuracy": summary["average_accuracy"],
+            "continual_eval_seconds": summary.get("continual_eval_seconds", 0.0),
+            "continual_eval_points": summary.get("continual_eval_points", 0)}
 
 
 def measure(kind: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--tasks", str(args.tasks),
-           "--data-root", args.data_root, "--threads", str(args.threads)] + (["--samples", str(args.samples)] if args.samples else [])
+           "--data-root", args.data_root, "--threads", str(args.threads),
+           "--eval-every", str(args.eval_every)] + (["--samples", str(args.samples)] if args.samples else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
@@ -121,12 +130,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in every worker, floor and runs alike (0 = PyTorch's default)")
     parser.add_argument("--data-root", default=os.environ.get("CL_RUNNER_DATA", str(REPO / "data")))
-    parser.add_argument("--worker", choices=["floor", "naive", "mcsgd"], help=argparse.SUPPRESS)
+    parser.add_argument("--eval-every", type=int, default=100,
+                        help="eval.every_steps of the naive_ce run (continual evaluation)")
+    parser.add_argument("--worker", choices=["floor", "naive", "mcsgd", "naive_ce"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         if args.worker == "floor":
             res = worker_floor(args.tasks, args.samples, args.data_root, args.threads)
+        elif args.worker == "naive_ce":
+            res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
+                             eval_every=args.eval_every)
         else:
             res = worker_run(args.worker, args.tasks, args.samples, args.data_root, args.threads)
         res["peak_rss_mb"] = peak_rss_mb()
@@ -177,6 +192,17 @@ def main() -> None:
                       f"{per_task:.2f}", f"{peak:.0f}", f"{ratio:.3f}" if floor else "-",
                       f"{rest / floor:.3f}" if floor else "-")
     console.print(table)
+    if "naive_ce" in runs and "naive" in runs:
+        ce = runs["naive_ce"]
+        per_point = statistics.median(1000 * r["continual_eval_seconds"] / r["continual_eval_points"]
+                                      for r in ce if r["continual_eval_points"])
+        slowdown = report["naive_ce"]["wall_seconds"] / report["naive"]["wall_seconds"]
+        report["continual_eval"] = {"every_steps": args.eval_every, "ms_per_point": per_point,
+                                    "points": ce[0]["continual_eval_points"],
+                                    "slowdown_over_naive": slowdown}
+        console.print(f"continual evaluation every {args.eval_every} steps: "
+                      f"{ce[0]['continual_eval_points']} points, median {per_point:.1f} ms per point "
+                      f"(all seen tasks, 1,000 images each), naive_ce / naive wall {slowdown:.3f}")
     if "naive_over_floor_per_repeat" in report:
         console.print("naive / floor per repeat: "
                       + ", ".join(f"{v:.3f}" for v in report["naive_over_floor_per_repeat"]))
