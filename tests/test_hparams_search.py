@@ -91,6 +91,7 @@ def optuna_search(sweep_dir, storage, trials: int, mnist_root) -> subprocess.Com
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.filterwarnings("ignore:Deprecated API features detected")  # optuna 2.10 on SQLAlchemy 1.4
 def test_a_three_trial_optuna_search_runs_and_a_second_launch_continues_the_study(tmp_path,
                                                                                 mnist_root):
     import optuna
