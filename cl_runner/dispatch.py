@@ -126,9 +126,18 @@ def build_benchmark(run: RunConfig, device: torch.device) -> Benchmark:
 
 
 def build_model(run: RunConfig, benchmark: Benchmark, device: torch.device) -> torch.nn.Module:
-    """The model named by ``run.model.name``, sized for ``benchmark``, on ``device``."""
+    """The model named by ``run.model.name``, sized for ``benchmark``, on ``device``.
+
+    Raises:
+        ConfigError: superfluous output neurons (``model.output_size``) on a benchmark that
+            masks the outputs per task (Split CIFAR-100), which they would not fit.
+    """
     model = MODELS.build(run.model, input_shape=benchmark.input_shape,
                          num_classes=benchmark.num_classes)
+    if getattr(model, "real_outputs", None) is not None and \
+            benchmark.class_masks("train") is not None:
+        raise ConfigError(f"model.output_size does not work with benchmark={benchmark.name} "
+                          f"(its tasks mask the outputs to their classes); leave it null")
     return model.to(device)
 
 

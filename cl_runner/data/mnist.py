@@ -59,14 +59,24 @@ class TransformedMNIST(Benchmark):
     def __init__(self, cfg: BenchmarkConfig, data_root: str, download: bool, seed: int,
                  device: torch.device):
         super().__init__(cfg, seed, device)
+        self.standardize = bool(getattr(cfg, "standardize", False))
         train_x, train_y, test_x, test_y = load_mnist(data_root, download)
         self._train_x, self._train_y = train_x.to(self.device), train_y.to(self.device)
         test_x, test_y = test_x.to(self.device), test_y.to(self.device)
         self._test = [(self.transform(test_x, t), test_y) for t in range(1, self.num_tasks + 1)]
 
+    #: MNIST's pixel mean and std (of the training set, in [0, 1]) for ``standardize``
+    MEAN, STD = 0.1307, 0.3081
+
     def transform(self, x: torch.Tensor, task: int) -> torch.Tensor:
         """Task ``task``'s transform of a uint8 batch ``(N, 1, 28, 28)``."""
         raise NotImplementedError
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored uint8 batch -> float32 model input: in [0, 1], or standardized
+        (``(x - MEAN) / STD``) with ``benchmark.standardize``."""
+        out = x.float().div_(255.0)
+        return out.sub_(self.MEAN).div_(self.STD) if self.standardize else out
 
     def train_data(self, task: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_task(task)
@@ -102,7 +112,8 @@ class RotatedMNIST(TransformedMNIST):
 
 
 class PermutedMNIST(TransformedMNIST):
-    """Task 1 = MNIST; task t >= 2 = MNIST under a random pixel permutation drawn from the seed."""
+    """Task 1 = MNIST (permuted too with ``permute_first_task``); task t >= 2 = MNIST under a
+    random pixel permutation drawn from the seed."""
 
     host_attributes = ("permutations",)  # for permutations.csv; the device copy transforms
 
@@ -110,15 +121,19 @@ class PermutedMNIST(TransformedMNIST):
                  device: torch.device):
         gen = torch.Generator().manual_seed(seed)
         num_pixels = 28 * 28
-        self.permutations = torch.stack(
-            [torch.arange(num_pixels)]
-            + [torch.randperm(num_pixels, generator=gen) for _ in range(cfg.num_tasks - 1)]
-        )  # (T, 784)
+        # tasks 2..T draw the same permutations whether task 1 is permuted or not
+        perms = [torch.randperm(num_pixels, generator=gen) for _ in range(cfg.num_tasks - 1)]
+        first = (torch.randperm(num_pixels, generator=gen) if cfg.permute_first_task
+                 else torch.arange(num_pixels))
+        self.permutations = torch.stack([first, *perms])  # (T, 784)
+        self._identity_first = not cfg.permute_first_task
         self._perms_on_device = self.permutations.to(device)
         super().__init__(cfg, data_root, download, seed, device)
 
     def transform(self, x: torch.Tensor, task: int) -> torch.Tensor:
-        return x if task == 1 else permute_pixels(x, self._perms_on_device[task - 1])
+        if task == 1 and self._identity_first:
+            return x
+        return permute_pixels(x, self._perms_on_device[task - 1])
 
     def artifacts(self) -> dict[str, pd.DataFrame]:
         frame = pd.DataFrame(self.permutations.numpy(),

@@ -76,9 +76,16 @@ MNIST_TRAIN_SIZE = MNIST_LAYOUT["train-images-idx3-ubyte"][1][0]
 
 @dataclass
 class MNISTConfig(BenchmarkConfig):
-    """Keys of the benchmarks built on MNIST (none beyond :class:`BenchmarkConfig`'s); knows
-    MNIST's training-set size, so that ``train_samples_per_task`` is checked before any
-    file is read."""
+    """Keys of the benchmarks built on MNIST; knows MNIST's training-set size, so that
+    ``train_samples_per_task`` is checked before any file is read.
+
+    Attributes:
+        standardize: model inputs ``(x - 0.1307) / 0.3081`` (MNIST's mean and std) instead of
+            ``x`` in [0, 1] (default false, the MC-SGD papers' inputs; SupSup's code
+            standardizes).
+    """
+
+    standardize: bool = False
 
     def train_samples_limit(self) -> tuple[int, str] | None:
         return MNIST_TRAIN_SIZE, "MNIST training images"
@@ -108,9 +115,15 @@ class RotatedMNISTConfig(MNISTConfig):
 @dataclass
 class PermutedMNISTConfig(MNISTConfig):
     """``benchmark=permuted_mnist``: task 1 unpermuted, later tasks a fixed random pixel
-    permutation each, drawn from the run seed."""
+    permutation each, drawn from the run seed.
+
+    Attributes:
+        permute_first_task: permute task 1 as well (SupSup's code permutes every task;
+            default false: task 1 is plain MNIST, as in the MC-SGD papers).
+    """
 
     name: str = "permuted_mnist"
+    permute_first_task: bool = False
 
 
 NUM_CLASSES = 100

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cl_runner.models.schemas import SupermaskConfig, WeightInit
+from cl_runner.models.schemas import MaskRule, SupermaskConfig, WeightInit
 
 
 class TopKMask(torch.autograd.Function):
@@ -29,6 +29,19 @@ class TopKMask(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         return grad, None
+
+
+class ThresholdMask(torch.autograd.Function):
+    """``1[scores >= 0]``, straight-through backward (SupSup's GNu masks,
+    ``GetSubnetFast`` in RAIVNLab/supsup ``models/module_util.py``)."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return (scores.detach() >= 0).to(scores.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return grad
 
 
 def kept_count(numel: int, keep_fraction: float) -> int:
@@ -53,10 +66,12 @@ class MaskedLayer(nn.Module):
         keep_fraction: k of the top-k masks.
     """
 
-    def __init__(self, weight: torch.Tensor, keep_fraction: float) -> None:
+    def __init__(self, weight: torch.Tensor, keep_fraction: float,
+                 mask_rule: MaskRule = MaskRule.topk) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
         self.keep_fraction = keep_fraction
+        self.mask_rule = MaskRule(mask_rule)
         self.scores = nn.ParameterList()
         self._mode = "slot"
         self._slots: list[int] = [0]
@@ -94,7 +109,10 @@ class MaskedLayer(nn.Module):
         self._topk, self._tiebreak = topk, tiebreak
 
     def slot_mask(self, slot: int) -> torch.Tensor:
-        """The top-k mask of ``slot`` (float 0/1, differentiable to the scores)."""
+        """The mask of ``slot`` (float 0/1, straight-through to the scores): top-k of
+        |scores|, or ``scores >= 0`` with ``mask_rule=threshold``."""
+        if self.mask_rule == MaskRule.threshold:
+            return ThresholdMask.apply(self.scores[slot])
         return topk_mask(self.scores[slot].abs(), self.keep_fraction)
 
     def mask(self) -> torch.Tensor:
@@ -133,8 +151,9 @@ class MaskedConv2d(MaskedLayer):
     """2-D convolution with weight ``W * M`` and the geometry of the convolution it replaces
     (no bias). Input ``(B, C_in, H, W)``."""
 
-    def __init__(self, weight: torch.Tensor, keep_fraction: float, conv: nn.Conv2d) -> None:
-        super().__init__(weight, keep_fraction)
+    def __init__(self, weight: torch.Tensor, keep_fraction: float, conv: nn.Conv2d,
+                 mask_rule: MaskRule = MaskRule.topk) -> None:
+        super().__init__(weight, keep_fraction, mask_rule)
         self.stride, self.padding = conv.stride, conv.padding
         self.dilation, self.groups = conv.dilation, conv.groups
 
@@ -165,8 +184,9 @@ def to_supermask(module: nn.Module, cfg: SupermaskConfig) -> nn.Module:
             shape = child.weight.shape
             fan_in = child.weight[0].numel()
             weight = fixed_weight(shape, fan_in, cfg).to(child.weight.device)
-            layer = (MaskedLinear(weight, cfg.keep_fraction) if isinstance(child, nn.Linear)
-                     else MaskedConv2d(weight, cfg.keep_fraction, child))
+            layer = (MaskedLinear(weight, cfg.keep_fraction, cfg.mask_rule)
+                     if isinstance(child, nn.Linear)
+                     else MaskedConv2d(weight, cfg.keep_fraction, child, cfg.mask_rule))
             layer.add_slot()
             setattr(module, name, layer)
         elif isinstance(child, nn.modules.batchnorm._BatchNorm):

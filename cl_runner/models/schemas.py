@@ -57,6 +57,13 @@ class WeightInit(str, enum.Enum):
     kaiming_normal = "kaiming_normal"  # N(0, sigma^2)
 
 
+class MaskRule(str, enum.Enum):
+    """``model.mask_rule`` of the supermask models: how a score slot becomes a mask."""
+
+    topk = "topk"  # the top keep_fraction of |scores| per layer
+    threshold = "threshold"  # scores >= 0
+
+
 @dataclass
 class SupermaskConfig:
     """Keys shared by the supermask models.
@@ -67,6 +74,10 @@ class SupermaskConfig:
         weight_init: ``signed_constant`` (default) or ``kaiming_normal``.
         scale_fan: scale sigma as if fan_in were ``k * fan_in`` (edge-popup's ``scale_fan``,
             which keeps the activations' scale after masking); default false.
+        mask_rule: ``topk`` (default): a slot's mask keeps the top ``keep_fraction`` of
+            |scores| per layer (edge-popup; SupSup's GG experiments); ``threshold``: it keeps
+            the weights whose score is >= 0 (SupSup's GNu experiments, ``GetSubnetFast`` in
+            RAIVNLab/supsup ``models/module_util.py``); ``keep_fraction`` is then unused.
     """
 
     is_supermask: ClassVar[bool] = True
@@ -74,6 +85,7 @@ class SupermaskConfig:
     keep_fraction: float = 0.5
     weight_init: WeightInit = WeightInit.signed_constant
     scale_fan: bool = False
+    mask_rule: MaskRule = MaskRule.topk
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""
@@ -84,10 +96,24 @@ class SupermaskConfig:
 @dataclass
 class MaskedMLPConfig(SupermaskConfig):
     """``model=masked_mlp``: the MLP (``hidden_sizes``) as a supermask network: bias-free
-    layers, fixed random weights, top-k masks (no dropout: nothing is trained but masks)."""
+    layers, fixed random weights, top-k masks (no dropout: nothing is trained but masks).
+
+    Attributes:
+        output_size: null (default): one output per class. A number larger than the
+            benchmark's classes C: SupSup's superfluous neurons (its Permuted MNIST runs: 500
+            outputs for FC 1024-1024, 100 for LeNet 300-100): the real classes are the first C
+            outputs, training's cross-entropy and task inference see all of them, evaluation
+            scores the first C (:class:`~cl_runner.models.supermask.SupermaskNet`).
+    """
 
     name: str = "masked_mlp"
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    output_size: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.output_size is not None and self.output_size < 1:
+            raise ConfigError(f"model.output_size must be >= 1 or null, got {self.output_size}")
 
 
 @dataclass

@@ -35,11 +35,14 @@ it (plain fine-tuning then trains one shared mask); ``strategy=supsup`` and
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from cl_runner.errors import ConfigError
 from cl_runner.models.masked_layers import (
     MaskedConv2d,
     MaskedLayer,
@@ -80,14 +83,32 @@ class SupermaskNet(nn.Module):
         keep_fraction: k of every layer's top-k.
     """
 
-    def __init__(self, body: nn.Module, keep_fraction: float) -> None:
+    def __init__(self, body: nn.Module, keep_fraction: float,
+                 real_outputs: int | None = None) -> None:
         super().__init__()
         self.body = body
         self.keep_fraction = keep_fraction
         self.coefficients = nn.ParameterList()
+        self.real_outputs = real_outputs
+        self.full_output = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        """The network's outputs ``(B, O)``; with superfluous output neurons
+        (``real_outputs`` C < O, ``model.output_size``) in eval mode only the real classes,
+        ``(B, C)``, unless :meth:`all_outputs` is on (task inference)."""
+        out = self.body(x)
+        if self.real_outputs is not None and not (self.training or self.full_output):
+            return out[:, : self.real_outputs]
+        return out
+
+    @contextlib.contextmanager
+    def all_outputs(self) -> Iterator[None]:
+        """Within the block, :meth:`forward` returns every output neuron in eval mode too."""
+        before, self.full_output = self.full_output, True
+        try:
+            yield
+        finally:
+            self.full_output = before
 
     def masked_layers(self) -> list[MaskedLayer]:
         """The masked layers, in registration order (L of them)."""
@@ -174,16 +195,26 @@ class SupermaskNet(nn.Module):
         return {n: b.detach().clone() for n, b in self.named_buffers() if n.endswith("weight")}
 
 
-def _build(body: nn.Module, cfg: SupermaskConfig) -> SupermaskNet:
+def _build(body: nn.Module, cfg: SupermaskConfig, real_outputs: int | None = None) -> SupermaskNet:
     cfg.validate()
-    return SupermaskNet(to_supermask(body, cfg), cfg.keep_fraction)
+    return SupermaskNet(to_supermask(body, cfg), cfg.keep_fraction, real_outputs)
 
 
 @MODELS.register("masked_mlp", config=MaskedMLPConfig)
 def build_masked_mlp(cfg: MaskedMLPConfig, input_shape: tuple[int, ...],
                      num_classes: int) -> SupermaskNet:
-    """The masked MLP for inputs of shape ``input_shape`` (e.g. ``(1, 28, 28)``)."""
-    return _build(MLP(math.prod(input_shape), list(cfg.hidden_sizes), num_classes), cfg)
+    """The masked MLP for inputs of shape ``input_shape`` (e.g. ``(1, 28, 28)``), with
+    ``model.output_size`` outputs (null: ``num_classes``).
+
+    Raises:
+        ConfigError: ``output_size`` smaller than ``num_classes``.
+    """
+    outputs = num_classes if cfg.output_size is None else cfg.output_size
+    if outputs < num_classes:
+        raise ConfigError(f"model.output_size={outputs} is smaller than the benchmark's "
+                          f"{num_classes} classes")
+    return _build(MLP(math.prod(input_shape), list(cfg.hidden_sizes), outputs), cfg,
+                  num_classes if outputs > num_classes else None)
 
 
 @MODELS.register("masked_resnet18_reduced", config=MaskedResNet18ReducedConfig)

@@ -62,6 +62,14 @@ ADDED_KEY_DEFAULTS: dict[str, Any] = {
 #: before them means.
 ADDED_GROUP_KEY_DEFAULTS: dict[tuple[str, str], Any] = {
     ("benchmark", "validation_fraction"): 0.0,
+    ("benchmark", "standardize"): False,
+    ("benchmark", "permute_first_task"): False,
+    ("model", "output_size"): None,
+    ("model", "mask_rule"): "topk",
+    ("strategy", "inference"): "one_shot",
+    ("strategy", "inference_objective"): "H",
+    ("strategy", "inference_images"): None,
+    ("strategy", "wrong_inference"): "classify",
 }
 
 

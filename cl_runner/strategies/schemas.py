@@ -202,28 +202,63 @@ class MultitaskConfig:
                               f"got {self.samples_per_task}")
 
 
+class InferenceMethod(str, enum.Enum):
+    """``strategy.inference`` (:mod:`cl_runner.strategies.task_inference`)."""
+
+    one_shot = "one_shot"  # SupSup Sec. 3.3: one gradient step at alpha = 1/K
+    binary = "binary"  # SupSup's Binary: halve the candidates by the gradient, ~log2 K steps
+    exhaustive = "exhaustive"  # every mask alone, lowest objective (an oracle, not a paper method)
+
+
+class InferenceObjective(str, enum.Enum):
+    """``strategy.inference_objective`` (:mod:`cl_runner.strategies.task_inference`)."""
+
+    H = "H"  # output entropy
+    G = "G"  # logsumexp of the outputs, gradient through the superfluous neurons only
+
+
+class WrongInference(str, enum.Enum):
+    """``strategy.wrong_inference``: how a batch whose task was inferred wrong is scored."""
+
+    classify = "classify"  # classified with the inferred task's mask (this project's first rule)
+    zero = "zero"  # scores 0 (SupSup's code with unshared labels, GNu)
+
+
 @dataclass
 class SupermaskStrategyConfig:
     """Keys shared by the supermask strategies.
 
     Attributes:
         task_inference: after every task, also evaluate the learned tasks with the task
-            inferred by one-shot inference (``accuracy_matrix_task_inferred.csv``: accuracy;
+            inferred (``accuracy_matrix_task_inferred.csv``: accuracy;
             ``accuracy_matrix_task_inference.csv``: fraction of examples whose task was
-            inferred right). Costs about three forward passes per test example per task.
-        inference_batch_size: test examples per inferred batch (one task per batch).
+            inferred right). One-shot costs about three forward passes per test batch.
+        inference_batch_size: test examples per inferred batch (one task per batch; 1 =
+            single-image inference).
+        inference: ``one_shot`` (default), ``binary`` or ``exhaustive``.
+        inference_objective: ``H`` (default, entropy) or ``G`` (needs ``model.output_size``).
+        inference_images: the objective reads the first N images of each batch (the
+            authors' ``data_to_repeat``, 1 in their runs); null (default) = the whole batch.
+        wrong_inference: ``classify`` (default) or ``zero`` (the paper's rule).
     """
 
     needs_supermask_model: ClassVar[bool] = True
 
     task_inference: bool = True
     inference_batch_size: int = 128
+    inference: InferenceMethod = InferenceMethod.one_shot
+    inference_objective: InferenceObjective = InferenceObjective.H
+    inference_images: int | None = None
+    wrong_inference: WrongInference = WrongInference.classify
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""
         if self.inference_batch_size < 1:
             raise ConfigError(f"strategy.inference_batch_size must be >= 1, "
                               f"got {self.inference_batch_size}")
+        if self.inference_images is not None and self.inference_images < 1:
+            raise ConfigError(f"strategy.inference_images must be >= 1 or null, "
+                              f"got {self.inference_images}")
 
 
 @dataclass

@@ -13,7 +13,11 @@ superposed network with mask ``sum_i alpha_i M_i`` (per layer), take the gradien
 batch's mean output entropy H = -sum_c p_c log p_c with respect to alpha, and infer the task
 ``argmin_i g_i`` (the coefficient whose increase lowers the entropy the most). The batch is
 then classified by the inferred task's mask. Test sets are cut into batches of
-``inference_batch_size`` examples, each of a single task (the SupSup protocol). Real-valued
+``inference_batch_size`` examples, each of a single task (the SupSup protocol). The other
+procedures (Binary, an exhaustive oracle), the objective G of superfluous output neurons and
+the paper's rule that a wrongly inferred batch scores 0 are options
+(:mod:`cl_runner.strategies.task_inference`, ``strategy.inference*``, ``wrong_inference``).
+Real-valued
 masks (ImpressLearn's superpositions) are rescaled to a binary mask's mean before they are
 superposed (:func:`equal_scale`; this project's choice).
 """
@@ -24,7 +28,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
@@ -32,7 +35,13 @@ from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.models.supermask import SupermaskNet
 from cl_runner.strategies.base import Strategy, TaskContext
-from cl_runner.strategies.schemas import SupermaskStrategyConfig
+from cl_runner.strategies.schemas import (
+    InferenceMethod,
+    InferenceObjective,
+    SupermaskStrategyConfig,
+    WrongInference,
+)
+from cl_runner.strategies.task_inference import infer_task
 
 #: names of the extra accuracy matrices (``accuracy_matrix_<name>.csv``)
 TASK_INFERRED = "task_inferred"
@@ -51,30 +60,15 @@ def supermask_net(model: nn.Module, strategy: str) -> SupermaskNet:
     return model
 
 
-def output_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of the entropy (nats) of ``softmax(logits)``; logits ``(B, C)``."""
-    logp = F.log_softmax(logits, dim=1)
-    return -(logp.exp() * logp).sum(1).mean()
-
-
 def one_shot_inference(model: SupermaskNet, x: torch.Tensor,
                        stacks: list[torch.Tensor]) -> torch.Tensor:
-    """SupSup's one-shot task inference for one batch (module docstring).
-
-    Args:
-        model: the supermask network; left in the superposition state.
-        x: model inputs ``(B, ...)``, all of one (unknown) task.
-        stacks: per layer, the K candidate tasks' masks stacked, float ``(K, *weight.shape)``.
+    """SupSup's one-shot task inference for one batch with objective H (module docstring;
+    :func:`~cl_runner.strategies.task_inference.infer_task` has every variant).
 
     Returns:
         int64 0-dim tensor: the index in 0..K-1 of the inferred task.
     """
-    k = stacks[0].shape[0]
-    alpha = torch.full((k,), 1.0 / k, device=x.device, requires_grad=True)
-    model.use_combination(stacks, alpha)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(output_entropy(model(x)), alpha)
-    return grad.argmin()
+    return torch.tensor(infer_task(model, x, stacks))
 
 
 def equal_scale(mask: torch.Tensor, keep_fraction: float) -> torch.Tensor:
@@ -92,17 +86,22 @@ def equal_scale(mask: torch.Tensor, keep_fraction: float) -> torch.Tensor:
 
 def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
                            task_masks: list[list[torch.Tensor]], tasks: range,
-                           batch_size: int) -> tuple[list[float], list[float]]:
+                           batch_size: int, cfg: SupermaskStrategyConfig | None = None
+                           ) -> tuple[list[float], list[float]]:
     """Accuracy with the task inferred, and task-inference accuracy, on ``tasks``' test sets.
 
     Each test set is cut into batches of ``batch_size``; per batch the task is inferred among
-    the ``K = len(task_masks)`` candidates (:func:`one_shot_inference`) and the batch is scored
-    with that task's masks (and, on task-incremental benchmarks, that task's classes).
-    Candidates enter the superposition through :func:`equal_scale`.
+    the ``K = len(task_masks)`` candidates (:func:`~cl_runner.strategies.task_inference.infer_task`
+    with ``cfg``'s ``inference``, ``inference_objective`` and ``inference_images``; default
+    one-shot on H over the whole batch) and the batch is scored with that task's masks (and,
+    on task-incremental benchmarks, that task's classes); with ``wrong_inference=zero`` a
+    wrongly inferred batch scores 0 (SupSup's rule). Candidates enter the superposition
+    through :func:`equal_scale`.
 
     Args:
         task_masks: for candidate task i (0-based, task i+1), its per-layer masks.
         tasks: 1-based ids of the test sets to score.
+        cfg: the strategy's inference settings (None: the defaults above).
 
     Returns:
         ``(accuracy, inference_accuracy)``: per task in ``tasks``, fractions of its test
@@ -113,6 +112,9 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
     stacks = [torch.stack([equal_scale(m[layer], model.keep_fraction) for m in task_masks])
               for layer in range(len(task_masks[0]))]
     test_masks = benchmark.class_masks("test")
+    settings = ((cfg.inference, cfg.inference_objective, cfg.inference_images) if cfg
+                else (InferenceMethod.one_shot, InferenceObjective.H, None))
+    zero_if_wrong = cfg is not None and cfg.wrong_inference == WrongInference.zero
     accuracy, inferred_right = [], []
     for task in tasks:
         x_all, y_all = benchmark.test_data(task)
@@ -121,14 +123,16 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
         for start in range(0, len(y_all), batch_size):
             x = benchmark.to_input(x_all[start : start + batch_size])
             y = y_all[start : start + batch_size]
-            guess = int(one_shot_inference(model, x, stacks))
+            guess = infer_task(model, x, stacks, *settings)
+            right += len(y) if guess == task - 1 else 0
+            if guess != task - 1 and zero_if_wrong:
+                continue
             model.use_masks(task_masks[guess])
             with torch.no_grad():
                 logits = model(x)
             if test_masks is not None:
                 logits = mask_logits(logits, test_masks[guess])
             correct += (logits.argmax(1) == y).sum()
-            right += len(y) if guess == task - 1 else 0
         n = max(len(y_all), 1)
         accuracy.append(float(correct) / n)
         inferred_right.append(float(right) / n)
@@ -170,7 +174,8 @@ class SupermaskStrategy(Strategy):
         learned = sorted(self.task_masks)
         acc, right = evaluate_task_inferred(model, ctx.benchmark,
                                             [self.task_masks[t] for t in learned],
-                                            range(1, ctx.task + 1), self.cfg.inference_batch_size)
+                                            range(1, ctx.task + 1), self.cfg.inference_batch_size,
+                                            self.cfg)
         pad = [math.nan] * (ctx.benchmark.num_tasks - ctx.task)
         self.inferred_rows.append(acc + pad)
         self.inference_rows.append(right + pad)

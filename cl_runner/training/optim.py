@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
-from cl_runner.training.schemas import OPTIMIZERS, AdamConfig, SGDConfig
+from cl_runner.training.schemas import OPTIMIZERS, AdamConfig, RMSpropConfig, SGDConfig
 
 
 @OPTIMIZERS.register("sgd", config=SGDConfig)
@@ -22,3 +22,11 @@ def build_adam(cfg: AdamConfig, params: Iterable[torch.nn.Parameter], task: int)
     """A fresh Adam optimizer for ``task`` (moment estimates restart at every task)."""
     return torch.optim.Adam(params, lr=cfg.lr_for_task(task), betas=tuple(cfg.betas),
                             eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop", config=RMSpropConfig)
+def build_rmsprop(cfg: RMSpropConfig, params: Iterable[torch.nn.Parameter],
+                  task: int) -> torch.optim.RMSprop:
+    """A fresh RMSprop optimizer for ``task`` (its running averages restart at every task)."""
+    return torch.optim.RMSprop(params, lr=cfg.lr_for_task(task), alpha=cfg.alpha, eps=cfg.eps,
+                               momentum=cfg.momentum, weight_decay=cfg.weight_decay)

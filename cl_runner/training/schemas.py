@@ -78,5 +78,40 @@ class AdamConfig:
         check_value("optimizer.gamma", self.gamma, gt=0, le=1)
 
 
+@dataclass
+class RMSpropConfig:
+    """``optimizer=rmsprop``: RMSprop (``torch.optim.RMSprop``) with the same per-task
+    learning-rate decay and restart. SupSup's MNIST experiments train the scores with it
+    (lr 1e-4; RAIVNLab/supsup, ``experiments/GNu/MNISTPerm``).
+
+    Attributes:
+        lr: learning rate of task 1.
+        alpha: smoothing constant of the squared-gradient average (torch's default 0.99).
+        eps: denominator term.
+        momentum: momentum (0: none).
+        weight_decay: L2 coefficient.
+        gamma: per-task decay factor; task t uses ``max(lr * gamma^(t-1), lr_min)``.
+        lr_min: floor of the decayed learning rate.
+    """
+
+    name: str = "rmsprop"
+    lr: float = 0.0001
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    gamma: float = 1.0
+    lr_min: float = 0.0
+
+    lr_for_task = SGDConfig.lr_for_task
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of any out-of-range value."""
+        check_value("optimizer.lr", self.lr, gt=0)
+        check_value("optimizer.alpha", self.alpha, gt=0, le=1)
+        check_value("optimizer.gamma", self.gamma, gt=0, le=1)
+
+
 OPTIMIZERS.declare("sgd", config=SGDConfig, module="cl_runner.training.optim")
+OPTIMIZERS.declare("rmsprop", config=RMSpropConfig, module="cl_runner.training.optim")
 OPTIMIZERS.declare("adam", config=AdamConfig, module="cl_runner.training.optim")
