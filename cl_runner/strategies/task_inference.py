@@ -11,7 +11,8 @@ understanding, written here from that reading):
   most the (lower) median of the candidates' gradients; repeat until one is left (about
   log2 K gradient steps; the authors' ``se_binary_*`` with ``log_base`` 2).
 - ``exhaustive``: run every candidate's mask alone and take the lowest F (K forward passes;
-  an oracle of what the masks can tell apart, for diagnosis; not a paper method).
+  an oracle of what the masks can tell apart, for diagnosis; not a paper method; for G the
+  value compared is the superfluous outputs' logsumexp, see :func:`objective_value`).
 
 Objectives, on all output neurons, superfluous ones included (``model.output_size``):
 
@@ -51,9 +52,12 @@ def superfluous_logsumexp(logits: torch.Tensor, real: int) -> torch.Tensor:
     return blocked.logsumexp(dim=1).mean()
 
 
-def objective_value(model: SupermaskNet, x: torch.Tensor,
-                    objective: InferenceObjective) -> torch.Tensor:
-    """F of the model's full outputs on ``x`` (its current mask state).
+def objective_value(model: SupermaskNet, x: torch.Tensor, objective: InferenceObjective,
+                    compare: bool = False) -> torch.Tensor:
+    """F of the model's full outputs on ``x`` (its current mask state). With ``compare``
+    (values of different masks compared, ``exhaustive``), G is the mean logsumexp of the
+    superfluous outputs alone: the value of G itself also counts the real logits, which are
+    largest under the fitting mask, while its gradient reads only the superfluous ones.
 
     Raises:
         ConfigError: objective G on a model without superfluous output neurons.
@@ -65,6 +69,8 @@ def objective_value(model: SupermaskNet, x: torch.Tensor,
     if model.real_outputs is None:
         raise ConfigError("strategy.inference_objective=G needs superfluous output neurons "
                           "(model.output_size larger than the number of classes)")
+    if compare:
+        return logits[:, model.real_outputs:].logsumexp(dim=1).mean()
     return superfluous_logsumexp(logits, model.real_outputs)
 
 
@@ -100,7 +106,7 @@ def infer_task(model: SupermaskNet, x: torch.Tensor, stacks: list[torch.Tensor],
         with torch.no_grad():
             for i in range(k):
                 model.use_masks([stack[i] for stack in stacks])
-                values.append(objective_value(model, x, objective))
+                values.append(objective_value(model, x, objective, compare=True))
         return int(torch.stack(values).argmin())
     alpha = torch.full((k,), 1.0 / k, device=x.device)
     if method == InferenceMethod.one_shot:
