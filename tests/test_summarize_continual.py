@@ -72,7 +72,18 @@ def test_curves_mean_and_std_over_seeds_and_the_metrics_table(sweep, tmp_path):
     assert table.loc[("mcsgd", "wc_acc"), "mean"] == pytest.approx(0.875)
     names = {p.name for p in summary.files}
     assert {"stability_gap_rotated_mnist.png", "stability_gap_rotated_mnist.pdf",
-            "continual_eval_rotated_mnist.png"} <= names
+            "continual_eval_rotated_mnist.png", "gap_profile_rotated_mnist.png"} <= names
+
+
+def test_gap_profile_against_hand_computed_drops(sweep):
+    from cl_runner.summarize.continual import PROFILE_BINS, run_gap_profile
+
+    frame = pd.read_csv(sweep / "naive_1" / "continual_eval.csv")
+    profile = run_gap_profile(frame)
+    # task 2, task 1 evaluated: 0.4 half-way (step 5 of 10), 0.6 at the end; at the switch 0.9
+    assert profile.loc[(10 + 0.5) / PROFILE_BINS] == pytest.approx(0.4 - 0.9)
+    assert profile.loc[(19 + 0.5) / PROFILE_BINS] == pytest.approx(0.6 - 0.9)
+    assert len(profile) == 2
 
 
 def test_runs_without_continual_evaluation_get_no_curves_and_no_columns(tmp_path):

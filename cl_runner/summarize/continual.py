@@ -52,6 +52,73 @@ def group_curves(group: Group) -> pd.DataFrame | None:
     return stats.reset_index().sort_values(["eval_task", "x"])
 
 
+#: bins of the fraction of a task in the gap profile
+PROFILE_BINS = 20
+
+
+def run_gap_profile(frame: pd.DataFrame) -> pd.Series:
+    """One run's stability-gap profile: for every task k >= 2 and earlier task i, the accuracy
+    on i during task k minus its accuracy at the end of task k-1 (fractions), averaged over
+    i and k per bin of the fraction of task k done (``PROFILE_BINS`` bins; the task-end point
+    is the last bin). Index: the bins' centres in [0, 1]."""
+    ends = frame[frame.point == "task_end"].set_index(["task", "eval_task"]).accuracy
+    steps = frame[frame.point == "task_end"].groupby("task").step.max()
+    later = frame[(frame.task >= 2) & (frame.eval_task < frame.task)].copy()
+    start = [ends.get((t - 1, i)) for t, i in zip(later.task, later.eval_task, strict=True)]
+    later["drop"] = later.accuracy.to_numpy() - pd.to_numeric(pd.Series(start)).to_numpy()
+    fraction = later.step / later.task.map(steps)
+    later["bin"] = ((fraction * PROFILE_BINS).clip(upper=PROFILE_BINS - 1e-9)).astype(int)
+    per_task = later.groupby(["task", "bin"]).drop.mean()  # mean over the earlier tasks i
+    profile = per_task.groupby("bin").mean()  # mean over the tasks k
+    profile.index = (profile.index + 0.5) / PROFILE_BINS
+    return profile
+
+
+def group_gap_profile(group: Group) -> pd.DataFrame | None:
+    """Mean and sample std over the group's seeds of :func:`run_gap_profile`: columns
+    ``x, mean, std, n``; None without continual evaluation."""
+    profiles = [run_gap_profile(pd.read_csv(Path(r.path) / CONTINUAL_EVAL))
+                for r in group.runs if (Path(r.path) / CONTINUAL_EVAL).is_file()]
+    if not profiles:
+        return None
+    table = pd.concat(profiles, axis=1)
+    return pd.DataFrame({"x": table.index, "mean": table.mean(axis=1).to_numpy(),
+                         "std": table.std(axis=1, ddof=1).to_numpy(),
+                         "n": table.notna().sum(axis=1).to_numpy()})
+
+
+@styled
+def gap_profile_figure(summary: Summary, bench: str, groups: list[Group]):
+    """The average stability gap: earlier tasks' accuracy while a new task is learned,
+    relative to the task switch (:func:`plot_continual`)."""
+    styles = GroupStyles(summary)
+    fig = figure(6.4, 3.4)
+    ax = fig.add_subplot()
+    handles, labels = [], []
+    for g in groups:
+        profile = group_gap_profile(g)
+        if profile is None:
+            continue
+        colour, linestyle, marker = styles(g)
+        line, = ax.plot(profile.x, 100 * profile["mean"], color=colour, linestyle=linestyle,
+                        marker=marker, markersize=3)
+        if profile.n.min() > 1:
+            ax.fill_between(profile.x, 100 * (profile["mean"] - profile["std"]),
+                            100 * (profile["mean"] + profile["std"]), color=colour,
+                            alpha=0.15, linewidth=0)
+        handles.append(line)
+        labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",))
+                      + f" (n={len(g.runs)})")
+    ax.axhline(0, color="0.4", linewidth=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of the new task's steps done")
+    ax.set_ylabel("change since the task switch (pp)")
+    ax.set_title(f"{bench}: earlier tasks during a new task")
+    ax.grid(True, axis="y")
+    legend_outside(fig, handles, labels, where="right")
+    return fig
+
+
 def _plot_task(ax, curves: pd.DataFrame, task: int, colour: str, linestyle: str):
     one = curves[curves.eval_task == task]
     line, = ax.plot(one.x, 100 * one["mean"], color=colour, linestyle=linestyle, linewidth=1.0)
@@ -128,8 +195,9 @@ def every_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd
 def plot_continual(summary: Summary, folder: Path) -> list[Path]:
     """Per benchmark whose runs have continual evaluation: ``stability_gap_<benchmark>``
     (task 1's accuracy through the run, one line per group, ± one sample std) and
-    ``continual_eval_<benchmark>`` (one panel per task). PNG and PDF; none without runs
-    with ``continual_eval.csv``."""
+    ``continual_eval_<benchmark>`` (one panel per task) and ``gap_profile_<benchmark>`` (the
+    earlier tasks' change since the task switch along a new task, mean over tasks). PNG and
+    PDF; none without runs with ``continual_eval.csv``."""
     written: list[Path] = []
     index = summary.group_keys.index("benchmark") if "benchmark" in summary.group_keys else None
     by_bench: dict[str, list[tuple[Group, pd.DataFrame]]] = {}
@@ -144,4 +212,6 @@ def plot_continual(summary: Summary, folder: Path) -> list[Path]:
                                folder / f"stability_gap_{slug(bench)}")
         written += save_figure(every_task_figure(summary, bench, curves, num_tasks),
                                folder / f"continual_eval_{slug(bench)}")
+        written += save_figure(gap_profile_figure(summary, bench, [g for g, _ in curves]),
+                               folder / f"gap_profile_{slug(bench)}")
     return written
