@@ -25,8 +25,10 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 def short_label(keys: list[str], values: tuple[str, ...], skip: tuple[str, ...] = ()) -> str:
     """A group's label for a plot: :func:`group_label` with each swept key shortened to its
     last component (``optimizer.lr=0.05`` -> ``lr=0.05``) unless two keys would then read
-    the same."""
-    kept = [(k, v) for k, v in zip(keys, values, strict=True) if k not in skip]
+    the same. A swept key whose value is ``-`` (null, or a key the group's strategy does not
+    have, e.g. ``continual_start`` of naive) is left out."""
+    kept = [(k, v) for k, v in zip(keys, values, strict=True)
+            if k not in skip and not (v == "-" and k not in BASE_GROUP_KEYS)]
     lasts = [k.rsplit(".", 1)[-1] for k, _ in kept]
     parts = [v if k in BASE_GROUP_KEYS
              else f"{last if lasts.count(last) == 1 else k}={v}"
