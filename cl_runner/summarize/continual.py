@@ -100,13 +100,7 @@ def gap_profile_figure(summary: Summary, bench: str, groups: list[Group]):
         if profile is None:
             continue
         colour, linestyle, marker = styles(g)
-        line, = ax.plot(profile.x, 100 * profile["mean"], color=colour, linestyle=linestyle,
-                        marker=marker, markersize=3)
-        if profile.n.min() > 1:
-            ax.fill_between(profile.x, 100 * (profile["mean"] - profile["std"]),
-                            100 * (profile["mean"] + profile["std"]), color=colour,
-                            alpha=0.15, linewidth=0)
-        handles.append(line)
+        handles.append(_mean_band(ax, profile, colour, linestyle, marker=marker, markersize=3))
         labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",))
                       + f" (n={len(g.runs)})")
     ax.axhline(0, color="0.4", linewidth=0.8)
@@ -119,14 +113,20 @@ def gap_profile_figure(summary: Summary, bench: str, groups: list[Group]):
     return fig
 
 
-def _plot_task(ax, curves: pd.DataFrame, task: int, colour: str, linestyle: str):
-    one = curves[curves.eval_task == task]
-    line, = ax.plot(one.x, 100 * one["mean"], color=colour, linestyle=linestyle, linewidth=1.0)
-    if one.n.min() > 1:
-        ax.fill_between(one.x, 100 * (one["mean"] - one["std"]),
-                        100 * (one["mean"] + one["std"]), color=colour, alpha=0.15,
+def _mean_band(ax, frame: pd.DataFrame, colour: str, linestyle: str, **line_kw):
+    """Plot ``frame``'s ``mean`` against ``x`` in percent, with a band of ± one ``std`` when
+    every point has 2+ seeds (column ``n``); returns the line."""
+    line, = ax.plot(frame.x, 100 * frame["mean"], color=colour, linestyle=linestyle, **line_kw)
+    if frame.n.min() > 1:
+        ax.fill_between(frame.x, 100 * (frame["mean"] - frame["std"]),
+                        100 * (frame["mean"] + frame["std"]), color=colour, alpha=0.15,
                         linewidth=0)
     return line
+
+
+def _plot_task(ax, curves: pd.DataFrame, task: int, colour: str, linestyle: str):
+    """Task ``task``'s curve of :func:`group_curves` output ``curves``."""
+    return _mean_band(ax, curves[curves.eval_task == task], colour, linestyle, linewidth=1.0)
 
 
 def _task_lines(ax, num_tasks: int) -> None:
