@@ -110,9 +110,12 @@ class MaskedLayer(nn.Module):
 
     def slot_mask(self, slot: int) -> torch.Tensor:
         """The mask of ``slot`` (float 0/1, straight-through to the scores): top-k of
-        |scores|, or ``scores >= 0`` with ``mask_rule=threshold``."""
+        |scores|, ``scores >= 0`` with ``mask_rule=threshold``, or top-k of the signed scores
+        with ``mask_rule=topk_signed``."""
         if self.mask_rule == MaskRule.threshold:
             return ThresholdMask.apply(self.scores[slot])
+        if self.mask_rule == MaskRule.topk_signed:
+            return topk_mask(self.scores[slot], self.keep_fraction)
         return topk_mask(self.scores[slot].abs(), self.keep_fraction)
 
     def mask(self) -> torch.Tensor:

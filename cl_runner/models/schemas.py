@@ -62,6 +62,7 @@ class MaskRule(str, enum.Enum):
 
     topk = "topk"  # the top keep_fraction of |scores| per layer
     threshold = "threshold"  # scores >= 0
+    topk_signed = "topk_signed"  # the top keep_fraction of the signed scores
 
 
 @dataclass
@@ -77,7 +78,9 @@ class SupermaskConfig:
         mask_rule: ``topk`` (default): a slot's mask keeps the top ``keep_fraction`` of
             |scores| per layer (edge-popup; SupSup's GG experiments); ``threshold``: it keeps
             the weights whose score is >= 0 (SupSup's GNu experiments, ``GetSubnetFast`` in
-            RAIVNLab/supsup ``models/module_util.py``); ``keep_fraction`` is then unused.
+            RAIVNLab/supsup ``models/module_util.py``); ``keep_fraction`` is then unused;
+            ``topk_signed``: the top ``keep_fraction`` of the signed scores (``GetSubnet`` in
+            the MNIST code of ImpressLearn's fork, dhrupadb/supsup ``mnist.py``).
     """
 
     is_supermask: ClassVar[bool] = True
