@@ -25,11 +25,13 @@ layer (``coefficients=layer``, default: B x L floats per task). c starts at 1/B
     random                   B random top-k masks (uniform scores from the run's generator),
                              untrained; every task learns coefficients
 
-Choices made here because the paper could not be read in this environment (no network): the
-exact form of the combination (superposition vs. top-k of the combination), the coefficient
-scope (per layer or per network), their initialization, and the homogeneous basis's joint
-training. Task inference without task labels is SupSup's one-shot inference over the tasks'
-combined masks (:mod:`cl_runner.strategies.supermask`).
+The first author's MNIST code (fork dhrupadb/supsup, branch dhrupad/dev, ``mnist.py`` and
+``mnist-basis-clean.py``; docs/papers.md, "ImpressLearn") uses the heterogeneous basis, the
+real-valued superposition, one coefficient vector per layer per task at 1/B and RMSprop lr 1e-3
+on the coefficients: ``+experiment=*_mnist_impresslearn_paper``. Ours: the ``topk`` combination,
+network-wide coefficients, the homogeneous basis's joint training, the random basis, and task
+inference without task labels, which is SupSup's inference (one-shot, Binary or exhaustive)
+over the tasks' combined masks (:mod:`cl_runner.strategies.supermask`); the fork has none.
 """
 
 from __future__ import annotations
