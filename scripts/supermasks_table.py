@@ -1,12 +1,15 @@
 """Markdown table of supermask runs (SupSup, ImpressLearn) for docs/results/supermasks.md.
 
     python scripts/supermasks_table.py outputs/supermasks/*_seed1
+    python scripts/supermasks_table.py --mean outputs/impresslearn_paper/*   # mean ± std per method
 
 One row per run folder: average accuracy and forgetting with the task given (accuracy_matrix.csv)
 and inferred (accuracy_matrix_task_inferred.csv), task-inference accuracy after the last task
 (accuracy_matrix_task_inference.csv), ImpressLearn's final accuracy on its basis tasks and on its
-coefficient tasks separately, the floats stored per task (summary.json's parameter_cost) and the
-wall time. Accuracies in %, forgetting as a fraction.
+coefficient tasks separately and on the three tasks right after the basis, the floats stored per
+task (summary.json's parameter_cost) and the wall time. Accuracies in %, forgetting as a
+fraction; ``-`` where a run has no such figure (no task inference). With ``--mean`` the runs of
+one benchmark and method (e.g. the seeds) make one row: mean ± std (n - 1).
 """
 
 from __future__ import annotations
@@ -21,46 +24,84 @@ import pandas as pd
 from cl_runner.results import metrics
 
 
-def row(folder: Path) -> dict[str, str]:
-    """One table row for a complete run folder."""
+def read_matrix(path: Path) -> np.ndarray | None:
+    """An accuracy matrix as an array, or None when the run did not write it (no task
+    inference)."""
+    return pd.read_csv(path, index_col=0).to_numpy() if path.exists() else None
+
+
+def row(folder: Path) -> dict[str, object]:
+    """One table row for a complete run folder: the labels (benchmark, method) and the numbers
+    (None where the run has no such figure)."""
     summary = json.loads((folder / "summary.json").read_text())
     given = pd.read_csv(folder / "accuracy_matrix.csv", index_col=0).to_numpy()
-    inferred = pd.read_csv(folder / "accuracy_matrix_task_inferred.csv", index_col=0).to_numpy()
-    inference = pd.read_csv(folder / "accuracy_matrix_task_inference.csv", index_col=0).to_numpy()
+    inferred = read_matrix(folder / "accuracy_matrix_task_inferred.csv")
+    inference = read_matrix(folder / "accuracy_matrix_task_inference.csv")
     strategy = summary["config"]["strategy"]
-    cost = summary["parameter_cost"]["task_floats"]
     method = strategy["name"]
-    basis_acc = coef_acc = "-"
+    basis_acc = coef_acc = next_acc = None
     if method == "impresslearn":
         b = strategy["basis_size"]
         method = f"impresslearn B={b}"
-        basis_acc = f"{100 * given[-1, :b].mean():.2f}"
-        coef_acc = f"{100 * given[-1, b:].mean():.2f}" if given.shape[1] > b else "-"
-    per_task = sorted(set(cost), reverse=True)
+        basis_acc = 100 * given[-1, :b].mean()
+        if given.shape[1] > b:
+            coef_acc = 100 * given[-1, b:].mean()
+            next_acc = 100 * given[-1, b:b + 3].mean()
+    cost = summary["parameter_cost"]["task_floats"]
     return {
         "benchmark": summary["benchmark"], "method": method,
-        "avg acc, task given (%)": f"{100 * metrics.average_accuracy(given):.2f}",
-        "forgetting, given": f"{metrics.forgetting(given):.3f}",
-        "avg acc, task inferred (%)": f"{100 * metrics.average_accuracy(inferred):.2f}",
-        "forgetting, inferred": f"{metrics.forgetting(inferred):.3f}",
-        "task inference acc (%)": f"{100 * np.nanmean(inference[-1]):.2f}",
+        "avg acc, task given (%)": 100 * metrics.average_accuracy(given),
+        "forgetting, given": metrics.forgetting(given),
+        "avg acc, task inferred (%)": (None if inferred is None
+                                       else 100 * metrics.average_accuracy(inferred)),
+        "task inference acc (%)": None if inference is None else 100 * np.nanmean(inference[-1]),
         "basis tasks acc (%)": basis_acc, "coefficient tasks acc (%)": coef_acc,
-        "floats per task": " / ".join(f"{c:,.0f}" for c in per_task),
-        "mean floats per task": f"{summary['task_cost_floats']:,.0f}",
-        "wall time (s)": f"{summary['wall_time_seconds']:.0f}",
+        "tasks B+1..B+3 acc (%)": next_acc,
+        "floats per task": " / ".join(f"{c:,.0f}" for c in sorted(set(cost), reverse=True)),
+        "mean floats per task": summary["task_cost_floats"],
+        "wall time (s)": summary["wall_time_seconds"],
     }
 
 
+def cell(column: str, values: list[object]) -> str:
+    """One table cell of ``column``: a label, ``-``, a number, or mean ± std over several
+    runs (3 decimals for forgetting, none for floats and seconds, 2 for percentages)."""
+    if isinstance(values[0], str):
+        return values[0]
+    numbers = [v for v in values if v is not None]
+    if not numbers:
+        return "-"
+    digits = 3 if "forgetting" in column else 0 if ("floats" in column or "(s)" in column) else 2
+    mean = float(np.mean(numbers))
+    if len(numbers) == 1:
+        return f"{mean:,.{digits}f}"
+    return f"{mean:,.{digits}f} ± {float(np.std(numbers, ddof=1)):,.{digits}f}"
+
+
 def main(argv: list[str]) -> int:
-    folders = [Path(p) for p in argv]
+    group = "--mean" in argv
+    folders = [Path(p) for p in argv if p != "--mean"]
     if not folders:
         print(__doc__)
         return 2
+    complete = [f for f in folders if (f / "summary.json").exists()
+                and json.loads((f / "summary.json").read_text()).get("status") == "complete"]
+    for f in sorted(set(folders) - set(complete)):
+        print(f"skipped (not a complete run): {f}", file=sys.stderr)
+    folders = complete
+    if not folders:
+        return 1
     rows = [row(f) for f in folders]
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for r in rows:
-        print("| " + " | ".join(r.values()) + " |")
+    groups: dict[tuple, list[dict]] = {}
+    for r, f in zip(rows, folders, strict=True):
+        key = (r["benchmark"], r["method"]) if group else (str(f),)
+        groups.setdefault(key, []).append(r)
+    header = (["runs"] if group else []) + list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for members in groups.values():
+        cells = [cell(k, [m[k] for m in members]) for k in rows[0]]
+        print("| " + " | ".join(([str(len(members))] if group else []) + cells) + " |")
     return 0
 
 
