@@ -28,8 +28,9 @@ layer (``coefficients=layer``, default: B x L floats per task). c starts at 1/B
 The first author's MNIST code (fork dhrupadb/supsup, branch dhrupad/dev, ``mnist.py`` and
 ``mnist-basis-clean.py``; docs/papers.md, "ImpressLearn") uses the heterogeneous basis, the
 real-valued superposition, one coefficient vector per layer per task at 1/B and RMSprop lr 1e-3
-on the coefficients: ``+experiment=*_mnist_impresslearn_paper``. Ours: the ``topk`` combination,
-network-wide coefficients, the homogeneous basis's joint training, the random basis, and task
+on the coefficients: ``+experiment=*_mnist_impresslearn_paper``. The paper's text also names
+homogeneous (one task, several seeds) and random bases. Ours: the ``topk`` combination,
+network-wide coefficients, the homogeneous basis's joint one-pass training, and task
 inference without task labels, which is SupSup's inference (one-shot, Binary or exhaustive)
 over the tasks' combined masks (:mod:`cl_runner.strategies.supermask`); the fork has none.
 """
