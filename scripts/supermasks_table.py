@@ -54,6 +54,7 @@ def row(folder: Path) -> dict[str, object]:
         "forgetting, given": metrics.forgetting(given),
         "avg acc, task inferred (%)": (None if inferred is None
                                        else 100 * metrics.average_accuracy(inferred)),
+        "forgetting, inferred": None if inferred is None else metrics.forgetting(inferred),
         "task inference acc (%)": None if inference is None else 100 * np.nanmean(inference[-1]),
         "basis tasks acc (%)": basis_acc, "coefficient tasks acc (%)": coef_acc,
         "tasks B+1..B+3 acc (%)": next_acc,
