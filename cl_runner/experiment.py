@@ -290,6 +290,7 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             benchmark, model, strategy, optimizer,
             batch_size=run.benchmark.batch_size, eval_batch_size=run.benchmark.eval_batch_size,
             epochs_per_task=run.benchmark.epochs_per_task, generator=generator,
+            max_steps_per_task=run.benchmark.max_steps_per_task,
             hooks=[ProgressHook(progress, done), *hooks, resume_hook, interrupt], start=start,
         )
     return result, strategy, model, benchmark, data_seconds, resume_hook, hooks

@@ -22,7 +22,7 @@ from cl_runner.results.checkpoints import INIT, load_state, read_index
 from cl_runner.results.run_folder import read_summary
 
 #: benchmark keys that set the training regime, not the tasks' data (may differ between runs)
-REGIME_KEYS = ("batch_size", "eval_batch_size", "epochs_per_task")
+REGIME_KEYS = ("batch_size", "eval_batch_size", "epochs_per_task", "max_steps_per_task")
 #: model keys that do not change the architecture (dropout has no weights; eval mode skips it)
 NON_ARCHITECTURE_KEYS = ("dropout",)
 

@@ -33,6 +33,10 @@ class BenchmarkConfig:
         batch_size: training minibatch size of the continual phase.
         eval_batch_size: batch size of the (gradient-free) evaluation passes.
         epochs_per_task: passes over each task's training data (the papers: 1).
+        max_steps_per_task: null (default): ``epochs_per_task`` whole passes. Otherwise each
+            task's training phase stops after this many optimizer steps, its last epoch cut
+            short (the SupSup authors' ``iter_lim``: 1000 batches of 128 within 3 epochs).
+            A cap: when the passes hold fewer steps, all of them run.
         validation_fraction: 0 (default): evaluate on the test sets. In (0, 1): hold out this
             share of each task's training examples (seeded) and evaluate on them instead, for
             hyperparameter search without the test sets (:mod:`cl_runner.data.validation`).
@@ -44,6 +48,7 @@ class BenchmarkConfig:
     batch_size: int = 10
     eval_batch_size: int = 1000
     epochs_per_task: int = 1
+    max_steps_per_task: int | None = None
     validation_fraction: float = 0.0
 
     def validate(self) -> None:
@@ -52,7 +57,8 @@ class BenchmarkConfig:
         data are loaded, and again by the benchmark's constructor."""
         check_at_least_one("benchmark", self, "num_tasks", "batch_size", "eval_batch_size",
                            "epochs_per_task")
-        check_at_least_one("benchmark", self, "train_samples_per_task", nullable=True)
+        check_at_least_one("benchmark", self, "train_samples_per_task", "max_steps_per_task",
+                           nullable=True)
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError(f"benchmark.validation_fraction must be in [0, 1), got "
                               f"{self.validation_fraction}")

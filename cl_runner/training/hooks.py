@@ -105,8 +105,10 @@ class PhaseRunner:
 
     def run(self, task: int, phase: str, epochs: int, steps_per_epoch: int,
             start_epoch: Callable[[], EpochState],
-            step: Callable[[EpochState, int], torch.Tensor]) -> None:
-        """Run ``epochs * steps_per_epoch`` steps of ``phase``.
+            step: Callable[[EpochState, int], torch.Tensor],
+            max_steps: int | None = None) -> int:
+        """Run ``epochs * steps_per_epoch`` steps of ``phase``, or the first ``max_steps``
+        of them (the last epoch cut short).
 
         Args:
             task: 1-based task id (for the hooks).
@@ -115,13 +117,22 @@ class PhaseRunner:
                 shuffled order) is passed to ``step``.
             step: ``step(epoch_state, i)`` does optimizer step ``i`` of the epoch (0-based)
                 and returns its scalar loss tensor (not synced).
+            max_steps: None: every step of every epoch; otherwise at most this many.
+
+        Returns:
+            The number of steps run.
         """
+        total = epochs * steps_per_epoch if max_steps is None else min(
+            max_steps, epochs * steps_per_epoch)
         for hook in self.hooks:
-            hook.before_phase(task, phase, epochs * steps_per_epoch)
+            hook.before_phase(task, phase, total)
         loss = None
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            steps = min(steps_per_epoch, total - epoch * steps_per_epoch)
+            if steps <= 0:
+                break
             state = start_epoch()
-            for i in range(steps_per_epoch):
+            for i in range(steps):
                 loss = step(state, i)
                 for hook in self._step_hooks:
                     hook.after_step()
@@ -129,6 +140,7 @@ class PhaseRunner:
             self._last.append((phase, loss.detach()))
         for hook in self.hooks:
             hook.after_phase(task, phase)
+        return total
 
     def pop_last_losses(self) -> list[tuple[str, float]]:
         """The last loss of every phase run since the previous call, ``(phase, value)``, in

@@ -99,6 +99,7 @@ def train_sequence(
     eval_batch_size: int,
     epochs_per_task: int,
     generator: torch.Generator,
+    max_steps_per_task: int | None = None,
     hooks: Sequence[RunnerHook] = (),
     start: SequenceResult | None = None,
 ) -> SequenceResult:
@@ -118,6 +119,9 @@ def train_sequence(
         batch_size: training minibatch size; a task's data are shuffled each epoch with
             ``generator`` and batches are index slices of that shuffle.
         eval_batch_size: batch size of the evaluation passes.
+        max_steps_per_task: None: ``epochs_per_task`` whole passes per task; otherwise the
+            continual phase of each task stops after at most this many optimizer steps (a
+            cap: fewer when the passes hold fewer; ``result.steps`` records the count).
         generator: CPU generator for the shuffles (and strategies' random choices).
         hooks: runner hooks (:class:`~cl_runner.training.hooks.RunnerHook`: files,
             checkpoints, probes, progress, interruption), called in list order.
@@ -169,8 +173,9 @@ def train_sequence(
                                batch_size, allowed if label_masks is None else label_masks)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
-        phases.run(task, "train", epochs_per_task, steps_per_epoch,
-                   lambda: shuffled(n, generator, device), step)  # noqa: B023 (called here)
+        steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
+                           lambda: shuffled(n, generator, device), step,  # noqa: B023
+                           max_steps=max_steps_per_task)
         strategy.after_task(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
@@ -178,7 +183,7 @@ def train_sequence(
         result.eval_seconds.append(time.perf_counter() - evaluated)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
-        result.steps.append(steps_per_epoch * epochs_per_task)
+        result.steps.append(steps)
         result.learning_rates.append(optimizer.param_groups[0]["lr"])
         result.task_seconds.append(time.perf_counter() - started)
         seen = accuracy[:task]
