@@ -57,11 +57,13 @@ def tracked_run(tmp_path, overrides, monkeypatch):
         built.update(benchmark=benchmark, model=model, strategy=strategy)
         return original_train(benchmark, model, strategy, *args, **kwargs)
 
-    def phase_run(self, task, phase, epochs, steps_per_epoch, start_epoch, step):
+    def phase_run(self, task, phase, epochs, steps_per_epoch, start_epoch, step,
+                  max_steps=None):
         def marked(state, i):
             with tracker.step():
                 return step(state, i)
-        return original_run(self, task, phase, epochs, steps_per_epoch, start_epoch, marked)
+        return original_run(self, task, phase, epochs, steps_per_epoch, start_epoch, marked,
+                            max_steps)
 
     monkeypatch.setattr(experiment, "train_sequence", train_sequence)
     monkeypatch.setattr(PhaseRunner, "run", phase_run)

@@ -191,6 +191,7 @@ def test_unofficial_cifar_files_name_each_checksum(cifar_root):
       "benchmark.train_samples_per_task=1001"], "1,000"),
     (["benchmark.angles=[0,90]", "benchmark.num_tasks=3"], "benchmark.angles has 2 entries"),
     (["benchmark.batch_size=0"], "benchmark.batch_size must be >= 1, got 0"),
+    (["benchmark.max_steps_per_task=0"], "benchmark.max_steps_per_task must be >= 1 or null"),
     (["optimizer.momentum=1.0"], r"optimizer.momentum must be in \[0, 1\), got 1.0"),
 ])
 def test_value_checks_run_before_any_file_is_read(tmp_path, overrides, expected):

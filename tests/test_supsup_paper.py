@@ -135,3 +135,49 @@ def test_standardized_inputs_permuted_first_task_and_rmsprop(mnist_root):
     optimizer = dispatch.optimizer_factory(run)(list(model.parameters()), 1)
     assert isinstance(optimizer, torch.optim.RMSprop) and optimizer.param_groups[0]["lr"] == 1e-4
     assert model.real_outputs == 10 and model.masked_layers()[-1].weight.shape == (500, 1024)
+
+
+@pytest.mark.parametrize(("max_steps", "expected"), [(None, 12), (10, 10), (4, 4), (50, 12)])
+def test_max_steps_cuts_the_last_epoch_short(max_steps, expected):
+    """3 epochs of 4 steps: a cap of 10 runs epochs 1-2 whole and 2 steps of epoch 3 (the
+    SupSup authors' iter_lim); a cap above the 12 steps the epochs hold runs them all."""
+    from cl_runner.training.hooks import PhaseRunner, RunnerHook
+
+    class Totals(RunnerHook):
+        def __init__(self):
+            self.totals = []
+
+        def before_phase(self, task, phase, total_steps):
+            self.totals.append(total_steps)
+
+    totals, epochs_started, steps = Totals(), [], []
+
+    def start_epoch():
+        epochs_started.append(len(epochs_started))
+        return epochs_started[-1]
+
+    def step(epoch, i):
+        steps.append((epoch, i))
+        return torch.tensor(0.0)
+
+    ran = PhaseRunner([totals]).run(1, "train", 3, 4, start_epoch, step, max_steps=max_steps)
+    assert ran == expected == len(steps) and totals.totals == [expected]
+    assert steps == [(e, i) for e in range(3) for i in range(4)][:expected]
+    assert len(epochs_started) == -(-expected // 4)  # no epoch is shuffled for nothing
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_rotated_paper_preset_runs_their_angles_and_step_cap(tmp_path, mnist_root):
+    """The Rotated preset: tasks 10 degrees apart (their data/rotatingmnist.py) and 1000
+    batches per task within 3 epochs (their iter_lim), here capped at 5 to stay small."""
+    base = ["+experiment=rotated_mnist_supsup_paper", "benchmark.num_tasks=2",
+            "benchmark.train_samples_per_task=500", "progress=false", f"data.root={mnist_root}"]
+    run = compose_run(base)
+    assert (run.benchmark.angle_step, run.benchmark.epochs_per_task,
+            run.benchmark.max_steps_per_task) == (10.0, 3, 1000)
+    paper = compose_run(["+experiment=permuted_mnist_supsup_paper"])
+    assert (paper.benchmark.epochs_per_task, paper.benchmark.max_steps_per_task) == (3, 1000)
+    summary = run_experiment(compose_run([*base, "benchmark.max_steps_per_task=5"]), tmp_path)
+    assert summary["steps"] == 2 * 5
+    angles = pd.read_csv(tmp_path / "angles.csv")
+    assert angles["angle_degrees"].tolist() == [0.0, 10.0]
