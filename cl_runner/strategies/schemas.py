@@ -240,6 +240,11 @@ class SupermaskStrategyConfig:
         inference_images: the objective reads the first N images of each batch (the
             authors' ``data_to_repeat``, 1 in their runs); null (default) = the whole batch.
         wrong_inference: ``classify`` (default) or ``zero`` (the paper's rule).
+        inference_shuffle: false (default): each test set is cut into inference batches in
+            its file order; true: in a fixed random order per test set (seeded by the task
+            id: the same batches at every task end and in every run), as the SupSup authors'
+            shuffled test loaders. Batches in file order group similar writers, which on
+            Rotated MNIST look like a neighbouring rotation (docs/results/supermasks.md).
     """
 
     needs_supermask_model: ClassVar[bool] = True
@@ -250,6 +255,7 @@ class SupermaskStrategyConfig:
     inference_objective: InferenceObjective = InferenceObjective.H
     inference_images: int | None = None
     wrong_inference: WrongInference = WrongInference.classify
+    inference_shuffle: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""

@@ -95,7 +95,9 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
     with ``cfg``'s ``inference``, ``inference_objective`` and ``inference_images``; default
     one-shot on H over the whole batch) and the batch is scored with that task's masks (and,
     on task-incremental benchmarks, that task's classes); with ``wrong_inference=zero`` a
-    wrongly inferred batch scores 0 (SupSup's rule). Candidates enter the superposition
+    wrongly inferred batch scores 0 (SupSup's rule). With ``inference_shuffle`` the batches
+    are cut from a random order of the test set, seeded by the task id (a generator of its
+    own: the training's random stream is untouched). Candidates enter the superposition
     through :func:`equal_scale`.
 
     Args:
@@ -115,14 +117,19 @@ def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
     settings = ((cfg.inference, cfg.inference_objective, cfg.inference_images) if cfg
                 else (InferenceMethod.one_shot, InferenceObjective.H, None))
     zero_if_wrong = cfg is not None and cfg.wrong_inference == WrongInference.zero
+    shuffle = cfg is not None and cfg.inference_shuffle
     accuracy, inferred_right = [], []
     for task in tasks:
         x_all, y_all = benchmark.test_data(task)
         correct = torch.zeros((), dtype=torch.long, device=y_all.device)
         right = torch.zeros((), dtype=torch.long, device=y_all.device)
+        order = (torch.randperm(len(y_all), generator=torch.Generator().manual_seed(task))
+                 .to(y_all.device) if shuffle else None)
         for start in range(0, len(y_all), batch_size):
-            x = benchmark.to_input(x_all[start : start + batch_size])
-            y = y_all[start : start + batch_size]
+            part = (slice(start, start + batch_size) if order is None
+                    else order[start : start + batch_size])
+            x = benchmark.to_input(x_all[part])
+            y = y_all[part]
             guess = infer_task(model, x, stacks, *settings)
             right += len(y) if guess == task - 1 else 0
             if guess != task - 1 and zero_if_wrong:
