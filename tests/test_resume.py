@@ -60,6 +60,25 @@ def test_every_strategy_resumes_byte_identical(tmp_path, request, monkeypatch, s
 
 
 @pytest.mark.usefixtures("mnist_small_test_set")
+@pytest.mark.parametrize("strategy", [["strategy=supsup"],
+                                      ["strategy=impresslearn", "strategy.basis_size=2"]])
+def test_supermask_run_resumes_after_its_network_grew(tmp_path, mnist_root, monkeypatch,
+                                                      strategy):
+    """A crash after task 3 of 4: the network then holds 3 score slots (SupSup) or 2 basis
+    slots and a coefficient tensor (ImpressLearn), while a resumed run builds it with one
+    slot; the resumed run must grow it back and end byte-identical to an uninterrupted one.
+    (A crash after task 1, as the test above, never needed that.)"""
+    overrides = [*strategy, "benchmark=permuted_mnist", "benchmark.num_tasks=4",
+                 "benchmark.train_samples_per_task=200", "benchmark.batch_size=50",
+                 "progress=false", "strategy.task_inference=true", f"data.root={mnist_root}"]
+    run_experiment(compose_run(overrides), tmp_path / "whole")
+    run_crashing_after_task(monkeypatch, compose_run(overrides), tmp_path / "split", task=3)
+    summary = run_experiment(compose_run(overrides), tmp_path / "split")
+    assert summary["status"] == "complete" and summary["resumed_after_task"] == 3
+    assert result_bytes(tmp_path / "split") == result_bytes(tmp_path / "whole")
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
 def test_resume_state_of_another_config_is_refused_naming_the_keys(tmp_path, mnist_root,
                                                                     monkeypatch):
     overrides = SHORT + [f"data.root={mnist_root}"]

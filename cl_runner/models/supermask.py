@@ -122,6 +122,22 @@ class SupermaskNet(nn.Module):
         """Number of score slots (the same in every layer)."""
         return len(self.masked_layers()[0].scores)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` after growing this network to the state's size: the
+        score slots and ImpressLearn coefficient tensors that the tasks of the saved run added
+        (a resumed run rebuilds the network with one slot). The added tensors are placeholders
+        (drawn from a throwaway generator: the global random stream is untouched) that the
+        load then overwrites."""
+        first = self.masked_layers()[0]
+        name = next(n for n, m in self.named_modules() if m is first)
+        slots = sum(1 for key in state_dict if key.startswith(f"{name}.scores."))
+        while self.num_slots() < slots:
+            self.add_slot(torch.Generator())
+        while (key := f"coefficients.{len(self.coefficients)}") in state_dict:
+            self.coefficients.append(nn.Parameter(
+                torch.zeros_like(state_dict[key], device=first.weight.device)))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def add_slot(self, generator: torch.Generator | None = None) -> int:
         """A new score slot in every layer (scores drawn with ``generator``); returns its index."""
         return [layer.add_slot(generator) for layer in self.masked_layers()][0]
