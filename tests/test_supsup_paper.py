@@ -181,3 +181,56 @@ def test_rotated_paper_preset_runs_their_angles_and_step_cap(tmp_path, mnist_roo
     assert summary["steps"] == 2 * 5
     angles = pd.read_csv(tmp_path / "angles.csv")
     assert angles["angle_degrees"].tolist() == [0.0, 10.0]
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_shuffled_inference_batches_cover_the_test_set_in_a_fixed_random_order(mnist_root,
+                                                                                monkeypatch):
+    """``strategy.inference_shuffle`` (the authors' shuffled test loaders): the batches are
+    not the file order's, together they hold every test image once, and they are the same at
+    every evaluation (seeded by the task id, not by the training's random stream)."""
+    from cl_runner.strategies.schemas import SupermaskStrategyConfig
+
+    run = compose_run(["strategy=supsup", "benchmark.num_tasks=2", f"data.root={mnist_root}"])
+    benchmark = dispatch.build_benchmark(run, torch.device("cpu"))
+    model = dispatch.build_model(run, benchmark, torch.device("cpu"))
+    seen: list[torch.Tensor] = []
+    real = supermask_mod.infer_task
+
+    def spy(model, x, stacks, *settings):
+        seen.append(x.clone())
+        return real(model, x, stacks, *settings)
+
+    monkeypatch.setattr(supermask_mod, "infer_task", spy)
+    masks = [model.slot_masks(0)]
+
+    def batches(shuffle: bool) -> list[torch.Tensor]:
+        seen.clear()
+        supermask_mod.evaluate_task_inferred(model, benchmark, masks, range(2, 3), 128,
+                                             SupermaskStrategyConfig(inference_shuffle=shuffle))
+        return list(seen)
+
+    in_file_order, shuffled, again = batches(False), batches(True), batches(True)
+    whole = benchmark.to_input(benchmark.test_data(2)[0]).flatten(1)
+    assert len(shuffled) == len(in_file_order) == -(-len(whole) // 128)
+    assert not torch.equal(shuffled[0], in_file_order[0])
+    assert all(torch.equal(a, b) for a, b in zip(shuffled, again, strict=True))
+    pixels = (torch.cat(shuffled).flatten(1) * 255).round().long()  # the uint8 values back
+    ref = (whole * 255).round().long()
+    assert torch.equal(pixels.sum(0), ref.sum(0))  # every image once: per-pixel totals ...
+    assert sorted(pixels.sum(1).tolist()) == sorted(ref.sum(1).tolist())  # ... and per image
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_shuffled_inference_batches_keep_images_and_labels_together(tmp_path, mnist_root):
+    """One task: inference cannot go wrong, so with the paper's scoring the task-inferred
+    accuracy must equal the task-given one also when the batches are shuffled (a label
+    misaligned with its image would drop it to about 10%)."""
+    run = compose_run(["+experiment=rotated_mnist_supsup_paper", "benchmark.num_tasks=1",
+                       "benchmark.train_samples_per_task=2000", "progress=false",
+                       f"data.root={mnist_root}"])
+    assert run.strategy.inference_shuffle
+    run_experiment(run, tmp_path)
+    given = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0).iloc[-1, 0]
+    inferred = pd.read_csv(tmp_path / "accuracy_matrix_task_inferred.csv", index_col=0)
+    assert inferred.iloc[-1, 0] == pytest.approx(given, abs=1e-9) and given > 0.8
