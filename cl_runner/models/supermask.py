@@ -127,7 +127,15 @@ class SupermaskNet(nn.Module):
         score slots and ImpressLearn coefficient tensors that the tasks of the saved run added
         (a resumed run rebuilds the network with one slot). The added tensors are placeholders
         (drawn from a throwaway generator: the global random stream is untouched) that the
-        load then overwrites."""
+        load then overwrites.
+
+        Returns:
+            torch's ``(missing_keys, unexpected_keys)``.
+
+        Raises:
+            RuntimeError: as ``nn.Module.load_state_dict`` (``strict``: keys or shapes differ
+                beyond the slots and coefficients grown here).
+        """
         first = self.masked_layers()[0]
         name = next(n for n, m in self.named_modules() if m is first)
         slots = sum(1 for key in state_dict if key.startswith(f"{name}.scores."))
