@@ -130,8 +130,9 @@ def restore(state: Mapping[str, Any], model: nn.Module, strategy: Strategy,
             generator: torch.Generator, hooks: Mapping[str, RunnerHook]) -> SequenceResult:
     """Put model, strategy, generators and hooks back to the end of task ``state["task"]``.
 
-    The strategy is restored first: a model whose structure grows with the tasks (supermask
-    slots) gets its shape back in its own ``load_state_dict``.
+    A model whose structure grows with the tasks (supermask score slots, ImpressLearn
+    coefficients) grows back to the state's size in its own ``load_state_dict``
+    (:meth:`~cl_runner.models.supermask.SupermaskNet.load_state_dict`).
 
     Returns:
         The rows of the finished tasks, to pass to ``train_sequence(start=...)``.
