@@ -42,6 +42,7 @@ from cl_runner.resume import (
 )
 from cl_runner.runner_hooks import CheckpointHook, ResultsHook, write_results
 from cl_runner.training.continual_eval import CONTINUAL_EVAL, ContinualEvalHook
+from cl_runner.training.evaluate import Evaluator
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import train_sequence
 from cl_runner.training.progress import ProgressHook, TrainingProgress
@@ -250,6 +251,10 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
     benchmark = dispatch.build_benchmark(run, device)
     summary["evaluated_on"] = ("validation" if run.benchmark.validation_fraction > 0
                                else "test")
+    # what the accuracy matrix measures: the benchmark's scenario, or task-incremental when the
+    # strategy is given the task id at test time (a task-given diagnostic, never the scenario's)
+    summary["scenario"] = getattr(benchmark.scenario, "value", benchmark.scenario)
+    summary["evaluation_scenario"] = Evaluator(benchmark, strategy, 1).scenario
     model = dispatch.build_model(run, benchmark, device)
     for name, frame in benchmark.artifacts().items():
         atomic_write_csv(out_dir / name, frame)
@@ -268,7 +273,7 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
         hooks.append(ContinualEvalHook(
             benchmark, model, run.eval.every_steps, run.eval.subset_size,
             run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL,
-            on_rows=built.continual_eval if built is not None else None))
+            on_rows=built.continual_eval if built is not None else None, strategy=strategy))
     stateful = named_hooks(hooks)
     resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
                              stateful)

@@ -32,11 +32,11 @@ from cl_runner.errors import ConfigError
 from cl_runner.results import metrics
 from cl_runner.results.continual_metrics import EvalRow
 from cl_runner.training.hooks import RunnerHook
+from cl_runner.training.result import SequenceResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from cl_runner.training.loop import SequenceResult
 
 #: the summary.json entries sent as final scalars (when present and finite)
 FINAL_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer",

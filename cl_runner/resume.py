@@ -35,7 +35,7 @@ from cl_runner.results.checkpoints import atomic_torch_save
 from cl_runner.results.run_folder import RESUME_FILE, comparable_config, differing_keys
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
-from cl_runner.training.loop import SequenceResult
+from cl_runner.training.result import SequenceResult
 
 #: format of the file; a file of another format is refused (start over with resume=false)
 FORMAT = 1

@@ -15,7 +15,7 @@ from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, extra_matrix_
 from cl_runner.results.writer import accuracy_matrix_frame, atomic_write_csv, metrics_frame
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
-from cl_runner.training.loop import SequenceResult
+from cl_runner.training.result import SequenceResult
 
 
 def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,

@@ -255,10 +255,10 @@ def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
             if ctx.task == 1:
                 self.x, self.y = ctx.train_x[:5], ctx.train_y[:5]
 
-        def train_batch(self, x, y):
-            if not hasattr(self, "x"):
-                return x, y
-            return torch.cat([x, self.x]), torch.cat([y, self.y])
+        def train_batch(self, batch):
+            if hasattr(self, "x"):
+                batch.x, batch.y = torch.cat([batch.x, self.x]), torch.cat([batch.y, self.y])
+            return batch
 
     bench = make(cifar_root, num_tasks=2)
     initial, snapshots, result = train_resnet_head_snapshots(bench, ReplayTask1(None))

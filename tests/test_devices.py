@@ -162,9 +162,11 @@ class IndexOnHost(Naive):
     def before_task(self, ctx):
         self.pool_x = ctx.train_x[:20].clone()
 
-    def train_batch(self, x, y):
+    def train_batch(self, batch):
         pick = torch.randperm(len(self.pool_x))[:2]  # host indices into a device tensor
-        return torch.cat([x, self.pool_x[pick]]), torch.cat([y, y[:2]])
+        batch.x = torch.cat([batch.x, self.pool_x[pick]])
+        batch.y = torch.cat([batch.y, batch.y[:2]])
+        return batch
 
 
 @pytest.mark.usefixtures("mnist_small_test_set")

@@ -18,10 +18,11 @@ from cl_runner.strategies.memory import ReservoirBuffer
 from cl_runner.strategies.multitask import Multitask, MultitaskConfig
 from cl_runner.strategies.naive import Naive
 from cl_runner.strategies.stable_sgd import StableSGD
+from cl_runner.training.batch import Batch
 from cl_runner.training.loop import train_sequence
 from tests.conftest import compose_run, train_resnet_head_snapshots
 
-HOOKS = ["before_task", "task_data", "train_batch", "penalty", "after_backward", "after_step",
+HOOKS = ["before_task", "task_data", "train_batch", "loss", "penalty", "after_backward", "after_step",
          "after_task"]
 
 
@@ -121,20 +122,24 @@ def context(task: int, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> TaskC
                        torch.Generator().manual_seed(seed))
 
 
+def xy(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch.x, batch.y
+
+
 def test_er_train_batch_returns_the_current_batch_plus_a_memory_batch():
     er = ER(ERConfig(memory_size=20))
     x = torch.arange(100, dtype=torch.uint8).view(-1, 1, 1, 1)
     y = torch.arange(100)
     er.before_task(context(1, x, y))
-    bx, by = er.train_batch(x[:10], y[:10])
+    bx, by = xy(er.train_batch(Batch(x[:10], y[:10])))
     assert torch.equal(by, y[:10])  # empty buffer: the current batch alone
-    bx, by = er.train_batch(x[10:20], y[10:20])
+    bx, by = xy(er.train_batch(Batch(x[10:20], y[10:20])))
     assert len(by) == 20 and torch.equal(by[:10], y[10:20])
     assert set(by[10:].tolist()) == set(range(10))  # replay: the 10 stored before this step
     assert torch.equal(bx[:, 0, 0, 0].long(), by)
-    er.train_batch(x[20:30], y[20:30])
+    er.train_batch(Batch(x[20:30], y[20:30]))
     er.before_task(context(2, x, y))
-    bx, by = er.train_batch(x[30:40], y[30:40])
+    bx, by = xy(er.train_batch(Batch(x[30:40], y[30:40])))
     mem = by[10:].tolist()
     assert len(mem) == 10 and len(set(mem)) == 10 and set(mem) <= set(range(30))
     stats = er.stats()
@@ -143,8 +148,8 @@ def test_er_train_batch_returns_the_current_batch_plus_a_memory_batch():
 
     er5 = ER(ERConfig(memory_size=20, replay_batch_size=5))
     er5.before_task(context(1, x, y))
-    er5.train_batch(x[:10], y[:10])
-    assert len(er5.train_batch(x[10:20], y[10:20])[1]) == 15
+    er5.train_batch(Batch(x[:10], y[:10]))
+    assert len(er5.train_batch(Batch(x[10:20], y[10:20])).y) == 15
 
 
 def test_er_config_and_validation():

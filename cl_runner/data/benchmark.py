@@ -28,6 +28,12 @@ class Benchmark(ABC):
     """
 
     host_attributes: ClassVar[tuple[str, ...]] = ()
+    #: the continual-learning scenario the tasks form (van de Ven, Tuytelaars & Tolias 2022):
+    #: ``"domain_incremental"`` (one output layer, the task changes the inputs: Rotated and
+    #: Permuted MNIST), ``"task_incremental"`` (task id given at test time, test-time class
+    #: masks) or ``"class_incremental"`` (new classes per task, no task id at test time);
+    #: benchmarks whose scenario is configurable set it in ``__init__`` (Split CIFAR-100).
+    scenario: str = "domain_incremental"
 
     name: str
     num_tasks: int

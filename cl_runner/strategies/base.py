@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from cl_runner.strategies.memory import EpisodicMemory, ReservoirBuffer
 from cl_runner.strategies.schemas import STRATEGIES  # noqa: F401  (re-exported)
 from cl_runner.training.hooks import StrategyHooks, TaskContext
 
@@ -34,9 +33,11 @@ class Strategy(StrategyHooks):
     strategy. By default the state is every instance attribute except ``cfg`` and those
     named in :attr:`transient_attributes` (references to the run's objects, caches), so a new
     attribute is saved without new code; values must be tensors, numbers, strings, enums,
-    None, episodic memories, or lists/tuples/dicts of those (anything else raises at the first
-    save, naming the attribute). A strategy whose state can be rebuilt more cheaply overrides
-    both methods (multitask).
+    None, objects with their own ``state_dict()`` and ``load_state_dict()`` (a teacher
+    network, an episodic memory, a buffer class: saved whole, with their tensors), or
+    lists/tuples/dicts of those (anything else raises at the first save, naming the
+    attribute). A strategy whose state can be rebuilt more cheaply overrides both methods
+    (multitask).
 
     Attributes:
         transient_attributes: attributes not saved: set again by the strategy's hooks before
@@ -125,20 +126,27 @@ def cost(model: nn.Module, task_floats: list[float], state_floats: float,
                           "label or task id 2); shared_floats: model parameters; " + definition}
 
 
-_SAVEABLE_LEAVES = (torch.Tensor, int, float, str, bool, type(None), enum.Enum, EpisodicMemory,
-                    ReservoirBuffer)
+_SAVEABLE_LEAVES = (torch.Tensor, int, float, str, bool, type(None), enum.Enum)
+
+
+def has_own_state(value: Any) -> bool:
+    """True when ``value`` carries its state itself: it has callable ``state_dict`` and
+    ``load_state_dict`` (``nn.Module``, an episodic memory, a buffer class)."""
+    return callable(getattr(value, "state_dict", None)) and callable(
+        getattr(value, "load_state_dict", None))
 
 
 def _check_saveable(value: Any, where: str) -> None:
-    """Raise ``TypeError`` unless ``value`` is made of :data:`_SAVEABLE_LEAVES` in lists, tuples
-    and dicts (what a resume state may hold: no modules, generators or functions)."""
+    """Raise ``TypeError`` unless ``value`` is made of :data:`_SAVEABLE_LEAVES` and objects
+    with their own state (:func:`has_own_state`) in lists, tuples and dicts (what a resume
+    state may hold: no generators, functions or plain objects)."""
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
             _check_saveable(item, f"{where}[{i}]")
     elif isinstance(value, dict):
         for k, item in value.items():
             _check_saveable(item, f"{where}[{k!r}]")
-    elif not isinstance(value, _SAVEABLE_LEAVES):
+    elif not isinstance(value, _SAVEABLE_LEAVES) and not has_own_state(value):
         raise TypeError(f"{where} holds a {type(value).__name__}, which a resume state cannot "
                         f"hold; list the attribute in transient_attributes (and set it again "
                         f"in a hook) or override state_dict/load_state_dict")

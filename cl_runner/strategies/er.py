@@ -27,6 +27,7 @@ from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import ReservoirBuffer
 from cl_runner.strategies.schemas import ERConfig
+from cl_runner.training.batch import Batch
 
 
 @STRATEGIES.register("er", config=ERConfig)
@@ -52,15 +53,19 @@ class ER(Strategy):
         self.buffer.generator = ctx.generator  # a resumed buffer comes without it
         self.task = ctx.task
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, batch: Batch) -> Batch:
+        """The stream batch followed by ``replay_batch_size`` examples drawn uniformly from the
+        buffer (drawn before the stream batch is added to it, by reservoir sampling)."""
+        x, y = batch.x, batch.y
         buffer = self.buffer
         k = self.cfg.replay_batch_size or len(y)
         replay = buffer.sample(k) if len(buffer) else None  # drawn before this batch is added
         buffer.add(x, y, self.task)
         if replay is None:
-            return x, y
+            return batch
         mem_x, mem_y, _ = replay
-        return torch.cat([x, mem_x]), torch.cat([y, mem_y])
+        batch.x, batch.y = torch.cat([x, mem_x]), torch.cat([y, mem_y])
+        return batch
 
     def stats(self) -> dict[str, Any]:
         if self.buffer is None or len(self.buffer) == 0:

@@ -47,6 +47,7 @@ from cl_runner.strategies.supermask import (
     SupermaskStrategy,
     supermask_net,
 )
+from cl_runner.training.batch import Batch
 
 #: scale of the fixed tie-breaking noise of ``combine=topk``
 TIEBREAK = 1e-6
@@ -107,11 +108,14 @@ class ImpressLearn(SupermaskStrategy):
         if self.cfg.coefficient_lr is not None:
             self.params = [{"params": [coef], "lr": self.cfg.coefficient_lr}]
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_batch(self, batch: Batch) -> Batch:
         """The homogeneous basis's task 1: the batch replicated once per basis mask."""
         if self.replicas == 1:
-            return x, y
-        return x.repeat(self.replicas, *([1] * (x.dim() - 1))), y.repeat(self.replicas)
+            return batch
+        x = batch.x
+        batch.x = x.repeat(self.replicas, *([1] * (x.dim() - 1)))
+        batch.y = batch.y.repeat(self.replicas)
+        return batch
 
     def after_task(self, ctx: TaskContext) -> None:
         net = supermask_net(ctx.model, self.cfg.name)

@@ -55,6 +55,14 @@ class EpisodicMemory:
     def __len__(self) -> int:
         return 0 if self.y is None else len(self.y)
 
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
+        """The stored examples (what a resume state keeps)."""
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        vars(self).update(state)
+
     def add_per_class(self, x: torch.Tensor, y: torch.Tensor, task: int, per_class: int,
                       generator: torch.Generator) -> None:
         """Add ``per_class`` random examples of every class present in ``y`` (fewer if a class
@@ -150,6 +158,16 @@ class ReservoirBuffer:
         state = dict(vars(self))
         state["generator"] = None
         return state
+
+    def state_dict(self) -> dict:
+        """The buffer's contents and counters, without the generator (:meth:`__getstate__`)."""
+        return self.__getstate__()
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned, keeping the attached generator."""
+        generator = self.generator
+        vars(self).update(state)
+        self.generator = generator if state.get("generator") is None else state["generator"]
 
     def uniform(self, k: int, device: torch.device) -> torch.Tensor:
         """``k`` float64 uniforms in [0, 1) on ``device``, taken from the pool."""

@@ -158,6 +158,10 @@ class SupermaskStrategy(Strategy):
 
     #: the current task's trainable parameters (the model's own): set in before_task
     transient_attributes = ("params",)
+    #: the accuracy matrix scores each task with its own mask: the task id is given at test
+    #: time (task-incremental) whatever the benchmark; the task-inferred matrix is the
+    #: scenario's own (``task_inference``)
+    task_given_evaluation = True
 
     def __init__(self, cfg: SupermaskStrategyConfig) -> None:
         super().__init__(cfg)

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,11 +27,9 @@ from torch import nn
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.results.continual_metrics import COLUMNS, EvalRow
 from cl_runner.results.writer import atomic_write_csv
-from cl_runner.training.evaluate import evaluate
-from cl_runner.training.hooks import RunnerHook, TaskContext
-
-if TYPE_CHECKING:
-    from cl_runner.training.loop import SequenceResult
+from cl_runner.training.evaluate import Evaluator
+from cl_runner.training.hooks import RunnerHook, StrategyHooks, TaskContext
+from cl_runner.training.result import SequenceResult
 
 #: the file the hook writes into the run folder
 CONTINUAL_EVAL = "continual_eval.csv"
@@ -55,6 +53,8 @@ class ContinualEvalHook(RunnerHook):
         seed: the run's seed (the subsets are drawn from ``seed + 7919``).
         path: the CSV file; None: keep the rows in memory only.
         on_rows: called with the new rows of every evaluation point (e.g. a logger), or None.
+        strategy: whose ``predict`` classifies the test batches (:class:`Evaluator`; its
+            ``eval_task`` is not called in the middle of training), or None.
 
     Cost per evaluation point: one forward pass over ``k * subset_size`` examples for k seen
     tasks, and one host sync.
@@ -65,7 +65,8 @@ class ContinualEvalHook(RunnerHook):
 
     def __init__(self, benchmark: Benchmark, model: nn.Module, every_steps: int,
                  subset_size: int, batch_size: int, seed: int, path: str | Path | None = None,
-                 on_rows: Callable[[list[EvalRow]], None] | None = None) -> None:
+                 on_rows: Callable[[list[EvalRow]], None] | None = None,
+                 strategy: StrategyHooks | None = None) -> None:
         if every_steps < 1 or subset_size < 1:
             raise ValueError(f"eval.every_steps and eval.subset_size must be at least 1, got "
                              f"{every_steps} and {subset_size}")
@@ -82,7 +83,7 @@ class ContinualEvalHook(RunnerHook):
         self.points = 0
         self._task = 0
         self._task_step = 0
-        self._masks = benchmark.class_masks("test")
+        self.evaluator = Evaluator(benchmark, strategy, batch_size, switch_tasks=False)
         gen = torch.Generator().manual_seed(seed + _SUBSET_SEED_OFFSET)
         self._subsets: list[tuple[torch.Tensor, torch.Tensor]] = []
         for t in range(1, benchmark.num_tasks + 1):
@@ -109,9 +110,7 @@ class ContinualEvalHook(RunnerHook):
         scores = []
         for t in range(1, self._task + 1):
             x, y = self._subsets[t - 1]
-            allowed = None if self._masks is None else self._masks[t - 1]
-            correct, loss = evaluate(self.model, x, y, self.benchmark.to_input,
-                                     self.batch_size, allowed)
+            correct, loss = self.evaluator.score(self.model, t, x, y)
             scores.append(torch.stack([correct.double() / max(len(y), 1),
                                        loss.double() / max(len(y), 1)]))
         values = torch.stack(scores).cpu().tolist()  # the one host sync of the point

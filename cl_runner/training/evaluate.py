@@ -1,8 +1,17 @@
-"""Gradient-free, batched evaluation of a model on the test sets of a benchmark."""
+"""The one evaluation (docs/design.md, principles 1 and 2): gradient-free, batched scoring of a
+model on test sets, used by the end-of-task accuracy matrix, continual evaluation and the
+strategies' own evaluations.
+
+The scenario decides what the evaluation may know: on a task-incremental benchmark (test-time
+class masks) each test set is scored over its task's classes and a strategy's ``predict``
+receives the task id; on the other scenarios no strategy receives a task id, except one that
+declares a task-given evaluation (``StrategyHooks.task_given_evaluation``: SupSup's per-task
+masks), whose matrix is then labelled task-incremental (:attr:`Evaluator.scenario`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +19,18 @@ from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.data.masking import mask_logits
+from cl_runner.training.hooks import StrategyHooks
+
+#: ``predict(inputs float (B, *input_shape)) -> scores float (B, C)``
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+TASK_INCREMENTAL = "task_incremental"
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch_size: int,
-             allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             allowed: torch.Tensor | None = None, predict: Predictor | None = None,
+             order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Correct predictions and summed cross-entropy of ``model`` on one data set, in eval mode.
 
     Args:
@@ -23,18 +39,25 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
         batch_size: examples per forward pass.
         allowed: bool ``(C,)`` task-incremental mask of the data set's task (prediction and
             loss range over the allowed classes only), or ``None`` (all classes).
+        predict: the class scores of a batch of model inputs, float ``(B, C)`` (a strategy's
+            ``predict``, e.g. iCaRL's nearest mean of exemplars); None: ``model(inputs)``.
+        order: int64 ``(N,)`` order in which the examples are cut into batches, or None
+            (their stored order). Only matters to a ``predict`` that looks at whole batches.
 
     Returns:
         ``(correct, loss_sum)``: 0-dim tensors on the model's device: the number of correct
-        predictions (int64) and the summed cross-entropy (nats, float32). No host sync here.
+        predictions (int64) and the summed cross-entropy of the scores (nats, float32). No
+        host sync here.
     """
     was_training = model.training
     model.eval()
+    forward = model if predict is None else predict
     correct = torch.zeros((), dtype=torch.long, device=y.device)
     loss_sum = torch.zeros((), dtype=torch.float32, device=y.device)
     for start in range(0, len(y), batch_size):
-        xb, yb = to_input(x[start : start + batch_size]), y[start : start + batch_size]
-        logits = model(xb)
+        part = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+        xb, yb = to_input(x[part]), y[part]
+        logits = forward(xb)
         if allowed is not None:
             logits = mask_logits(logits, allowed)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
@@ -43,31 +66,79 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
     return correct, loss_sum
 
 
-def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int,
-                   before_task: Callable[[int], None] | None = None
-                   ) -> tuple[list[float], list[float]]:
-    """Test accuracy and loss on every task of ``benchmark`` (trained or not).
-
-    Task t is scored with the test-time mask of task t when the benchmark has one
-    (``benchmark.class_masks("test")``; task-incremental), else over all classes.
+class Evaluator:
+    """Scores a model on test sets as the benchmark's scenario allows, with a strategy's
+    evaluation hooks: the one evaluation of the end-of-task matrix
+    (:meth:`tasks`) and continual evaluation (:meth:`score`).
 
     Args:
-        before_task: called as ``before_task(t)`` before task t is scored (a strategy's
-            ``eval_task``: e.g. switch the model to task t's supermask), or None.
+        benchmark: the task sequence (test-time class masks, ``to_input``).
+        strategy: whose ``eval_task`` and ``predict`` hooks apply (when overridden), or None.
+        batch_size: examples per forward pass.
+        switch_tasks: call the strategy's ``eval_task`` before each task is scored (where
+            allowed). False for evaluations in the middle of training (continual evaluation):
+            switching a supermask strategy to another task's mask there would change what is
+            being trained; such strategies are then scored with the mask being trained.
+
+    Attributes:
+        scenario: what the scores measure: ``"task_incremental"`` when the benchmark is, or
+            when the strategy is given the task id (a task-given diagnostic, see the module
+            docstring); else the benchmark's own scenario (``benchmark.scenario``).
+    """
+
+    def __init__(self, benchmark: Benchmark, strategy: StrategyHooks | None,
+                 batch_size: int, switch_tasks: bool = True) -> None:
+        self.benchmark = benchmark
+        self.batch_size = batch_size
+        self.masks = benchmark.class_masks("test")  # (T, C) bool or None
+        task_incremental = self.masks is not None
+        self.strategy = strategy
+        self._eval_task = (switch_tasks and strategy is not None
+                           and strategy.overrides("eval_task")
+                           and (task_incremental or strategy.task_given_evaluation))
+        self._predict = strategy is not None and strategy.overrides("predict")
+        self._task_incremental = task_incremental
+        own = getattr(benchmark.scenario, "value", benchmark.scenario)
+        self.scenario: str = TASK_INCREMENTAL if task_incremental or self._eval_task else own
+
+    def score(self, model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(correct, loss_sum)`` of ``model`` on examples ``x``, ``y`` of task ``task``
+        (1-based), as :func:`evaluate` returns them (no host sync)."""
+        if self._eval_task:
+            self.strategy.eval_task(model, task)
+        predict = None
+        if self._predict:
+            given = task if self._task_incremental else None
+            predict = lambda inputs: self.strategy.predict(model, inputs, given)  # noqa: E731
+        allowed = None if self.masks is None else self.masks[task - 1]
+        return evaluate(model, x, y, self.benchmark.to_input, self.batch_size, allowed, predict)
+
+    def tasks(self, model: nn.Module, tasks: Sequence[int] | None = None
+              ) -> tuple[list[float], list[float]]:
+        """Test accuracy and loss on the test sets of ``tasks`` (default: every task of the
+        benchmark, trained or not), task order as given.
+
+        Returns:
+            ``(accuracies, losses)``: lists of ``len(tasks)`` (fractions; nats per example).
+            One host sync for the whole pass.
+        """
+        tasks = range(1, self.benchmark.num_tasks + 1) if tasks is None else tasks
+        sizes = torch.tensor([len(self.benchmark.test_data(t)[1]) for t in tasks],
+                             dtype=torch.float64)
+        results = [self.score(model, t, *self.benchmark.test_data(t)) for t in tasks]
+        stacked = torch.stack([torch.stack([c.double(), s.double()]) for c, s in results]).cpu()
+        per_example = stacked / sizes.clamp(min=1).unsqueeze(1)  # (T, 2)
+        return per_example[:, 0].tolist(), per_example[:, 1].tolist()
+
+
+def evaluate_tasks(model: nn.Module, benchmark: Benchmark, batch_size: int,
+                   strategy: StrategyHooks | None = None) -> tuple[list[float], list[float]]:
+    """Test accuracy and loss on every task of ``benchmark`` (trained or not), with
+    ``strategy``'s evaluation hooks where the scenario allows them (:class:`Evaluator`).
 
     Returns:
         ``(accuracies, losses)``: lists of length T (fractions; nats), task 1 first.
         One host sync for the whole pass.
     """
-    tasks = range(1, benchmark.num_tasks + 1)
-    sizes = torch.tensor([len(benchmark.test_data(t)[1]) for t in tasks], dtype=torch.float64)
-    masks = benchmark.class_masks("test")
-    results = []
-    for t in tasks:
-        if before_task is not None:
-            before_task(t)
-        results.append(evaluate(model, *benchmark.test_data(t), benchmark.to_input, batch_size,
-                                None if masks is None else masks[t - 1]))
-    stacked = torch.stack([torch.stack([c.double(), s.double()]) for c, s in results]).cpu()
-    per_example = stacked / sizes.clamp(min=1).unsqueeze(1)  # (T, 2)
-    return per_example[:, 0].tolist(), per_example[:, 1].tolist()
+    return Evaluator(benchmark, strategy, batch_size).tasks(model)

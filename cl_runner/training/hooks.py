@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
-
-if TYPE_CHECKING:
-    from cl_runner.training.loop import SequenceResult
+from cl_runner.training.batch import Batch
+from cl_runner.training.result import SequenceResult
+from cl_runner.training.steps import classification_loss
 
 EpochState = TypeVar("EpochState")
 
@@ -188,10 +188,12 @@ class StrategyHooks:
     Hooks, in the order the loop calls them for task t:
         ``before_task(ctx)`` -> ``task_data(ctx)`` (the task's training set)
         -> optimizer over ``trainable_parameters(model)`` -> per step:
-        ``train_batch(x, y)`` -> loss = CE + ``penalty(model)`` -> backward
+        ``train_batch(batch)`` -> one forward pass ``output = model(batch.inputs)``
+        -> ``loss(batch, output, model)`` (+ ``penalty(model)``) -> backward
         -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
         -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``
-        (``eval_task(model, j)`` before scoring task j, when overridden).
+        (``eval_task(model, j)`` before scoring task j, when overridden; each test batch
+        classified by ``predict(model, inputs, task)``).
 
     The loop checks once which hooks are overridden and skips the others, so an unused hook
     costs nothing in the training step.
@@ -202,9 +204,16 @@ class StrategyHooks:
             benchmarks the loop then masks each example to the classes of the task owning
             its label, instead of the whole batch to the current task's classes. Declared by
             the strategy (default False).
+        task_given_evaluation: the strategy's ``eval_task`` needs the true task id at test
+            time (SupSup's and ImpressLearn's per-task masks). On a benchmark that is not
+            task-incremental the accuracy matrix it produces is then a task-given diagnostic,
+            labelled so in ``summary.json`` (``evaluation_scenario``); other strategies never
+            receive a task id at test time there (default False: ``eval_task`` is not called
+            and ``predict`` gets ``task=None``).
     """
 
     mixes_tasks: bool = False
+    task_given_evaluation: bool = False
 
     def before_task(self, ctx: TaskContext) -> None:
         """Called before the first training step of a task."""
@@ -218,12 +227,23 @@ class StrategyHooks:
         """
         return ctx.train_x, ctx.train_y
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the batch to train on (e.g. the current batch plus a replay batch).
+    def train_batch(self, batch: Batch) -> Batch:
+        """Return the batch to train on (e.g. the current batch plus a replay batch, with
+        stored logits). ``batch.x`` stored inputs ``(B, *input_shape)``, ``batch.y`` int64
+        ``(B,)``; ``allowed`` and ``inputs`` are set by the loop afterwards. May modify and
+        return ``batch`` itself. Default: unchanged."""
+        return batch
 
-        Args: x uint8 ``(B, *input_shape)``, y int64 ``(B,)``. Returns the same kinds of tensors.
+    def loss(self, batch: Batch, output: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        """The scalar training loss of ``batch`` from the model's output, float ``(B, C)``
+        logits of ``model(batch.inputs)`` (one forward pass per step, done by the loop).
+
+        Default: the mean cross-entropy over ``batch.allowed`` classes
+        (:func:`~cl_runner.training.steps.classification_loss`). A strategy with its own
+        objective (LwF's distillation, DER's logit matching, iCaRL's binary cross-entropy)
+        overrides this; ``penalty(model)`` is added by the loop after it either way.
         """
-        return x, y
+        return classification_loss(output, batch.y, batch.allowed)
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """The parameters the optimizer of the current task updates, asked once per task after
@@ -247,8 +267,23 @@ class StrategyHooks:
 
     def eval_task(self, model: nn.Module, task: int) -> None:
         """Called by the evaluation before it scores task ``task`` (1-based), including the
-        evaluation before any training; only when overridden (supermask strategies switch the
-        model to the task's mask here)."""
+        evaluation before any training; only when overridden, and on a benchmark that is not
+        task-incremental only when :attr:`task_given_evaluation` is declared (supermask
+        strategies switch the model to the task's mask here)."""
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor, task: int | None) -> torch.Tensor:
+        """Class scores of a test batch, float ``(B, C)``: the evaluation takes their argmax
+        (over the task's classes on task-incremental benchmarks) and their cross-entropy as
+        the test loss. Called in eval mode under ``torch.inference_mode``.
+
+        Args:
+            inputs: model inputs ``(B, *input_shape)``, float.
+            task: the 1-based task id of the batch on task-incremental benchmarks; None on
+                the other scenarios (the scenario forbids it).
+
+        Default: the model's output (logits). iCaRL overrides it with the nearest mean of
+        exemplars (``model.features``)."""
+        return model(inputs)
 
     def overrides(self, hook: str) -> bool:
         """True when this strategy's class overrides ``hook`` of :class:`StrategyHooks`."""

@@ -7,7 +7,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -15,45 +14,26 @@ from torch import nn
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.data.masking import masks_by_label
 from cl_runner.errors import TrainingDivergedError
-from cl_runner.training.evaluate import evaluate_tasks
+from cl_runner.training.batch import Batch
+from cl_runner.training.evaluate import Evaluator
 from cl_runner.training.hooks import PhaseRunner, RunnerHook, StrategyHooks, TaskContext
+from cl_runner.training.result import SequenceResult
 from cl_runner.training.steps import batch_slice, classification_loss, shuffled
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SequenceResult:
-    """What the loop measured. Rows are "after training task i", columns "on task j"
-    (both 1-based in files, 0-based here).
-
-    Attributes:
-        accuracy: ``accuracy[i][j]`` test accuracy (fraction) on task j+1 after task i+1.
-        loss: same layout, mean test cross-entropy (nats).
-        initial_accuracy: accuracy on every task before any training (length T).
-        initial_loss: the matching losses.
-        task_seconds: wall time of each task: training, strategy hooks and evaluation.
-        eval_seconds: wall time of each evaluation pass over all T test sets: the initial
-            one first, then one per task (each also counted in that task's ``task_seconds``).
-        steps: optimizer steps of the continual phase, per task.
-        learning_rates: learning rate of each task.
-    """
-
-    accuracy: list[list[float]] = field(default_factory=list)
-    loss: list[list[float]] = field(default_factory=list)
-    initial_accuracy: list[float] = field(default_factory=list)
-    initial_loss: list[float] = field(default_factory=list)
-    task_seconds: list[float] = field(default_factory=list)
-    eval_seconds: list[float] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    learning_rates: list[float] = field(default_factory=list)
-
-
 def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.optim.Optimizer,
-                    train_x: torch.Tensor, train_y: torch.Tensor,
+                    task: int, train_x: torch.Tensor, train_y: torch.Tensor,
                     to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
                     masks: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """The continual phase's step ``step(order, i) -> loss`` for one task.
+    """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
+
+    One step: a :class:`~cl_runner.training.batch.Batch` from an index slice ->
+    ``strategy.train_batch`` -> its class mask -> one forward pass -> ``strategy.loss``
+    (+ ``strategy.penalty``) -> zero_grad, backward -> ``strategy.after_backward`` ->
+    optimizer step -> ``strategy.after_step``. Hooks the strategy does not override are not
+    called (the default loss is inlined), so plain fine-tuning pays for none of them.
 
     Args:
         masks: None (no masking), the task's bool ``(C,)`` mask, or the per-label table
@@ -61,6 +41,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
             example's label) when the strategy mixes tasks.
     """
     use_batch = strategy.overrides("train_batch")
+    use_loss = strategy.overrides("loss")
     use_penalty = strategy.overrides("penalty")
     use_after_backward = strategy.overrides("after_backward")
     use_after_step = strategy.overrides("after_step")
@@ -69,10 +50,17 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     def step(order: torch.Tensor, i: int) -> torch.Tensor:
         # ---- hot path: keep syncs, logging and allocations out of here ----
         idx = batch_slice(order, i, batch_size)
-        x, y = train_x[idx], train_y[idx]
+        batch = Batch(train_x[idx], train_y[idx], task, len(idx))
         if use_batch:
-            x, y = strategy.train_batch(x, y)
-        loss = classification_loss(model(to_input(x)), y, masks[y] if by_label else masks)
+            batch = strategy.train_batch(batch)
+        if masks is not None:
+            batch.allowed = masks[batch.y] if by_label else masks
+        batch.inputs = to_input(batch.x)
+        output = model(batch.inputs)
+        if use_loss:
+            loss = strategy.loss(batch, output, model)
+        else:
+            loss = classification_loss(output, batch.y, batch.allowed)
         if use_penalty:
             extra = strategy.penalty(model)
             if extra is not None:
@@ -138,16 +126,13 @@ def train_sequence(
     """
     device = next(model.parameters()).device
     phases = PhaseRunner(hooks)
-    # supermask strategies select each task's mask before it is scored (checked once)
-    eval_hook = ((lambda t: strategy.eval_task(model, t)) if strategy.overrides("eval_task")
-                 else None)
+    evaluator = Evaluator(benchmark, strategy, eval_batch_size)
     if start is None:
         for hook in hooks:
             hook.before_run(model)
         result = SequenceResult()
         evaluated = time.perf_counter()
-        result.initial_accuracy, result.initial_loss = evaluate_tasks(
-            model, benchmark, eval_batch_size, eval_hook)
+        result.initial_accuracy, result.initial_loss = evaluator.tasks(model)
         result.eval_seconds.append(time.perf_counter() - evaluated)
     else:
         result = copy.deepcopy(start)
@@ -169,7 +154,7 @@ def train_sequence(
         # decided once per task: None (MNIST), this task's (C,) mask, or per-example by label
         allowed = None if train_masks is None else train_masks[task - 1]
 
-        step = _continual_step(model, strategy, optimizer, train_x, train_y, to_input,
+        step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
                                batch_size, allowed if label_masks is None else label_masks)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
@@ -179,7 +164,7 @@ def train_sequence(
         strategy.after_task(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
-        accuracy, losses = evaluate_tasks(model, benchmark, eval_batch_size, eval_hook)
+        accuracy, losses = evaluator.tasks(model)
         result.eval_seconds.append(time.perf_counter() - evaluated)
         result.accuracy.append(accuracy)
         result.loss.append(losses)

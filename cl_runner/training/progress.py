@@ -3,8 +3,6 @@ and the runner hook that feeds it (:class:`ProgressHook`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,9 +14,7 @@ from rich.progress import (
 )
 
 from cl_runner.training.hooks import RunnerHook
-
-if TYPE_CHECKING:
-    from cl_runner.training.loop import SequenceResult
+from cl_runner.training.result import SequenceResult
 
 #: how often (in steps) the progress bar is refreshed; keeps rich out of the hot path
 PROGRESS_EVERY = 100
