@@ -15,6 +15,10 @@ class MLP(nn.Module):
 
     Input: float tensor of shape ``(B, *input_shape)``; output: logits ``(B, num_classes)``.
     Architecture of Mirzadeh et al. 2020/2021 (784-256-256-10 on MNIST).
+
+    Feature extractor and head (iCaRL's nearest mean of exemplars): ``forward(x) ==
+    head(features(x))``; :meth:`features` gives the last hidden layer ``(B, hidden_sizes[-1])``
+    (after its ReLU and dropout), :attr:`head` is the output ``nn.Linear``.
     """
 
     def __init__(self, input_dim: int, hidden_sizes: list[int], num_classes: int, dropout: float = 0.0):
@@ -33,6 +37,15 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature extractor: every layer but the head, ``(B, D)`` float."""
+        return self.net[:-1](x)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The output layer (features -> logits)."""
+        return self.net[-1]
 
 
 @MODELS.register("mlp", config=MLPConfig)

@@ -70,6 +70,7 @@ class ResNet18Reduced(nn.Module):
     Input: float ``(B, C, 32, 32)`` (CIFAR: C = 3; any H, W multiple of 32 works, the pooled
     map is then flattened); output: logits ``(B, num_classes)``. No masking here: the
     task-incremental mask is applied by the caller (:mod:`cl_runner.data.masking`).
+    ``forward(x) == head(features(x))`` (:meth:`features`, :attr:`head`).
     """
 
     def __init__(self, in_channels: int, num_classes: int, nf: int = 20,
@@ -97,10 +98,19 @@ class ResNet18Reduced(nn.Module):
         self.linear = nn.Linear(c_in * pooled_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature extractor: the pooled, flattened last stage, ``(B, 8 nf * pooled)``."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.avg_pool2d(out, 4)
-        return self.linear(out.flatten(1))
+        return out.flatten(1)
+
+    @property
+    def head(self) -> nn.Linear:
+        """The output layer (features -> logits)."""
+        return self.linear
 
 
 @MODELS.register("resnet18_reduced", config=ResNet18ReducedConfig)
