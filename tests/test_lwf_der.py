@@ -95,8 +95,8 @@ def test_lwf_loss_is_cross_entropy_plus_alpha_times_the_soft_target_cross_entrop
               + e**-1.5 / z2 * (0 - math.log(2 + e**1.5)))
     assert term1 == pytest.approx(soft_ce([2, 0, -2], [0, 2, 0], 2.0))  # the helper agrees
     distill = (term1 + term2) / 2
-    assert loss.item() == pytest.approx(ce + 0.7 * distill, rel=1e-6)
-    assert float(loss - classification_loss(output, batch.y, None)) == pytest.approx(
+    assert loss.detach().item() == pytest.approx(ce + 0.7 * distill, rel=1e-6)
+    assert (loss - classification_loss(output, batch.y, None)).detach().item() == pytest.approx(
         0.7 * distill, rel=1e-5)
     assert lwf.stats() == {"teacher_task": 1}
 
@@ -106,7 +106,7 @@ def test_lwf_task_one_is_plain_cross_entropy():
     model = linear([[1.0], [0.0], [-1.0]], [2.0, 0.0, -2.0])
     lwf.before_task(ctx(1, model))
     batch, output, loss = step(lwf, model, [[0], [1]], [0, 2], task=1)
-    assert loss.item() == float(classification_loss(output, batch.y, None))
+    assert loss.detach().item() == classification_loss(output, batch.y, None).detach().item()
 
 
 def test_lwf_distills_each_old_task_head_with_its_own_softmax_on_task_incremental_masks():
@@ -127,7 +127,7 @@ def test_lwf_distills_each_old_task_head_with_its_own_softmax_on_task_incrementa
     ce = math.log(e**-9 + e**5) - (-9)  # label 4 among units 4, 5
     # head {0, 1}: p = (e, 1/e) / (e + 1/e), q = (1/2, 1/2): -sum p log q = log 2
     # head {2, 3}: p = (1, e^2) / (1 + e^2), q = (1/2, 1/2): log 2
-    assert loss.item() == pytest.approx(ce + 2 * math.log(2), rel=1e-6)
+    assert loss.detach().item() == pytest.approx(ce + 2 * math.log(2), rel=1e-6)
 
 
 def test_lwf_teacher_is_frozen_in_eval_mode_and_leaves_its_batchnorm_statistics_alone():
@@ -147,7 +147,7 @@ def test_lwf_teacher_is_frozen_in_eval_mode_and_leaves_its_batchnorm_statistics_
     batch.inputs = batch.x.float()
     output = model(batch.inputs).detach()
     first, second = lwf.loss(batch, output, model), lwf.loss(batch, output, model)
-    assert first.item() == second.item()
+    assert first.detach().item() == second.detach().item()
     assert torch.equal(lwf.teacher[1].running_mean, running)
     assert not lwf.teacher.training and model.training
     assert all(not p.requires_grad for p in lwf.teacher.parameters())
@@ -173,8 +173,8 @@ def test_lwf_teacher_survives_a_resume_state_round_trip():
     assert fresh.teacher_task == 1 and not fresh.teacher.training
     assert torch.equal(fresh.teacher.weight, teacher.weight)
     batch, output, resumed = step(fresh, student, [[0], [1]], [0, 2], task=2)
-    assert resumed.item() == loss.item()
-    assert resumed.item() > float(classification_loss(output, batch.y, None)) + 0.1
+    assert resumed.detach().item() == loss.detach().item()
+    assert resumed.detach().item() > classification_loss(output, batch.y, None).detach().item() + 0.1
 
 
 # ---------------------------------------------------------------- DER / DER++
@@ -210,7 +210,7 @@ def test_der_loss_equals_the_hand_computed_value(plus):
     expected = math.log(1 + math.exp(-1.5)) + alpha * 9.5 / 4
     if plus:
         expected += beta * (math.log(1 + math.exp(3.5)) + math.log(1 + math.exp(0.5))) / 2
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert loss.detach().item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_der_stores_the_logits_of_insertion_and_replays_them_unchanged():
