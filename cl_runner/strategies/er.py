@@ -25,7 +25,7 @@ from torch import nn
 
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
-from cl_runner.strategies.memory import ReservoirBuffer
+from cl_runner.strategies.memory import ReservoirBuffer, reservoir_floats, reservoir_stats
 from cl_runner.strategies.schemas import ERConfig
 from cl_runner.training.batch import Batch
 
@@ -68,20 +68,13 @@ class ER(Strategy):
         return batch
 
     def stats(self) -> dict[str, Any]:
-        if self.buffer is None or len(self.buffer) == 0:
-            return {"memory_size": 0, "examples_seen": 0, "memory_per_task": {}}
-        tasks = self.buffer.task[: len(self.buffer)].cpu()
-        ids, counts = torch.unique(tasks, return_counts=True)
-        return {"memory_size": len(self.buffer), "examples_seen": self.buffer.seen,
-                "memory_per_task": {str(int(t)): int(c) for t, c in zip(ids, counts, strict=True)}}
+        return reservoir_stats(self.buffer)
 
     def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
         """Task k: the buffer's examples of task k held at the end (input as stored, label,
         task id; the buffer holds ``memory_size`` examples in all, whatever the number of
         tasks)."""
-        per_task = ([0.0] * num_tasks if self.buffer is None
-                    else self.buffer.floats_by_task(num_tasks))
-        return cost(model, per_task, 0.0,
+        return cost(model, reservoir_floats(self.buffer, num_tasks), 0.0,
                     "task_floats: the reservoir buffer's examples of task k held at the end "
                     "(input, label, task id; memory_size examples in all, shared by the "
                     "tasks); state_floats: none")

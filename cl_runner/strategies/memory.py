@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -27,13 +29,15 @@ def stored_floats(*tensors: torch.Tensor | None) -> float:
 
 
 def floats_by_task(x: torch.Tensor | None, y: torch.Tensor | None, task: torch.Tensor | None,
-                   num_tasks: int) -> list[float]:
+                   num_tasks: int, logits: torch.Tensor | None = None) -> list[float]:
     """Per task k = 1..``num_tasks``: the float32 equivalents (:func:`stored_floats`) of the
-    stored examples of task k, input ``x (M, ...)``, label ``y (M,)`` and task id ``task (M,)``
-    of each. Zeros when nothing is stored. One host sync (the counts)."""
+    stored examples of task k, input ``x (M, ...)``, label ``y (M,)``, task id ``task (M,)``
+    and, when given, stored logits ``logits (M, C)`` of each. Zeros when nothing is stored.
+    One host sync (the counts)."""
     if y is None or len(y) == 0:
         return [0.0] * num_tasks
-    per_example = stored_floats(x[:1], y[:1], task[:1])
+    per_example = stored_floats(x[:1], y[:1], task[:1],
+                                None if logits is None else logits[:1])
     counts = torch.bincount(task.cpu(), minlength=num_tasks + 1)[1 : num_tasks + 1]
     return [per_example * int(c) for c in counts]
 
@@ -123,7 +127,8 @@ class ReservoirBuffer:
     when ``j < capacity``. ``add`` applies this to a whole batch with tensor ops: the draws of
     the items are independent of each other, so they are made at once; when several items of
     one batch land in the same slot, the last of them (in stream order) wins, which is what the
-    one-by-one algorithm leaves. No host sync: the buffer has one extra "dump" row
+    one-by-one algorithm leaves. Optional stored logits (DER, Buzzega et al. 2020) are written
+    to the same slots as their examples. No host sync: the buffer has one extra "dump" row
     (index ``capacity``) that receives the items that are not kept, and random numbers come
     from a pool drawn from ``generator`` (CPU, the run's) and moved to the device in blocks.
 
@@ -131,6 +136,8 @@ class ReservoirBuffer:
         x: ``(capacity + 1, *input_shape)`` storage, uint8 like the benchmark's data, on the
             device of the first batch added (row ``capacity`` is scratch; read ``x[:len(self)]``).
         y: int64 labels, same layout. task: int64 1-based task ids, same layout.
+        logits: float ``(capacity + 1, C)`` logits stored with each example (same layout), or
+            None when the examples were added without logits.
         seen: number of examples offered to the buffer so far.
     """
 
@@ -146,6 +153,7 @@ class ReservoirBuffer:
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.task: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
         self._pool: torch.Tensor | None = None
         self._pool_pos = 0
 
@@ -179,9 +187,15 @@ class ReservoirBuffer:
         self._pool_pos += k
         return out
 
-    def add(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, y: torch.Tensor, task: int | torch.Tensor,
+            logits: torch.Tensor | None = None) -> None:
         """Offer a batch ``x (B, ...)``, ``y (B,)`` of ``task`` (an int, or int64 ``(B,)``)
-        to the buffer, in order."""
+        to the buffer, in order; with ``logits`` float ``(B, C)`` (detached), stored in the
+        same slots. A buffer takes logits with every batch or with none.
+
+        Raises:
+            ValueError: logits given to a buffer filled without them, or the reverse.
+        """
         b, cap, device = len(y), self.capacity, y.device
         if b == 0:
             return
@@ -189,6 +203,11 @@ class ReservoirBuffer:
             self.x = torch.zeros((cap + 1, *x.shape[1:]), dtype=x.dtype, device=device)
             self.y = torch.zeros(cap + 1, dtype=y.dtype, device=device)
             self.task = torch.zeros(cap + 1, dtype=torch.int64, device=device)
+            if logits is not None:
+                self.logits = torch.zeros((cap + 1, *logits.shape[1:]), dtype=logits.dtype,
+                                          device=device)
+        if (logits is None) != (self.logits is None):
+            raise ValueError("a ReservoirBuffer takes logits with every batch or with none")
         pos = torch.arange(self.seen, self.seen + b, device=device)  # stream positions
         draw = (self.uniform(b, device) * (pos + 1)).long()  # uniform in {0..i}
         slot = torch.where(pos < cap, pos, draw).clamp_(max=cap)  # cap = not kept
@@ -200,6 +219,8 @@ class ReservoirBuffer:
         self.y.index_copy_(0, target, y)
         tasks = task if isinstance(task, torch.Tensor) else torch.full_like(y, task)
         self.task.index_copy_(0, target, tasks.to(torch.int64))
+        if logits is not None:
+            self.logits.index_copy_(0, target, logits.to(self.logits.dtype))
         self.seen += b
 
     def floats_by_task(self, num_tasks: int) -> list[float]:
@@ -208,11 +229,12 @@ class ReservoirBuffer:
         n = len(self)
         if self.y is None or n == 0:
             return [0.0] * num_tasks
-        return floats_by_task(self.x[:n], self.y[:n], self.task[:n], num_tasks)
+        return floats_by_task(self.x[:n], self.y[:n], self.task[:n], num_tasks,
+                              None if self.logits is None else self.logits[:n])
 
-    def sample(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``k`` distinct random stored examples (all of them, in random order, when the buffer
-        holds ``<= k``): ``(x, y, task)``, new tensors.
+    def sample_index(self, k: int) -> torch.Tensor:
+        """Slots of ``k`` distinct random stored examples (all of them, in random order, when
+        the buffer holds ``<= k``): int64 ``(min(k, len(self)),)`` on the buffer's device.
 
         Raises:
             ValueError: the buffer is empty.
@@ -220,5 +242,30 @@ class ReservoirBuffer:
         n = len(self)
         if self.x is None or n == 0:
             raise ValueError("sample() on an empty ReservoirBuffer")
-        idx = torch.argsort(self.uniform(n, self.y.device))[: min(k, n)]
+        return torch.argsort(self.uniform(n, self.y.device))[: min(k, n)]
+
+    def sample(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``k`` distinct random stored examples (:meth:`sample_index`): ``(x, y, task)``,
+        new tensors.
+
+        Raises:
+            ValueError: the buffer is empty.
+        """
+        idx = self.sample_index(k)
         return self.x[idx], self.y[idx], self.task[idx]
+
+
+def reservoir_stats(buffer: ReservoirBuffer | None) -> dict[str, Any]:
+    """A replay strategy's ``stats()`` figures of its buffer: ``memory_size`` (examples held),
+    ``examples_seen`` (offered so far), ``memory_per_task`` (task id as a string -> examples
+    held). One host sync."""
+    if buffer is None or len(buffer) == 0:
+        return {"memory_size": 0, "examples_seen": 0, "memory_per_task": {}}
+    ids, counts = torch.unique(buffer.task[: len(buffer)].cpu(), return_counts=True)
+    return {"memory_size": len(buffer), "examples_seen": buffer.seen,
+            "memory_per_task": {str(int(t)): int(c) for t, c in zip(ids, counts, strict=True)}}
+
+
+def reservoir_floats(buffer: ReservoirBuffer | None, num_tasks: int) -> list[float]:
+    """Float32 equivalents held per task by ``buffer`` (zeros when there is none yet)."""
+    return [0.0] * num_tasks if buffer is None else buffer.floats_by_task(num_tasks)

@@ -52,6 +52,80 @@ class ERConfig:
 
 
 @dataclass
+class LwFConfig:
+    """``strategy=lwf`` (module docstring of ``cl_runner/strategies/lwf.py``).
+
+    Attributes:
+        alpha: lambda_o, the weight of the distillation term (Li & Hoiem 2017, Sec. 3: "the
+            loss balance weight lambda_o is set to 1 for most experiments"; Mammoth's
+            best Seq-MNIST LwF: alpha 1).
+        temperature: T of the softened probabilities of teacher and student (Li & Hoiem,
+            Sec. 3: T = 2, following Hinton et al.'s distillation).
+    """
+
+    name: str = "lwf"
+    alpha: float = 1.0
+    temperature: float = 2.0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        if not self.alpha >= 0:
+            raise ConfigError(f"strategy.alpha must be >= 0, got {self.alpha}")
+        if not self.temperature > 0:
+            raise ConfigError(f"strategy.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class DERConfig:
+    """``strategy=der`` (module docstring of ``cl_runner/strategies/der.py``). Defaults: the
+    DER paper's best values for Rotated MNIST with a 200-example buffer (Buzzega et al. 2020,
+    appendix table of best hyperparameters, as transcribed in the authors' Mammoth
+    ``utils/best_args.py``: DER alpha 1.0).
+
+    Attributes:
+        memory_size: total reservoir buffer size (examples with their logits).
+        alpha: weight of the logit-matching term alpha * MSE(h(x'), z').
+        replay_batch_size: buffer examples per step (per buffer batch); ``None`` (default) =
+            the current batch's size (``benchmark.batch_size``), as the paper's runs
+            (minibatch_size = batch_size).
+    """
+
+    name: str = "der"
+    memory_size: int = 200
+    alpha: float = 1.0
+    replay_batch_size: int | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        if self.memory_size < 1:
+            raise ConfigError(f"strategy.memory_size must be >= 1, got {self.memory_size}")
+        if self.replay_batch_size is not None and self.replay_batch_size < 1:
+            raise ConfigError(f"strategy.replay_batch_size must be >= 1 or null, "
+                              f"got {self.replay_batch_size}")
+        if not self.alpha >= 0:
+            raise ConfigError(f"strategy.alpha must be >= 0, got {self.alpha}")
+
+
+@dataclass
+class DERPPConfig(DERConfig):
+    """``strategy=derpp``: DER plus beta * cross-entropy on a second buffer batch. Defaults: the
+    paper's best Rotated MNIST values with a 200-example buffer (same source as
+    :class:`DERConfig`: DER++ alpha 1.0, beta 0.5).
+
+    Attributes:
+        beta: weight of the cross-entropy on the second, independently drawn buffer batch.
+    """
+
+    name: str = "derpp"
+    beta: float = 0.5
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.beta >= 0:
+            raise ConfigError(f"strategy.beta must be >= 0, got {self.beta}")
+
+
+@dataclass
 class AGEMConfig:
     """``strategy=agem``.
 
@@ -330,6 +404,9 @@ class ImpressLearnConfig(SupermaskStrategyConfig):
 STRATEGIES.declare("naive", config=NaiveConfig, module="cl_runner.strategies.naive")
 STRATEGIES.declare("stable_sgd", config=StableSGDConfig, module="cl_runner.strategies.stable_sgd")
 STRATEGIES.declare("er", config=ERConfig, module="cl_runner.strategies.er")
+STRATEGIES.declare("lwf", config=LwFConfig, module="cl_runner.strategies.lwf")
+STRATEGIES.declare("der", config=DERConfig, module="cl_runner.strategies.der")
+STRATEGIES.declare("derpp", config=DERPPConfig, module="cl_runner.strategies.der")
 STRATEGIES.declare("agem", config=AGEMConfig, module="cl_runner.strategies.agem")
 STRATEGIES.declare("ewc", config=EWCConfig, module="cl_runner.strategies.ewc")
 STRATEGIES.declare("mcsgd", config=MCSGDConfig, module="cl_runner.strategies.mcsgd")
