@@ -127,3 +127,52 @@ def test_every_schema_field_has_a_default():
                 assert (f.default is not dataclasses.MISSING
                         or f.default_factory is not dataclasses.MISSING), (
                     f"{registry.kind} {entry.name}: {f.name} has no default")
+
+
+# ---------------------------------------------------------------- every range check in validate()
+
+#: one out-of-range value per strategy whose checks lived in its ``__init__`` (run after
+#: ``summary.json`` said running and the data were loaded), and the message it gets
+BAD_VALUES = [
+    (["strategy=ewc", "strategy.ewc_lambda=-1"], "strategy.ewc_lambda must be >= 0, got -1"),
+    (["strategy=ewc", "strategy.gamma_ewc=1.5"], r"strategy.gamma_ewc must be in \[0, 1\]"),
+    (["strategy=er", "strategy.memory_size=0"], "strategy.memory_size must be >= 1, got 0"),
+    (["strategy=agem", "strategy.memory_batch_size=0"], "strategy.memory_batch_size must be >= 1"),
+    (["strategy=mcsgd", "strategy.lmc_lr=0"], "strategy.lmc_lr must be > 0, got 0"),
+    (["strategy=mcsgd", "strategy.lmc_full_batch=true"], "needs strategy.line_gradient=authors"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), BAD_VALUES, ids=[o[1] for o, _ in BAD_VALUES])
+def test_a_bad_strategy_value_is_refused_before_the_run_folder_is_touched(
+        tmp_path, overrides, expected):
+    """Through the Python API, as ``cl-run`` runs a job: the value is refused while the config
+    is resolved, so no data are read (the data root does not exist), the run never starts
+    (no ``summary.json`` saying running, no matrix, no table, no resume state) and the only
+    file the folder may hold is the job's failure record."""
+    from cl_runner import run as api_run
+    from cl_runner.errors import ConfigError
+
+    root, out = tmp_path / "no_such_root", tmp_path / "run"
+    with pytest.raises(ConfigError, match=expected):
+        api_run([*overrides, f"data.root={root}", "progress=false"], out_dir=out)
+    assert not root.exists()
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else []
+    assert set(left) <= {"summary.json", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",
+                         ".hydra/overrides.yaml"}, left
+    if "summary.json" in left:  # the failure record (cl_runner.job): never a started run
+        summary = yaml.safe_load((out / "summary.json").read_text())
+        assert summary["status"] == "failed" and "pid" not in summary and "config" not in summary
+
+
+@pytest.mark.parametrize(("overrides", "expected"), BAD_VALUES, ids=[o[1] for o, _ in BAD_VALUES])
+def test_a_bad_strategy_value_fails_in_its_schema_validate(overrides, expected):
+    """The check is the schema's (``dispatch.resolve`` calls it before any folder exists)."""
+    from cl_runner.errors import ConfigError
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(overrides)
+    schema = REGISTRY["strategy"].get(cfg.strategy.name).config
+    strategy = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg.strategy))
+    with pytest.raises(ConfigError, match=expected):
+        strategy.validate()

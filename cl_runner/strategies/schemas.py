@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cl_runner.checks import check_at_least_one, check_value
 from cl_runner.errors import ConfigError
 from cl_runner.registry import Registry
 
@@ -50,6 +51,11 @@ class ERConfig:
     memory_size: int = 200
     replay_batch_size: int | None = None
 
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        check_at_least_one("strategy", self, "memory_size")
+        check_at_least_one("strategy", self, "replay_batch_size", nullable=True)
+
 
 @dataclass
 class AGEMConfig:
@@ -65,6 +71,10 @@ class AGEMConfig:
     name: str = "agem"
     memory_per_class: int = 1
     memory_batch_size: int = 256
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        check_at_least_one("strategy", self, "memory_per_class", "memory_batch_size")
 
 
 class EWCMode(str, enum.Enum):
@@ -103,6 +113,12 @@ class EWCConfig:
     gamma_ewc: float = 1.0
     fisher_samples: int = 1024
     fisher_batch_size: int = 64
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        check_value("strategy.ewc_lambda", self.ewc_lambda, ge=0)
+        check_at_least_one("strategy", self, "fisher_samples", "fisher_batch_size")
+        check_value("strategy.gamma_ewc", self.gamma_ewc, ge=0, le=1)
 
 
 class ContinualStart(str, enum.Enum):
@@ -166,6 +182,16 @@ class MCSGDConfig:
     line_gradient: LineGradient = LineGradient.unweighted
     line_train_mode: bool = False
     lmc_full_batch: bool = False
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value or of a
+        combination that does not exist (``lmc_full_batch`` outside ``line_gradient=authors``)."""
+        check_at_least_one("strategy", self, "lmc_batch_size", "lmc_epochs", "line_samples",
+                           "subset_size")
+        check_value("strategy.lmc_lr", self.lmc_lr, gt=0)
+        if self.lmc_full_batch and self.line_gradient != LineGradient.authors:
+            raise ConfigError("strategy.lmc_full_batch=true needs strategy.line_gradient=authors "
+                              f"(got {LineGradient(self.line_gradient).value})")
 
 
 class MultitaskProtocol(str, enum.Enum):
