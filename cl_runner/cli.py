@@ -17,6 +17,7 @@ from rich.text import Text
 from cl_runner.config import CONF_DIR, register_configs
 from cl_runner.console import console as make_console
 from cl_runner.errors import CLRunnerError, RunInterrupted
+from cl_runner.results.metrics import METRICS
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -25,35 +26,26 @@ __all__ = ["CONF_DIR", "run", "summary_table"]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """A rich table of a run's final metrics (accuracy in %, forgetting as a fraction)."""
+    """A rich table of a run's final metrics: one row per declared metric
+    (:data:`cl_runner.results.metrics.METRICS`, those with a ``table`` label) that the summary
+    holds, formatted by its kind (accuracy in %, forgetting as a fraction, time in s); ``n/a``
+    for an undefined value."""
     table = Table(title=f"{summary['strategy']} on {summary['benchmark']} "
                         f"({summary['num_tasks']} tasks, seed {summary['seed']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-
-    def fmt(value: Any, percent: bool) -> str:
-        if value is None or value != value:  # None or NaN
-            return "n/a"
-        return f"{100 * value:.2f}%" if percent else f"{value:.4f}"
-
-    table.add_row("average accuracy", fmt(summary["average_accuracy"], True))
-    table.add_row("forgetting", fmt(summary["forgetting"], False))
-    table.add_row("backward transfer", fmt(summary["backward_transfer"], False))
-    table.add_row("forward transfer", fmt(summary.get("forward_transfer"), False))
-    table.add_row("learning accuracy", fmt(summary["learning_accuracy"], True))
-    if "task_inferred_average_accuracy" in summary:  # supermask strategies
-        table.add_row("average accuracy, task inferred",
-                      fmt(summary["task_inferred_average_accuracy"], True))
-        table.add_row("task inference accuracy", fmt(summary.get("task_inference_average_accuracy"),
-                                                     True))
-    if "task_cost_floats" in summary:  # float32 equivalents (Strategy.parameter_cost)
-        if summary.get("stores_per_task", summary["task_cost_floats"] > 0):
-            table.add_row("floats stored per task (mean)", f"{summary['task_cost_floats']:,.0f}")
-        model_only = summary["total_cost_floats"] == summary["parameter_cost"]["shared_floats"]
-        table.add_row("floats stored in all" + (" (the model)" if model_only else ""),
-                      f"{summary['total_cost_floats']:,.0f}")
-    table.add_row("wall time", f"{summary['wall_time_seconds']:.1f} s")
-    table.add_row("steps per second", f"{summary['steps_per_second']:.1f}")
+    for metric in METRICS.values():
+        if metric.table is None or metric.name not in summary:
+            continue
+        if metric.shown_if is not None and not summary.get(metric.shown_if, True):
+            continue
+        value = summary[metric.name]
+        label = metric.table
+        if metric.name == "total_cost_floats" and value == summary.get(
+                "parameter_cost", {}).get("shared_floats"):
+            label += " (the model)"  # nothing stored besides the model
+        ok = isinstance(value, int | float) and value == value  # not None, not NaN
+        table.add_row(label, metric.format(value) if ok else "n/a")
     return table
 
 

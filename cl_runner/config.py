@@ -9,6 +9,7 @@ any data is loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import textwrap
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from omegaconf import MISSING, OmegaConf
 
 from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.models.schemas import MODELS
+from cl_runner.results import run_folder
 from cl_runner.results.run_folder import job_folder_name
 from cl_runner.strategies.schemas import STRATEGIES
 from cl_runner.training.schemas import OPTIMIZERS
@@ -276,3 +278,47 @@ def register_configs() -> None:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)
     if not OmegaConf.has_resolver("cl_runner.options"):
         OmegaConf.register_new_resolver("cl_runner.options", group_options)
+
+
+def schema_defaults(schema: type) -> dict[str, Any]:
+    """The defaults of a config dataclass as the plain data ``summary.json`` stores (enums as
+    their values, tuples as lists); fields without a default (a run's groups) are left out."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if v is not MISSING}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(schema()))
+
+
+def _fill(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the keys it lacks taken from ``defaults``, recursively in sub-trees."""
+    out = dict(values)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = _fill(default, out[key])
+    return out
+
+
+def fill_schema_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A plain run config (as ``summary.json`` or a resume state stores it) with every key it
+    lacks set to its schema default: run-level keys from :class:`RunConfig`, a group's keys
+    from the schema of the option it names (``strategy.name`` -> ``SupSupConfig`` ...); a
+    group naming no registered option is left as it is. Installed into
+    :func:`cl_runner.results.run_folder.comparable_config` when this module is imported, so a
+    result stored before a key existed compares equal to a config with that key at its
+    default."""
+    out = _fill(schema_defaults(RunConfig), config)
+    for registry in REGISTRIES:
+        node = out.get(registry.kind)
+        if isinstance(node, dict) and isinstance(node.get("name"), str) and node["name"] in registry:
+            out[registry.kind] = _fill(schema_defaults(registry.get(node["name"]).config), node)
+    return out
+
+
+run_folder.use_schema_defaults(fill_schema_defaults)

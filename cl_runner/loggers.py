@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-#: the summary.json entries sent as final scalars (when present and finite)
-FINAL_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "forward_transfer",
-                 "learning_accuracy", "min_acc", "wc_acc", "stability_gap_depth",
-                 "wall_time_seconds", "steps_per_second")
 
 #: the file in the run folder holding the W&B run id (a resumed run continues the same W&B run)
 WANDB_ID_FILE = "wandb_run_id.txt"
@@ -69,9 +65,10 @@ def continual_scalars(rows: list[EvalRow]) -> dict[int, dict[str, float]]:
 
 
 def final_scalars(summary: dict[str, Any]) -> dict[str, float]:
-    """The finite scalar metrics of a ``summary.json`` dict, as ``final/<name>``."""
+    """The finite scalar metrics of a ``summary.json`` dict, as ``final/<name>``: every
+    declared metric (:data:`cl_runner.results.metrics.METRICS`) the summary holds."""
     out = {}
-    for key in FINAL_METRICS:
+    for key in metrics.METRICS:
         value = summary.get(key)
         if isinstance(value, int | float) and math.isfinite(value):
             out[f"final/{key}"] = float(value)

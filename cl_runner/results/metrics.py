@@ -8,7 +8,8 @@ t tasks" are the metrics of the leading t x t block.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -82,14 +83,135 @@ def average_accuracy_curve(a: Matrix) -> list[float]:
     return [float(arr[t, : t + 1].mean()) for t in range(arr.shape[0])]
 
 
+# --------------------------------------------------------------------------- declarations
+
+#: how a metric's value is stored and shown: ``percent`` (a fraction, shown x100),
+#: ``fraction`` (shown as stored), ``seconds``, ``floats`` (a count of float32 values),
+#: ``per_second`` (a rate)
+KINDS = ("percent", "fraction", "seconds", "floats", "per_second")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The one declaration of a metric: the ``summary.json`` key it is stored under and how
+    every reader shows it. ``cl-summarize`` (its columns, ``summary.csv``), the loggers'
+    final scalars (``final/<name>``) and ``cl-run``'s end-of-run table are derived from
+    :data:`METRICS`, and a metric of the accuracy matrix (``compute`` set) is computed into
+    ``summary.json`` by :func:`all_metrics`; so adding a metric is one :func:`declare` call.
+
+    Attributes:
+        name: the ``summary.json`` key (the field's standard name).
+        label: plain-text column label (cl-summarize's Markdown and terminal tables).
+        latex: LaTeX column label.
+        kind: one of :data:`KINDS`.
+        table: its row label in ``cl-run``'s end-of-run table; None: not shown there.
+        compute: for a metric of the accuracy matrix, ``compute(a)`` (or
+            ``compute(a, initial)`` when ``needs_initial``) -> float; None for a metric whose
+            value another part of the run writes (wall time, continual evaluation, a
+            strategy's extra matrices, parameter cost).
+        needs_initial: ``compute`` also takes the untrained model's accuracies (length T).
+        default: one of cl-summarize's default columns.
+        shown_if: a boolean ``summary.json`` field that must be true for the end-of-run
+            table to show the row (``stores_per_task``); None: shown whenever present.
+        source: where the value comes from, for the reader (``matrix``, ``run``,
+            ``continual``, ``task_inferred``, ``cost``).
+    """
+
+    name: str
+    label: str
+    latex: str
+    kind: str
+    table: str | None = None
+    compute: Callable[..., float] | None = field(default=None, compare=False)
+    needs_initial: bool = False
+    default: bool = False
+    shown_if: str | None = None
+    source: str = "matrix"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+
+    def scale(self) -> float:
+        """Factor from the stored value to the shown one (100 for ``percent``)."""
+        return 100.0 if self.kind == "percent" else 1.0
+
+    def digits(self) -> int:
+        """Decimals cl-summarize shows."""
+        return {"percent": 2, "fraction": 3, "seconds": 1, "floats": 0, "per_second": 1}[self.kind]
+
+    def format(self, value: float) -> str:
+        """The value as the end-of-run table shows it: ``81.25%``, ``0.1234``, ``12.3 s``,
+        ``269,322``, ``150.2``."""
+        return {"percent": f"{100 * value:.2f}%", "fraction": f"{value:.4f}",
+                "seconds": f"{value:.1f} s", "floats": f"{value:,.0f}",
+                "per_second": f"{value:.1f}"}[self.kind]
+
+
+#: every declared metric by name, in the order tables show them
+METRICS: dict[str, Metric] = {}
+
+
+def declare(metric: Metric) -> Metric:
+    """Add ``metric`` to :data:`METRICS`.
+
+    Raises:
+        ValueError: the name is declared already.
+    """
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name!r} is already declared")
+    METRICS[metric.name] = metric
+    return metric
+
+
+for _metric in (
+    Metric("average_accuracy", "avg acc (%)", r"Avg.\ acc.\ (\%)", "percent",
+           "average accuracy", average_accuracy, default=True),
+    Metric("forgetting", "forgetting", "Forgetting", "fraction", "forgetting", forgetting,
+           default=True),
+    Metric("backward_transfer", "BWT", "BWT", "fraction", "backward transfer",
+           backward_transfer, default=True),
+    Metric("learning_accuracy", "learning acc (%)", r"Learn.\ acc.\ (\%)", "percent",
+           "learning accuracy", learning_accuracy, default=True),
+    Metric("forward_transfer", "FWT", "FWT", "fraction", "forward transfer", forward_transfer,
+           needs_initial=True),
+    # supermask strategies (absent from the others' summary.json, so n/a): average accuracy
+    # and forgetting with the task inferred, task-inference accuracy (accuracy_matrix_task_*.csv)
+    Metric("task_inferred_average_accuracy", "avg acc, task inferred (%)",
+           r"Avg.\ acc., task inferred (\%)", "percent", "average accuracy, task inferred",
+           source="task_inferred"),
+    Metric("task_inferred_forgetting", "forgetting, task inferred", r"Forgetting, task inferred",
+           "fraction", "forgetting, task inferred", source="task_inferred"),
+    Metric("task_inference_average_accuracy", "task inference acc (%)",
+           r"Task inference acc.\ (\%)", "percent", "task inference accuracy",
+           source="task_inferred"),
+    # every strategy: float32 equivalents stored per task alone and in all
+    # (experiment.parameter_cost_summary)
+    Metric("task_cost_floats", "floats stored per task", r"Floats stored per task", "floats",
+           "floats stored per task (mean)", shown_if="stores_per_task", source="cost"),
+    Metric("total_cost_floats", "floats stored in all", r"Floats stored in all", "floats",
+           "floats stored in all", source="cost"),
+    # continual evaluation (eval.every_steps; cl_runner.results.continual_metrics)
+    Metric("min_acc", "min-ACC (%)", r"min-ACC (\%)", "percent", "min-ACC", source="continual"),
+    Metric("wc_acc", "WC-ACC (%)", r"WC-ACC (\%)", "percent", "WC-ACC", source="continual"),
+    Metric("stability_gap_depth", "gap depth (pp)", r"Gap depth (pp)", "percent",
+           "stability gap depth", source="continual"),
+    Metric("wall_time_seconds", "wall time (s)", r"Time (s)", "seconds", "wall time",
+           default=True, source="run"),
+    Metric("steps_per_second", "steps/s", r"Steps/s", "per_second", "steps per second",
+           source="run"),
+):
+    declare(_metric)
+
+
 def all_metrics(a: Matrix, initial: Sequence[float] | None = None) -> dict[str, float]:
-    """Every metric above for the full matrix, keyed by its standard name."""
-    out = {
-        "average_accuracy": average_accuracy(a),
-        "forgetting": forgetting(a),
-        "backward_transfer": backward_transfer(a),
-        "learning_accuracy": learning_accuracy(a),
-    }
-    if initial is not None:
-        out["forward_transfer"] = forward_transfer(a, initial)
+    """Every declared metric of the accuracy matrix (:data:`METRICS` entries with a
+    ``compute``) for the full matrix, keyed by its name, in declaration order; those that
+    need the initial accuracies only when ``initial`` is given."""
+    out = {}
+    for metric in METRICS.values():
+        if metric.compute is None or (metric.needs_initial and initial is None):
+            continue
+        out[metric.name] = (metric.compute(a, initial) if metric.needs_initial
+                            else metric.compute(a))
     return out

@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,30 +47,21 @@ BENCHMARK_TABLES = ("angles.csv", "permutations.csv")
 #: is returned to a sweeper.
 NON_RESULT_KEYS = ("progress", "force", "resume", "data", "logger", "objective")
 
-#: keys added to the run config after results were first stored, with the value a config
-#: written before them means (their default): a stored config without them compares equal to
-#: one that has them at that value, so adding them did not invalidate finished runs.
-ADDED_KEY_DEFAULTS: dict[str, Any] = {
-    "checkpoints": {"enabled": False, "tasks": None},
-    "probes": [],
-    "probe": {"gradient_conflict": {"examples_per_task": 256, "chunk_size": 1024,
-                                    "at": ["task_start", "task_end"]}},
-    "eval": {"every_steps": None, "subset_size": 1000},
-}
+#: the function that fills in the keys a stored config lacks from the defaults of its schemas
+#: (set by :func:`use_schema_defaults`; none: configs compare as they are)
+_fill_defaults: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
 
-#: the same for keys added inside a group: (group, key) -> the default a config written
-#: before them means.
-ADDED_GROUP_KEY_DEFAULTS: dict[tuple[str, str], Any] = {
-    ("benchmark", "validation_fraction"): 0.0,
-    ("benchmark", "standardize"): False,
-    ("benchmark", "permute_first_task"): False,
-    ("model", "output_size"): None,
-    ("model", "mask_rule"): "topk",
-    ("strategy", "inference"): "one_shot",
-    ("strategy", "inference_objective"): "H",
-    ("strategy", "inference_images"): None,
-    ("strategy", "wrong_inference"): "classify",
-}
+
+def use_schema_defaults(fill: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Make :func:`comparable_config` fill a config's missing keys with ``fill(config)``.
+
+    The schemas that hold the defaults live above this layer, so the runner layer installs
+    its filler here (:func:`cl_runner.config.fill_schema_defaults`, when ``cl_runner.config``
+    is imported, as every entry point that checks a run folder does). A key added to a schema
+    after results were stored then compares at its default: a ``summary.json`` or resume
+    state written before the key existed still matches a config that has it at that value
+    (so a new key must default to what runs without it did)."""
+    _fill_defaults[:] = [fill]
 
 
 class RunFolderError(ConfigError):
@@ -110,13 +101,11 @@ def comparable_config(config: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         ``config`` without :data:`NON_RESULT_KEYS`, normalized as JSON stores it, so a config
         read back from ``summary.json`` compares equal to the one it was written from; keys
-        missing from it take their :data:`ADDED_KEY_DEFAULTS` (and
-        :data:`ADDED_GROUP_KEY_DEFAULTS` inside a group).
+        missing from it take their schema defaults (:func:`use_schema_defaults`).
     """
-    plain = {**ADDED_KEY_DEFAULTS, **_plain(config)}
-    for (group, key), default in ADDED_GROUP_KEY_DEFAULTS.items():
-        if isinstance(plain.get(group), dict) and key not in plain[group]:
-            plain[group] = {**plain[group], key: default}
+    plain = _plain(config)
+    for fill in _fill_defaults:
+        plain = _plain(fill(plain))
     return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS}
 
 

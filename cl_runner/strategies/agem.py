@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.masking import mask_logits
-from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import EpisodicMemory
 from cl_runner.strategies.schemas import AGEMConfig
@@ -63,11 +62,7 @@ class AGEM(Strategy):
 
     def __init__(self, cfg: AGEMConfig) -> None:
         super().__init__(cfg)
-        if cfg.memory_per_class < 1:
-            raise ConfigError(f"strategy.memory_per_class must be >= 1, got {cfg.memory_per_class}")
-        if cfg.memory_batch_size < 1:
-            raise ConfigError(
-                f"strategy.memory_batch_size must be >= 1, got {cfg.memory_batch_size}")
+        cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
         self.memory = EpisodicMemory()
         self.mem_allowed: torch.Tensor | None = None  # (M, C) bool per memory example, or None
         self.to_input = None

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import ReservoirBuffer, reservoir_floats, reservoir_stats
 from cl_runner.strategies.schemas import ERConfig
@@ -39,11 +38,7 @@ class ER(Strategy):
 
     def __init__(self, cfg: ERConfig) -> None:
         super().__init__(cfg)
-        if cfg.memory_size < 1:
-            raise ConfigError(f"strategy.memory_size must be >= 1, got {cfg.memory_size}")
-        if cfg.replay_batch_size is not None and cfg.replay_batch_size < 1:
-            raise ConfigError(
-                f"strategy.replay_batch_size must be >= 1 or null, got {cfg.replay_batch_size}")
+        cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
         self.buffer: ReservoirBuffer | None = None
         self.task = 0
 

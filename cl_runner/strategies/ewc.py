@@ -38,7 +38,6 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from cl_runner.data.masking import mask_logits
-from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.schemas import EWCConfig, EWCMode
 
@@ -134,13 +133,7 @@ class EWC(Strategy):
 
     def __init__(self, cfg: EWCConfig) -> None:
         super().__init__(cfg)
-        if cfg.ewc_lambda < 0:
-            raise ConfigError(f"strategy.ewc_lambda must be >= 0, got {cfg.ewc_lambda}")
-        for key in ("fisher_samples", "fisher_batch_size"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"strategy.{key} must be >= 1, got {getattr(cfg, key)}")
-        if not 0.0 <= cfg.gamma_ewc <= 1.0:
-            raise ConfigError(f"strategy.gamma_ewc must be in [0, 1], got {cfg.gamma_ewc}")
+        cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
         self.mode = EWCMode(cfg.mode)
         # penalty = (lambda/2) [ sum(S * (theta - m)^2) + c ]
         self.weight: torch.Tensor | None = None  # S (P,)

@@ -46,7 +46,6 @@ from torch import nn
 from torch.func import functional_call
 
 from cl_runner.data.masking import mask_logits, rows
-from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import EpisodicMemory, per_class_indices, stored_floats
 from cl_runner.strategies.schemas import ContinualStart, LineGradient, MCSGDConfig
@@ -91,14 +90,7 @@ class MCSGD(Strategy):
 
     def __init__(self, cfg: MCSGDConfig) -> None:
         super().__init__(cfg)
-        for key in ("lmc_batch_size", "lmc_epochs", "line_samples", "subset_size"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"strategy.{key} must be >= 1, got {getattr(cfg, key)}")
-        if cfg.lmc_lr <= 0:
-            raise ConfigError(f"strategy.lmc_lr must be > 0, got {cfg.lmc_lr}")
-        if cfg.lmc_full_batch and cfg.line_gradient != LineGradient.authors:
-            raise ConfigError("strategy.lmc_full_batch=true needs strategy.line_gradient=authors "
-                              f"(got {cfg.line_gradient.value})")
+        cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
         self.memory = EpisodicMemory()
         self.w_hat: dict[str, torch.Tensor] | None = None  # w_hat_{t}
         self.w_bar: dict[str, torch.Tensor] | None = None  # w_bar_{t}

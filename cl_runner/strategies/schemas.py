@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cl_runner.checks import check_at_least_one, check_value
 from cl_runner.errors import ConfigError
 from cl_runner.registry import Registry
 
@@ -49,6 +50,11 @@ class ERConfig:
     name: str = "er"
     memory_size: int = 200
     replay_batch_size: int | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        check_at_least_one("strategy", self, "memory_size")
+        check_at_least_one("strategy", self, "replay_batch_size", nullable=True)
 
 
 @dataclass
@@ -131,7 +137,7 @@ class AGEMConfig:
 
     Attributes:
         memory_per_class: episodic-memory examples per class per task (default 1, i.e. 10 per
-            MNIST task: the tiny memory MC-SGD uses; this project's choice, see the YAML).
+            MNIST task: the tiny memory MC-SGD uses; this project's choice, not in docs/papers.md).
         memory_batch_size: examples of the memory batch for g_ref (A-GEM paper: 256); the
             whole memory when it holds fewer.
     """
@@ -139,6 +145,10 @@ class AGEMConfig:
     name: str = "agem"
     memory_per_class: int = 1
     memory_batch_size: int = 256
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        check_at_least_one("strategy", self, "memory_per_class", "memory_batch_size")
 
 
 class EWCMode(str, enum.Enum):
@@ -153,13 +163,22 @@ class EWCConfig:
     """``strategy=ewc``.
 
     Attributes:
-        ewc_lambda: lambda, the penalty strength (the paper's MNIST value is not in docs/papers.md;
-            the default 10 is this project's choice, see ``conf/strategy/ewc.yaml``).
-        mode: ``separate`` (default: one penalty per past task) or ``online``.
-        gamma_ewc: decay of the running Fisher in ``online`` mode (1 = plain sum).
-        fisher_samples: training examples of the task used to estimate its Fisher (all of
-            them when the task has fewer).
-        fisher_batch_size: examples per vectorized per-example-gradient batch.
+        ewc_lambda: lambda, the penalty strength: the penalty is
+            ``(lambda/2) sum_k sum_i F_k,i (theta_i - theta*_k,i)^2``. The paper's MNIST value
+            is not in docs/papers.md; the default 10 is this project's choice. Measured on
+            20-task Rotated MNIST, 2,000 examples per task, seed 1, the naive regime: naive
+            41.5% / forgetting 0.51; lambda 100: 60.0% / 0.22; lambda 1000 diverges after task
+            4 (separate and online: the penalty's curvature lambda * sum F grows with the task
+            count and exceeds what lr 0.01 with momentum 0.8 tolerates). On the full benchmark
+            (60,000 per task) lambda 100 reached 75-86% average accuracy up to task 18 and
+            then diverged (NaN at task 19, seed 1), hence 10.
+        mode: ``separate`` (default: one penalty per past task) or ``online`` (a running Fisher).
+        gamma_ewc: decay of the running Fisher in ``online`` mode only:
+            ``F <- gamma_ewc * F + F_t`` (1 = plain sum).
+        fisher_samples: training examples of the task used to estimate its empirical Fisher
+            (all of them when the task has fewer; own choice).
+        fisher_batch_size: examples per vectorized per-example-gradient batch (memory: this
+            many times the number of parameters, in floats).
     """
 
     name: str = "ewc"
@@ -168,6 +187,12 @@ class EWCConfig:
     gamma_ewc: float = 1.0
     fisher_samples: int = 1024
     fisher_batch_size: int = 64
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        check_value("strategy.ewc_lambda", self.ewc_lambda, ge=0)
+        check_at_least_one("strategy", self, "fisher_samples", "fisher_batch_size")
+        check_value("strategy.gamma_ewc", self.gamma_ewc, ge=0, le=1)
 
 
 class ContinualStart(str, enum.Enum):
@@ -199,7 +224,8 @@ class MCSGDConfig:
     Attributes:
         memory_per_class: episodic-memory examples per class per task (1 -> 10 per MNIST task).
         subset_size: size of the random subset of the current task used by the line phase.
-        lmc_lr: SGD learning rate of the line phase.
+        lmc_lr: SGD learning rate of the line phase (seed 1, train-mode line phase: 0.05 gave
+            70.8%, 0.01 82.6% (README); eval mode, 3 seeds: 79.7 +- 1.4%).
         lmc_momentum: its momentum.
         lmc_batch_size: minibatch size of memory and subset batches in the line phase.
         lmc_epochs: passes over the larger of memory and subset (the smaller one cycles).
@@ -230,6 +256,16 @@ class MCSGDConfig:
     line_gradient: LineGradient = LineGradient.unweighted
     line_train_mode: bool = False
     lmc_full_batch: bool = False
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value or of a
+        combination that does not exist (``lmc_full_batch`` outside ``line_gradient=authors``)."""
+        check_at_least_one("strategy", self, "lmc_batch_size", "lmc_epochs", "line_samples",
+                           "subset_size")
+        check_value("strategy.lmc_lr", self.lmc_lr, gt=0)
+        if self.lmc_full_batch and self.line_gradient != LineGradient.authors:
+            raise ConfigError("strategy.lmc_full_batch=true needs strategy.line_gradient=authors "
+                              f"(got {LineGradient(self.line_gradient).value})")
 
 
 class MultitaskProtocol(str, enum.Enum):
@@ -407,7 +443,9 @@ class ImpressLearnConfig(SupermaskStrategyConfig):
         coefficients: ``layer`` (B per masked layer) or ``network`` (B in all).
         coefficient_init: initial value of every coefficient; null = 1/B.
         coefficient_lr: learning rate of the coefficient tasks (a parameter group of the
-            run's optimizer, without its per-task decay); null = the optimizer's.
+            run's optimizer, without its per-task decay); null = the optimizer's. Default
+            0.01, own choice: measured on Rotated MNIST task 4 (B=3), 0.01 gave 89.5%, 0.001
+            86.2%.
     """
 
     name: str = "impresslearn"
@@ -416,7 +454,7 @@ class ImpressLearnConfig(SupermaskStrategyConfig):
     combine: Combine = Combine.superposition
     coefficients: CoefficientScope = CoefficientScope.layer
     coefficient_init: float | None = None
-    coefficient_lr: float | None = None
+    coefficient_lr: float | None = 0.01
 
     def validate(self) -> None:
         super().validate()

@@ -151,7 +151,7 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
             rows.append({**dict(zip(keys, group.values, strict=True)), "metric": name,
                          "mean": stats[0], "std": stats[1], "n_seeds": stats[2],
                          "seeds": ";".join(str(s) for s in group.seeds),
-                         "unit": METRICS[name].kind if METRICS[name].kind in ("seconds", "floats")
+                         "unit": METRICS[name].kind if METRICS[name].kind != "percent"
                          else "fraction"})
     table = pd.DataFrame(rows, columns=[*keys, "metric", "mean", "std", "n_seeds", "seeds",
                                         "unit"])

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cl_runner.results.metrics import METRICS, Metric  # noqa: F401  (Metric: re-exported)
 from cl_runner.results.run_folder import (
     ACCURACY_MATRIX,
     HYDRA_DIR,
@@ -22,51 +23,12 @@ from cl_runner.results.run_folder import (
     read_accuracy_matrix,
 )
 
-
-@dataclass(frozen=True)
-class Metric:
-    """How a metric is shown. ``kind``: ``percent`` (stored as a fraction, shown x100),
-    ``fraction`` (shown as stored), ``seconds`` or ``floats`` (a count of float32 values)."""
-
-    name: str
-    label: str
-    latex: str
-    kind: str
-
-    def scale(self) -> float:
-        return 100.0 if self.kind == "percent" else 1.0
-
-    def digits(self) -> int:
-        return {"percent": 2, "fraction": 3, "seconds": 1, "floats": 0}[self.kind]
-
-
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("average_accuracy", "avg acc (%)", r"Avg.\ acc.\ (\%)", "percent"),
-    Metric("forgetting", "forgetting", "Forgetting", "fraction"),
-    Metric("backward_transfer", "BWT", "BWT", "fraction"),
-    Metric("learning_accuracy", "learning acc (%)", r"Learn.\ acc.\ (\%)", "percent"),
-    Metric("forward_transfer", "FWT", "FWT", "fraction"),
-    Metric("wall_time_seconds", "wall time (s)", r"Time (s)", "seconds"),
-    # supermask strategies (absent from the others' summary.json, so n/a): average accuracy
-    # and forgetting with the task inferred, task-inference accuracy (accuracy_matrix_task_*.csv);
-    # every strategy: stored floats per task alone and in all (experiment.parameter_cost_summary)
-    Metric("task_inferred_average_accuracy", "avg acc, task inferred (%)",
-           r"Avg.\ acc., task inferred (\%)", "percent"),
-    Metric("task_inferred_forgetting", "forgetting, task inferred",
-           r"Forgetting, task inferred", "fraction"),
-    Metric("task_inference_average_accuracy", "task inference acc (%)",
-           r"Task inference acc.\ (\%)", "percent"),
-    Metric("task_cost_floats", "floats stored per task", r"Floats stored per task", "floats"),
-    # continual evaluation (eval.every_steps; cl_runner.results.continual_metrics)
-    Metric("min_acc", "min-ACC (%)", r"min-ACC (\%)", "percent"),
-    Metric("wc_acc", "WC-ACC (%)", r"WC-ACC (\%)", "percent"),
-    Metric("stability_gap_depth", "gap depth (pp)", r"Gap depth (pp)", "percent"),
-    Metric("total_cost_floats", "floats stored in all", r"Floats stored in all", "floats"),
-)}
-DEFAULT_METRICS = ("average_accuracy", "forgetting", "backward_transfer", "learning_accuracy",
-                   "wall_time_seconds")
+#: the metrics cl-summarize knows are :data:`METRICS`, every declared one
+#: (:mod:`cl_runner.results.metrics`: one :class:`Metric` declaration per metric)
+#: the columns shown when none are asked for
+DEFAULT_METRICS = tuple(m.name for m in METRICS.values() if m.default)
 #: added to the default metrics when some run has them (continual evaluation on)
-CONTINUAL_METRICS = ("min_acc", "wc_acc", "stability_gap_depth")
+CONTINUAL_METRICS = tuple(m.name for m in METRICS.values() if m.source == "continual")
 
 
 class SummarizeError(Exception):
