@@ -217,3 +217,29 @@ def test_strategy_attributes_with_their_own_state_are_saved_and_restored():
 
     with pytest.raises(TypeError, match="Holds.generator"):
         Holds().state_dict()
+
+
+def test_evaluation_masks_can_depend_on_the_tasks_trained_so_far():
+    """A class-incremental protocol scoring over the classes seen so far: the evaluation
+    asks ``eval_mask(task, trained)`` with the number of tasks trained (0 at the start)."""
+    asked = []
+
+    class SeenSoFar(TinyBenchmark):
+        def eval_mask(self, task, trained):
+            asked.append((task, trained))
+            mask = torch.zeros(4, dtype=torch.bool)
+            mask[: 2 * max(trained, 1)] = True  # task 1 brings classes 0-1, task 2 classes 2-3
+            return mask
+
+    class AlwaysThree(Strategy):
+        def predict(self, model, inputs, task):
+            scores = torch.zeros(len(inputs), 4)
+            scores[:, 3] = 1.0
+            return scores
+
+    bench = SeenSoFar()
+    result = train(bench, tiny_model(), AlwaysThree(None))
+    assert asked == [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
+    # after task 1 only classes {0, 1} may be predicted: the tie goes to class 0; after task 2
+    # class 3 wins (task 1's labels: 0,1,2,3 x3; task 2's: 3,3,0,1 x3)
+    assert result.accuracy == [[0.25, 0.25], [0.25, 0.5]]

@@ -93,6 +93,16 @@ class Benchmark(ABC):
         """
         return None
 
+    def eval_mask(self, task: int, trained: int) -> torch.Tensor | None:
+        """The classes the evaluation may predict on ``task``'s test set after ``trained``
+        tasks (0: the initial evaluation): bool ``(C,)`` on :attr:`device`, or None (every
+        output). Default: task ``task``'s row of ``class_masks("test")`` (task-incremental),
+        else None. A class-incremental benchmark whose protocol scores over the classes seen
+        so far (van de Ven's "active classes") overrides it with the union of the classes of
+        tasks ``1..max(trained, 1)``; called once per task and evaluation, never per batch."""
+        masks = self.class_masks("test")
+        return None if masks is None else masks[task - 1]
+
     def check_task(self, task: int) -> None:
         """Raise ``IndexError`` unless ``1 <= task <= num_tasks``."""
         if not 1 <= task <= self.num_tasks:

@@ -89,3 +89,11 @@ class ValidationSplit(Benchmark):
 
     def class_masks(self, split: Split) -> torch.Tensor | None:
         return self.inner.class_masks(split)
+
+    def eval_mask(self, task: int, trained: int) -> torch.Tensor | None:
+        return self.inner.eval_mask(task, trained)
+
+    @property
+    def scenario(self) -> str:  # type: ignore[override]
+        """The wrapped benchmark's scenario."""
+        return self.inner.scenario

@@ -110,7 +110,7 @@ class ContinualEvalHook(RunnerHook):
         scores = []
         for t in range(1, self._task + 1):
             x, y = self._subsets[t - 1]
-            correct, loss = self.evaluator.score(self.model, t, x, y)
+            correct, loss = self.evaluator.score(self.model, t, x, y, self._task)
             scores.append(torch.stack([correct.double() / max(len(y), 1),
                                        loss.double() / max(len(y), 1)]))
         values = torch.stack(scores).cpu().tolist()  # the one host sync of the point

@@ -72,7 +72,7 @@ class Evaluator:
     (:meth:`tasks`) and continual evaluation (:meth:`score`).
 
     Args:
-        benchmark: the task sequence (test-time class masks, ``to_input``).
+        benchmark: the task sequence (its ``scenario``, test-time ``eval_mask``, ``to_input``).
         strategy: whose ``eval_task`` and ``predict`` hooks apply (when overridden), or None.
         batch_size: examples per forward pass.
         switch_tasks: call the strategy's ``eval_task`` before each task is scored (where
@@ -90,34 +90,37 @@ class Evaluator:
                  batch_size: int, switch_tasks: bool = True) -> None:
         self.benchmark = benchmark
         self.batch_size = batch_size
-        self.masks = benchmark.class_masks("test")  # (T, C) bool or None
-        task_incremental = self.masks is not None
+        own = getattr(benchmark.scenario, "value", benchmark.scenario)
+        task_incremental = own == TASK_INCREMENTAL
         self.strategy = strategy
         self._eval_task = (switch_tasks and strategy is not None
                            and strategy.overrides("eval_task")
                            and (task_incremental or strategy.task_given_evaluation))
         self._predict = strategy is not None and strategy.overrides("predict")
         self._task_incremental = task_incremental
-        own = getattr(benchmark.scenario, "value", benchmark.scenario)
         self.scenario: str = TASK_INCREMENTAL if task_incremental or self._eval_task else own
 
-    def score(self, model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor,
+              trained: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(correct, loss_sum)`` of ``model`` on examples ``x``, ``y`` of task ``task``
-        (1-based), as :func:`evaluate` returns them (no host sync)."""
+        (1-based) after ``trained`` tasks (None: all of them), scored over
+        ``benchmark.eval_mask(task, trained)``, as :func:`evaluate` returns them (no host
+        sync)."""
         if self._eval_task:
             self.strategy.eval_task(model, task)
         predict = None
         if self._predict:
             given = task if self._task_incremental else None
             predict = lambda inputs: self.strategy.predict(model, inputs, given)  # noqa: E731
-        allowed = None if self.masks is None else self.masks[task - 1]
+        done = self.benchmark.num_tasks if trained is None else trained
+        allowed = self.benchmark.eval_mask(task, done)
         return evaluate(model, x, y, self.benchmark.to_input, self.batch_size, allowed, predict)
 
-    def tasks(self, model: nn.Module, tasks: Sequence[int] | None = None
-              ) -> tuple[list[float], list[float]]:
+    def tasks(self, model: nn.Module, trained: int | None = None,
+              tasks: Sequence[int] | None = None) -> tuple[list[float], list[float]]:
         """Test accuracy and loss on the test sets of ``tasks`` (default: every task of the
-        benchmark, trained or not), task order as given.
+        benchmark, trained or not), task order as given, after ``trained`` tasks (0: the
+        initial evaluation; None: all; sets what ``benchmark.eval_mask`` allows).
 
         Returns:
             ``(accuracies, losses)``: lists of ``len(tasks)`` (fractions; nats per example).
@@ -126,7 +129,7 @@ class Evaluator:
         tasks = range(1, self.benchmark.num_tasks + 1) if tasks is None else tasks
         sizes = torch.tensor([len(self.benchmark.test_data(t)[1]) for t in tasks],
                              dtype=torch.float64)
-        results = [self.score(model, t, *self.benchmark.test_data(t)) for t in tasks]
+        results = [self.score(model, t, *self.benchmark.test_data(t), trained) for t in tasks]
         stacked = torch.stack([torch.stack([c.double(), s.double()]) for c, s in results]).cpu()
         per_example = stacked / sizes.clamp(min=1).unsqueeze(1)  # (T, 2)
         return per_example[:, 0].tolist(), per_example[:, 1].tolist()

@@ -132,7 +132,7 @@ def train_sequence(
             hook.before_run(model)
         result = SequenceResult()
         evaluated = time.perf_counter()
-        result.initial_accuracy, result.initial_loss = evaluator.tasks(model)
+        result.initial_accuracy, result.initial_loss = evaluator.tasks(model, trained=0)
         result.eval_seconds.append(time.perf_counter() - evaluated)
     else:
         result = copy.deepcopy(start)
@@ -164,7 +164,7 @@ def train_sequence(
         strategy.after_task(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
-        accuracy, losses = evaluator.tasks(model)
+        accuracy, losses = evaluator.tasks(model, trained=task)
         result.eval_seconds.append(time.perf_counter() - evaluated)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
