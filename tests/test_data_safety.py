@@ -5,8 +5,6 @@ attempt of a resumed run is recorded, one manifest of the files a run writes."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pytest
