@@ -171,8 +171,8 @@ def run(overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> Run
     Raises:
         OverrideError (a ConfigError): an override does not compose: an unknown key or
             option, a wrong type, a sweep (nothing is written).
-        ConfigError: a value out of range, a model that does not fit (the folder records the
-            failure, as ``cl-run`` does); RunFolderError (a ConfigError): the folder may not
+        ConfigError: a value out of range (refused before the run starts: nothing is
+            written, as with ``cl-run``); RunFolderError (a ConfigError): the folder may not
             be used (nothing in it changed).
         DatasetNotFoundError, DatasetCorruptError, TrainingDivergedError: as ``cl-run``.
         RunInterrupted: SIGINT / SIGTERM (Ctrl-C); the finished tasks are saved, and calling

@@ -115,9 +115,9 @@ def run(cfg: DictConfig) -> float | None:
         sys.exit(2)
     except Exception as exc:  # recorded in the folder's summary.json by job.execute
         if multirun:
-            recorded = job.failure_record(out_dir)
+            recorded = job.failure_record(out_dir, exc)
             where = (f"recorded in {recorded}" if recorded is not None else
-                     f"not recorded: {out_dir} holds a complete result, left as it was")
+                     f"not recorded: {out_dir} left as it was")
             log.error("job failed: %s (%s; the other jobs go on)", sweep.error_text(exc), where)
             raise
         if isinstance(exc, CLRunnerError):

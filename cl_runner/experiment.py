@@ -8,6 +8,7 @@ import logging
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,49 @@ def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, An
     return out
 
 
-def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+@dataclasses.dataclass
+class Prepared:
+    """What :func:`prepare` built before the run folder is touched: the device, the resume
+    state (None: start at task 1), the run's generator, the optimizer factory and the
+    strategy."""
+
+    device: torch.device
+    state: dict[str, Any] | None
+    generator: torch.Generator
+    optimizer: Any
+    strategy: Any
+
+
+def prepare(run: RunConfig, out_dir: Path, config: dict[str, Any]) -> Prepared:
+    """Everything that may refuse a run, done before anything is written into ``out_dir``
+    (a refusal changes no file): the device, the resume state of an unfinished run of the same
+    config (read and checked), the strategy (its own value checks), the continual-evaluation
+    settings and the logger's package. Seeds PyTorch's global generator with ``run.seed``.
+
+    Raises:
+        ConfigError: a value out of range; RunFolderError (a ConfigError): the folder's
+            resume state is of another config, unreadable or holds non-finite weights.
+    """
+    device = dispatch.setup_hardware(run.hardware)
+    state = (read_resume_state(out_dir, comparable_config(config), device) if run.resume
+             else None)
+    torch.manual_seed(run.seed)  # model initialization and dropout
+    generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
+    optimizer = dispatch.optimizer_factory(run)
+    strategy = dispatch.build_strategy(run)
+    if run.eval.every_steps is not None and min(run.eval.every_steps, run.eval.subset_size) < 1:
+        raise ConfigError(f"eval.every_steps and eval.subset_size must be at least 1, got "
+                          f"{run.eval.every_steps} and {run.eval.subset_size}")
+    if run.eval.every_steps is not None and strategy.overrides("eval_task"):
+        raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
+                          f"{run.strategy.name!r} (its evaluation switches the model's masks "
+                          f"per task); leave eval.every_steps=null")
+    check_logger(run.logger)
+    return Prepared(device, state, generator, optimizer, strategy)
+
+
+def run_experiment(run: RunConfig, out_dir: str | Path,
+                   on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run the configured task sequence and write every run file into ``out_dir``.
 
     Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task; also a
@@ -130,6 +173,10 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``); with
     ``checkpoints.enabled`` the ``checkpoints/`` folder (:mod:`cl_runner.results.checkpoints`),
     with ``probes`` listed ``diagnostics.csv`` (:mod:`cl_runner.analysis.probes`).
+
+    Args:
+        on_start: called once every check passed (:func:`prepare`), right before the first
+            write into ``out_dir`` (:mod:`cl_runner.job` writes ``.hydra/`` there).
 
     Returns:
         The summary dictionary written to ``summary.json``.
@@ -143,17 +190,23 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     function only refuses a folder whose run is still going on in a live process.
 
     Raises:
-        RunFolderError (a ConfigError): ``out_dir``'s run is going on in a live process.
-        ConfigError, DatasetNotFoundError: bad settings or missing data (before training);
-            :class:`~cl_runner.resume.ResumeMismatchError` (a ConfigError): the folder's
-            resume state is from another config.
+        RunFolderError (a ConfigError): ``out_dir``'s run is going on in a live process, or
+            its resume state is from another config, unreadable or non-finite
+            (:class:`~cl_runner.resume.ResumeMismatchError`); ConfigError: a value out of
+            range. These come from :func:`prepare`, before anything is written.
+        DatasetNotFoundError: missing data (the run started: ``status: failed``).
         RunInterrupted: SIGINT or SIGTERM arrived; stopped at a step boundary with the
             finished tasks' rows and resume state on disk (``status: interrupted``).
     """
     out_dir = Path(out_dir)
     config = config_dict(run)
     check_run_folder(out_dir, config, force=True)  # a run going on in a live process: refused
+    prepared = prepare(run, out_dir, config)  # every refusal comes before the first write
+    if on_start is not None:
+        on_start()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not run.resume:
+        (out_dir / RESUME_FILE).unlink(missing_ok=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     summary: dict[str, Any] = {
@@ -168,7 +221,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     try:
         with interrupt:
             result, strategy, model, benchmark, data_seconds, resume_hook, hooks = _train(
-                run, out_dir, config, summary, interrupt, logger)
+                run, out_dir, config, summary, interrupt, logger, prepared)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
         # requeued a preempted or timed-out job): finished tasks are kept, not a failure
@@ -223,30 +276,15 @@ def finish_loggers(loggers: list[MetricLogger], summary: dict[str, Any]) -> None
 
 
 def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
-           interrupt: InterruptHook, logger: list[MetricLogger]):
-    """Build the components (restored from the resume state when there is one) and train;
-    the logger (``logger=...``), once built, is appended to ``logger`` for the caller to finish.
-    Returns ``(result, strategy, model, benchmark, data_seconds, resume_hook, hooks)``."""
+           interrupt: InterruptHook, logger: list[MetricLogger], prepared: Prepared):
+    """Build the data, the model and the hooks (restored from the resume state when there is
+    one) and train; the logger (``logger=...``), once built, is appended to ``logger`` for the
+    caller to finish. Returns ``(result, strategy, model, benchmark, data_seconds,
+    resume_hook, hooks)``."""
     t0 = time.perf_counter()
-    device = dispatch.setup_hardware(run.hardware)
+    device, state, generator = prepared.device, prepared.state, prepared.generator
+    optimizer, strategy = prepared.optimizer, prepared.strategy
     summary["device"] = str(device)
-    state = None
-    if run.resume:  # refused here, before any data is read, when the config differs
-        state = read_resume_state(out_dir, comparable_config(config), device)
-    else:
-        (out_dir / RESUME_FILE).unlink(missing_ok=True)
-    torch.manual_seed(run.seed)  # model initialization and dropout
-    generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
-    optimizer = dispatch.optimizer_factory(run)
-    strategy = dispatch.build_strategy(run)
-    if run.eval.every_steps is not None and min(run.eval.every_steps, run.eval.subset_size) < 1:
-        raise ConfigError(f"eval.every_steps and eval.subset_size must be at least 1, got "
-                          f"{run.eval.every_steps} and {run.eval.subset_size}")
-    if run.eval.every_steps is not None and strategy.overrides("eval_task"):
-        raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
-                          f"{run.strategy.name!r} (its evaluation switches the model's masks "
-                          f"per task); leave eval.every_steps=null")
-    check_logger(run.logger)
     benchmark = dispatch.build_benchmark(run, device)
     summary["evaluated_on"] = ("validation" if run.benchmark.validation_fraction > 0
                                else "test")

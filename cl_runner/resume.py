@@ -32,7 +32,12 @@ from torch import nn
 
 from cl_runner.errors import ConfigError, RunInterrupted  # noqa: F401  (RunInterrupted: re-exported)
 from cl_runner.results.checkpoints import atomic_torch_save
-from cl_runner.results.run_folder import RESUME_FILE, comparable_config, differing_keys
+from cl_runner.results.run_folder import (
+    RESUME_FILE,
+    RunFolderError,
+    comparable_config,
+    differing_keys,
+)
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import SequenceResult
@@ -41,8 +46,9 @@ from cl_runner.training.loop import SequenceResult
 FORMAT = 1
 
 
-class ResumeMismatchError(ConfigError):
-    """The run folder's resume state comes from a different resolved config."""
+class ResumeMismatchError(RunFolderError):
+    """The run folder's resume state comes from a different resolved config (a refusal:
+    raised before anything is written, the folder left as it was)."""
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -102,7 +108,8 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
     Raises:
         ResumeMismatchError: the state was written by a run of another config (names the
             differing keys) or in another format.
-        ConfigError: the file cannot be read (names it; ``resume=false`` starts over).
+        RunFolderError: the file cannot be read, or its model holds NaN or infinite weights
+            (names it; ``resume=false`` starts over). Both are refusals: nothing is written.
     """
     path = Path(out_dir) / RESUME_FILE
     if not path.is_file():
@@ -110,7 +117,7 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"cannot read the resume state {path}: {type(exc).__name__}: {exc}; "
+        raise RunFolderError(f"cannot read the resume state {path}: {type(exc).__name__}: {exc}; "
                           f"resume=false starts the run over") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ResumeMismatchError(f"{path} is not a resume state of this version of cl_runner; "
@@ -123,6 +130,13 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
             f"{path} comes from a run with a different config (differs at: {', '.join(keys)}); "
             f"use the same overrides to resume it, another run folder for a new run, or "
             f"resume=false to start this one over")
+    model = state.get("model")
+    if isinstance(model, Mapping) and not all(
+            bool(torch.isfinite(v).all()) for v in model.values()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()):
+        raise RunFolderError(
+            f"{path} holds non-finite weights (saved after a diverged task by an older "
+            f"cl_runner) and cannot be resumed; resume=false starts the run over")
     return state
 
 

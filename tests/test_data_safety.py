@@ -5,6 +5,8 @@ attempt of a resumed run is recorded, one manifest of the files a run writes."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,97 @@ def test_a_run_diverging_at_task_2_reruns_from_task_1(tmp_path, mnist_root):
         assert summary["status"] == "failed"
         assert summary.get("resumed_after_task") == (1 if attempt else None)
 
+
+
+def test_a_resume_state_with_non_finite_weights_is_refused(tmp_path, mnist_root):
+    """A ``resume.pt`` holding NaN weights (written after a diverged task by an older
+    cl_runner) is refused, naming the way out, and the folder is left as it was."""
+    from tests.conftest import run_crashing_after_task
+
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        run_crashing_after_task(monkeypatch, tiny(mnist_root), tmp_path)
+    finally:
+        monkeypatch.undo()
+    state = torch.load(tmp_path / rf.RESUME_FILE, weights_only=False)
+    first = next(iter(state["model"]))
+    state["model"][first] = torch.full_like(state["model"][first], math.nan)
+    torch.save(state, tmp_path / rf.RESUME_FILE)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(rf.RunFolderError, match="non-finite weights.*resume=false"):
+        run_experiment(tiny(mnist_root), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    summary = json.loads((tmp_path / rf.SUMMARY).read_text())
+    assert summary["status"] == "failed"  # the crashed run's own record, untouched
+
+
+# ------------------------------------------------------------- 4, 7. a refusal changes no file
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (``.hydra/`` included) but the log, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".log"}
+
+
+def interrupt_after_task_1(monkeypatch, cl_run_here, args: list[str]) -> None:
+    """``cl-run ARGS`` stopped by a signal right after task 1's resume state (exit 130)."""
+    from cl_runner import resume as resume_mod
+    from cl_runner.errors import RunInterrupted
+
+    original = resume_mod.ResumeHook.after_task
+
+    def after_task(self, done, result):
+        original(self, done, result)
+        raise RunInterrupted(2, done)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(resume_mod.ResumeHook, "after_task", after_task)
+        code, _, err = cl_run_here(args)
+    assert code == 130, err[-2000:]
+
+
+def test_a_refused_resume_changes_no_file(tmp_path, mnist_root, monkeypatch, cl_run_here):
+    """The issue's case: an interrupted seed-1 run, then seed=2 into the same folder: refused
+    (exit 2, one line), and ``.hydra/`` still says seed 1, ``summary.json`` still
+    ``interrupted``."""
+    folder = tmp_path / "run"
+    base = [*TINY, f"data.root={mnist_root}", f"hydra.run.dir={folder}"]
+    interrupt_after_task_1(monkeypatch, cl_run_here, base)
+    before = folder_bytes(folder)
+    assert rf.read_summary(folder)["status"] == "interrupted"
+    assert "seed=2" not in before[".hydra/overrides.yaml"].decode()
+
+    code, _, err = cl_run_here([*base, "seed=2"])
+    assert code == 2
+    [line] = [ln for ln in err.splitlines() if ln.strip()]
+    assert line.startswith(f"error: {folder}/resume.pt comes from a run with a different "
+                           f"config (differs at: seed)")
+    assert folder_bytes(folder) == before
+    # the same command resumes it
+    code, _, err = cl_run_here(base)
+    assert code == 0, err[-2000:]
+    assert rf.read_summary(folder)["status"] == "complete"
+
+
+@pytest.mark.parametrize("bad", [
+    "benchmark.train_samples_per_task=100000",  # refused while the config is resolved
+    "eval.every_steps=0",  # refused once the run is built, before any data are read
+    "strategy=ewc strategy.ewc_lambda=-1",  # a strategy's own check
+])
+def test_a_value_error_leaves_nothing(tmp_path, mnist_root, cl_run_here, bad):
+    """An invalid value is refused before the run starts: no ``summary.json``, no ``.hydra/``
+    (so ``cl-summarize`` does not list a failed run), and a complete result in the folder is
+    left as it was, even with ``force=true``."""
+    folder = tmp_path / "new"
+    code, _, err = cl_run_here([*TINY, f"data.root={mnist_root}", f"hydra.run.dir={folder}",
+                                *bad.split()])
+    assert code == 2 and err.startswith("error: "), err[-2000:]
+    assert not folder.exists() or folder_bytes(folder) == {}
+
+    done = tmp_path / "done"
+    args = [*TINY, f"data.root={mnist_root}", f"hydra.run.dir={done}"]
+    assert cl_run_here(args)[0] == 0
+    before = folder_bytes(done)
+    code, _, err = cl_run_here([*args, "force=true", *bad.split()])
+    assert code == 2, err[-2000:]
+    assert folder_bytes(done) == before
