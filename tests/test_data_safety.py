@@ -153,3 +153,21 @@ def test_a_value_error_leaves_nothing(tmp_path, mnist_root, cl_run_here, bad):
     code, _, err = cl_run_here([*args, "force=true", *bad.split()])
     assert code == 2, err[-2000:]
     assert folder_bytes(done) == before
+
+
+# ------------------------------------------------------------- 2. the checkpoint index
+
+def test_the_checkpoint_index_survives_a_resume(tmp_path, mnist_root, monkeypatch):
+    """Crash after task 1 and resume: ``checkpoints/index.csv`` still lists the initial
+    weights and task 1 (it was rebuilt from nothing in the resumed process), equal to an
+    uninterrupted run's index."""
+    from cl_runner.results.checkpoints import read_index
+    from tests.conftest import run_crashing_after_task
+
+    overrides = ["checkpoints.enabled=true"]
+    run_experiment(tiny(mnist_root, *overrides), tmp_path / "whole")
+    run_crashing_after_task(monkeypatch, tiny(mnist_root, *overrides), tmp_path / "split")
+    run_experiment(tiny(mnist_root, *overrides), tmp_path / "split")
+    index = read_index(tmp_path / "split")
+    assert list(index["name"]) == ["init", "w_hat_1", "w_hat_2", "w_hat_3"]
+    assert index.equals(read_index(tmp_path / "whole"))
