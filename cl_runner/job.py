@@ -120,31 +120,32 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
         Exception: whatever the started run raised (missing data, a diverged loss...),
             after ``summary.json`` records it (``status: failed``).
     """
-    started: list[bool] = []  # set once the run may write into the folder
-    try:
-        run = resolve(cfg)  # config errors answer here, before PyTorch is imported
-        from cl_runner.experiment import config_dict, run_experiment  # imports torch
+    run = resolve(cfg)  # config errors answer here, before PyTorch is imported
+    from cl_runner.experiment import config_dict, run_experiment  # imports torch
+    from cl_runner.results.lock import folder_lock
 
-        config = config_dict(run)
-        done = run_folder.check_run_folder(out_dir, config, force=run.force)
-        if done is not None:
-            log.info("skipped: %s already holds a complete result for this config "
-                     "(force=true re-runs it)", out_dir)
-            return JobResult(done, run, config, skipped=True)
+    config = config_dict(run)
+    with folder_lock(out_dir) as started:  # one process at a time from the check on
+        try:
+            done = run_folder.check_run_folder(out_dir, config, force=run.force)
+            if done is not None:
+                log.info("skipped: %s already holds a complete result for this config "
+                         "(force=true re-runs it)", out_dir)
+                return JobResult(done, run, config, skipped=True)
 
-        def start() -> None:  # every check passed: the first writes into the folder
-            started.append(True)
-            if run.force and run_folder.holds_complete_result(out_dir):
-                removed = run_folder.clear_results(out_dir)
-                log.info("force=true: replacing the result in %s (%d files removed)",
-                         out_dir, len(removed))
-            save_hydra_record(out_dir, cfg, hydra_cfg)
+            def start() -> None:  # every check passed: the first writes into the folder
+                started.append(True)
+                if run.force and run_folder.holds_complete_result(out_dir):
+                    removed = run_folder.clear_results(out_dir)
+                    log.info("force=true: replacing the result in %s (%d files removed)",
+                             out_dir, len(removed))
+                save_hydra_record(out_dir, cfg, hydra_cfg)
 
-        summary = run_experiment(run, out_dir, on_start=start)
-        return JobResult(summary, run, config, skipped=False)
-    except (RunInterrupted, run_folder.RunFolderError):
-        raise  # interrupted: summary.json says so already; refused: nothing was written
-    except Exception as exc:
-        if started:  # a failure of a run that started: recorded (refusals before: nothing)
-            sweep.record_failure(out_dir, exc, _context(cfg))
-        raise
+            summary = run_experiment(run, out_dir, on_start=start)
+            return JobResult(summary, run, config, skipped=False)
+        except (RunInterrupted, run_folder.RunFolderError):
+            raise  # interrupted: summary.json says so already; refused: nothing written
+        except Exception as exc:
+            if started:  # a failure of a run that started is recorded; a refusal is not
+                sweep.record_failure(out_dir, exc, _context(cfg))
+            raise

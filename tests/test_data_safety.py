@@ -171,3 +171,66 @@ def test_the_checkpoint_index_survives_a_resume(tmp_path, mnist_root, monkeypatc
     index = read_index(tmp_path / "split")
     assert list(index["name"]) == ["init", "w_hat_1", "w_hat_2", "w_hat_3"]
     assert index.equals(read_index(tmp_path / "whole"))
+
+
+# ------------------------------------------------------------- 3. one process per run folder
+
+RACER = """
+import os, sys, time
+from pathlib import Path
+from cl_runner.results import run_folder as rf
+
+gate, args = Path(sys.argv[1]), sys.argv[2:]
+check = rf.check_run_folder
+
+def held_open(*a, **k):  # both processes pass the folder check before either writes
+    out = check(*a, **k)
+    (gate / f"in_{os.getpid()}").touch()
+    deadline = time.time() + 120
+    while (len(list(gate.glob("in_*"))) < 2 and not (gate / "go").exists()
+           and time.time() < deadline):
+        time.sleep(0.05)
+    return out
+
+rf.check_run_folder = held_open
+from cl_runner.cli import run
+sys.argv = ["cl-run", *args]
+run()
+"""
+
+
+def test_two_processes_started_into_one_folder_one_is_refused(tmp_path, mnist_root):
+    """Two different configs launched at the same moment into one ``hydra.run.dir``, in two
+    real processes. The race is made certain: each process, once past the folder check, waits
+    until the other one is past it too (or has exited). Before the fix both ran, both exited
+    0 and one result was lost; now the second one cannot take the folder's lock: exit 2, one
+    line, and the folder holds the first one's result."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (tmp_path / "racer.py").write_text(RACER)
+    folder = tmp_path / "run"
+    env = dict(os.environ, CL_RUNNER_DATA=str(mnist_root), COLUMNS="1000")
+    procs = {seed: subprocess.Popen(
+        [sys.executable, str(tmp_path / "racer.py"), str(gate), *TINY, "benchmark.num_tasks=1",
+         f"seed={seed}", f"hydra.run.dir={folder}"], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for seed in (1, 2)}
+    deadline = time.time() + 300
+    while any(p.poll() is None for p in procs.values()) and time.time() < deadline:
+        if any(p.poll() is not None for p in procs.values()):
+            (gate / "go").touch()  # one is done (refused): let the other go on
+        time.sleep(0.2)
+    out = {seed: p.communicate(timeout=60) for seed, p in procs.items()}
+    codes = {seed: p.returncode for seed, p in procs.items()}
+    assert sorted(codes.values()) == [0, 2], (codes, out)
+    [winner] = [seed for seed, code in codes.items() if code == 0]
+    [loser] = [seed for seed, code in codes.items() if code == 2]
+    [line] = [ln for ln in out[loser][1].splitlines() if ln.strip()]
+    assert line.startswith(f"error: {folder} is in use by another process"), line
+    summary = rf.read_summary(folder)
+    assert summary["status"] == "complete" and summary["seed"] == winner
+    assert f"seed={winner}" in (folder / ".hydra" / "overrides.yaml").read_text()
