@@ -75,11 +75,12 @@ def load_run(run_dir: str | Path, skipped: bool = False) -> RunResult:
     Raises:
         FileNotFoundError: no ``summary.json`` or result file in the folder.
         ValueError: the folder's run is not complete (its ``status`` and ``error`` are in the
-            message), or ``summary.json`` is malformed.
+            message), its result is damaged (``accuracy_matrix.csv`` not ``T x T``...), or
+            ``summary.json`` is malformed.
     """
     import pandas as pd
 
-    from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, load_summary
+    from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, load_summary, result_problem
 
     run_dir = Path(run_dir).resolve()
     summary = load_summary(run_dir)
@@ -87,6 +88,9 @@ def load_run(run_dir: str | Path, skipped: bool = False) -> RunResult:
         error = f" ({summary['error']})" if summary.get("error") else ""
         raise ValueError(f"{run_dir} holds no complete run: status "
                          f"{summary.get('status')!r}{error}")
+    problem = result_problem(run_dir, summary)
+    if problem is not None:
+        raise ValueError(f"{run_dir} holds a damaged result: {problem}")
     return RunResult(run_dir=run_dir,
                      accuracy_matrix=pd.read_csv(run_dir / ACCURACY_MATRIX, index_col=0),
                      metrics=pd.read_csv(run_dir / METRICS), summary=summary,

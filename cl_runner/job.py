@@ -135,7 +135,7 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
 
             def start() -> None:  # every check passed: the first writes into the folder
                 started.append(True)
-                if run.force and run_folder.holds_complete_result(out_dir):
+                if run.force and run_folder.replaced_by_force(out_dir):
                     removed = run_folder.clear_results(out_dir)
                     log.info("force=true: replacing the result in %s (%d files removed)",
                              out_dir, len(removed))

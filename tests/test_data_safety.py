@@ -234,3 +234,54 @@ def test_two_processes_started_into_one_folder_one_is_refused(tmp_path, mnist_ro
     summary = rf.read_summary(folder)
     assert summary["status"] == "complete" and summary["seed"] == winner
     assert f"seed={winner}" in (folder / ".hydra" / "overrides.yaml").read_text()
+
+
+# ------------------------------------------------------------- 5, 6. a result is checked first
+
+def complete_run(cl_run_here, mnist_root: Path, folder: Path, *extra: str) -> list[str]:
+    args = [*TINY, f"data.root={mnist_root}", f"hydra.run.dir={folder}", *extra]
+    code, _, err = cl_run_here(args)
+    assert code == 0, err[-2000:]
+    return args
+
+
+def test_a_result_that_lost_a_row_is_not_trusted(tmp_path, mnist_root, cl_run_here):
+    """``accuracy_matrix.csv`` of a complete 3-task run cut to 2 rows: ``cl-run`` refuses the
+    folder instead of skipping it as done, the Python API refuses to load it, ``force=true``
+    runs it again."""
+    from cl_runner.api import load_run
+
+    folder = tmp_path / "run"
+    args = complete_run(cl_run_here, mnist_root, folder)
+    matrix = folder / rf.ACCURACY_MATRIX
+    matrix.write_text("".join(matrix.read_text().splitlines(keepends=True)[:-1]))
+    before = folder_bytes(folder)
+    code, _, err = cl_run_here(args)
+    assert code == 2
+    [line] = [ln for ln in err.splitlines() if ln.strip()]
+    assert line == (f"error: {folder} holds a damaged result (accuracy_matrix.csv has 2 rows "
+                    f"for 3 tasks); choose another run folder, or force=true to replace it")
+    assert folder_bytes(folder) == before
+    with pytest.raises(ValueError, match="damaged result: accuracy_matrix.csv has 2 rows"):
+        load_run(folder)
+    code, _, err = cl_run_here([*args, "force=true"])
+    assert code == 0, err[-2000:]
+    assert load_run(folder).accuracy_matrix.shape == (3, 3)
+
+
+def test_a_garbage_summary_is_a_reason_to_refuse(tmp_path, mnist_root, cl_run_here):
+    """A complete run whose ``summary.json`` became garbage: another config is refused (it
+    used to overwrite the folder silently, exit 0), the folder left as it was."""
+    folder = tmp_path / "run"
+    args = complete_run(cl_run_here, mnist_root, folder)
+    (folder / rf.SUMMARY).write_text("{ not json")
+    before = folder_bytes(folder)
+    code, _, err = cl_run_here([*args, "seed=2"])
+    assert code == 2
+    [line] = [ln for ln in err.splitlines() if ln.strip()]
+    assert line.startswith(f"error: {folder / rf.SUMMARY}: malformed JSON")
+    assert line.endswith("choose another run folder, or force=true to replace it")
+    assert folder_bytes(folder) == before
+    code, _, err = cl_run_here([*args, "seed=2", "force=true"])
+    assert code == 0, err[-2000:]
+    assert rf.read_summary(folder)["seed"] == 2

@@ -166,7 +166,8 @@ def test_complete_result_compares_the_resolved_config(tmp_path):
     assert complete_result(tmp_path, cfg) is None  # nothing there
     stored = {"seed": 1, "benchmark": {"name": "b", "angles": [0.0, 9.0]}, "progress": False,
               "force": True, "data": {"root": "/elsewhere"}}
-    (tmp_path / "summary.json").write_text(json.dumps({"status": "complete", "config": stored}))
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "complete", "config": stored,
+                                                       "num_tasks": 1, "average_accuracy": 0.5}))
     assert complete_result(tmp_path, cfg) is None  # no accuracy matrix
     (tmp_path / "accuracy_matrix.csv").write_text("train_task,task_1\nafter_task_1,0.5\n")
     assert complete_result(tmp_path, cfg)["status"] == "complete"  # progress/force/data ignored

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,11 @@ import numpy as np
 import pandas as pd
 
 from cl_runner.errors import ConfigError
+from cl_runner.results.processes import (  # noqa: F401  (re-exported: the run folder's API)
+    _proc_stat,
+    process_alive,
+    process_record,
+)
 from cl_runner.results.writer import atomic_write_json
 
 #: the checkpoint folder (results/checkpoints.py FOLDER; named here so this module needs no torch)
@@ -206,6 +209,31 @@ def holds_complete_result(out_dir: str | Path, summary: Mapping[str, Any] | None
             and (Path(out_dir) / ACCURACY_MATRIX).is_file())
 
 
+def result_problem(out_dir: str | Path, summary: Mapping[str, Any]) -> str | None:
+    """Why the complete result ``summary`` says ``out_dir`` holds cannot be trusted, or None:
+    ``accuracy_matrix.csv`` missing, unreadable or not ``T x T`` for the ``num_tasks`` of the
+    summary and of its config, or ``average_accuracy`` missing."""
+    path = Path(out_dir) / ACCURACY_MATRIX
+    num_tasks = summary.get("num_tasks")
+    config = summary.get("config")
+    benchmark = config.get("benchmark") if isinstance(config, Mapping) else None
+    configured = (benchmark.get("num_tasks", num_tasks) if isinstance(benchmark, Mapping)
+                  else num_tasks)
+    if not isinstance(num_tasks, int) or num_tasks != configured:
+        return f"summary.json says {num_tasks!r} tasks, its config {configured!r}"
+    if not isinstance(summary.get("average_accuracy"), int | float):
+        return "summary.json has no average_accuracy"
+    if not path.is_file():
+        return f"{ACCURACY_MATRIX} is missing"
+    try:
+        rows = read_accuracy_matrix(path, num_tasks).shape[0]
+    except ValueError as exc:
+        return str(exc)
+    if rows != num_tasks:
+        return f"{ACCURACY_MATRIX} has {rows} rows for {num_tasks} tasks"
+    return None
+
+
 def complete_result(out_dir: str | Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
     """The finished result already in ``out_dir`` for this config, if there is one.
 
@@ -224,56 +252,18 @@ def complete_result(out_dir: str | Path, config: Mapping[str, Any]) -> dict[str,
     stored = summary.get("config")
     if not isinstance(stored, Mapping):
         return None
+    if result_problem(out_dir, summary) is not None:
+        return None
     return summary if comparable_config(stored) == comparable_config(config) else None
 
 
-# --------------------------------------------------------------------------- the process
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """``(state, start time in clock ticks after boot)`` of a process from ``/proc``, or None
-    when there is no such process or no ``/proc``."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) "; fields 3, 4, ...
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def process_record() -> dict[str, Any]:
-    """The fields ``summary.json`` records about the process running the run: ``pid``,
-    ``host`` and ``pid_start`` (its start time in clock ticks after boot, None without
-    ``/proc``), so a later process can tell whether the run is still going on."""
-    stat = _proc_stat(os.getpid())
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "pid_start": stat[1] if stat else None}
-
-
-def process_alive(pid: Any, host: Any, pid_start: Any = None) -> bool:
-    """Whether the process recorded as ``pid`` on ``host`` is alive. A process on another
-    host cannot be checked and counts as gone (e.g. a preempted job requeued on another node);
-    so does this very process, a zombie, or a pid reused by a process started at another time
-    than ``pid_start``."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
-        return False
-    if host != socket.gethostname():
-        return False
-    stat = _proc_stat(pid)
-    if stat is not None:
-        state, start = stat
-        return state not in ("Z", "X") and (not isinstance(pid_start, int) or pid_start == start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except OSError:
-        return False
-    return True
+def replaced_by_force(out_dir: str | Path) -> bool:
+    """Whether ``force=true`` clears ``out_dir`` (:func:`clear_results`) before its run: its
+    ``summary.json`` says ``complete`` (sound or damaged) or cannot be read."""
+    summary = read_summary(out_dir)
+    if summary is None:
+        return (Path(out_dir) / SUMMARY).exists()
+    return summary.get("status") == "complete"
 
 
 # --------------------------------------------------------------------------- may a run start?
@@ -295,19 +285,33 @@ def check_run_folder(out_dir: str | Path, config: Mapping[str, Any],
 
     Raises:
         RunFolderError: the folder holds a complete result of another config (the message
-            names the folder and the differing keys, dotted) and not ``force``; or its
+            names the folder and the differing keys, dotted), a damaged one
+            (:func:`result_problem`) or a ``summary.json`` that cannot be read, and not
+            ``force``; or its
             summary says ``running`` and the recorded process is alive on this host (whatever
             ``force``). Nothing is changed in the folder.
     """
-    summary = read_summary(out_dir)
-    if summary is None:
+    try:
+        summary = load_summary(out_dir)
+    except FileNotFoundError:
         return None
+    except SummaryUnreadable as exc:  # not an empty folder: a record that cannot be read
+        if force:
+            return None
+        raise RunFolderError(f"{exc}: the folder's record cannot be read, so it may hold a "
+                             f"result; choose another run folder, or force=true to replace "
+                             f"it") from None
     status = summary.get("status")
     if status == "running" and process_alive(summary.get("pid"), summary.get("host"),
                                              summary.get("pid_start")):
         raise RunFolderError(
             f"{out_dir} is in use: its run is still going on in process {summary['pid']} on "
             f"{summary['host']}; wait for it, stop it, or choose another run folder")
+    if status == "complete" and not force:
+        problem = result_problem(out_dir, summary)
+        if problem is not None:
+            raise RunFolderError(f"{out_dir} holds a damaged result ({problem}); choose another "
+                                 f"run folder, or force=true to replace it")
     if not holds_complete_result(out_dir, summary):
         return None
     stored = summary.get("config")
