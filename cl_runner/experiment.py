@@ -34,6 +34,7 @@ from cl_runner.results.run_folder import (
 )
 from cl_runner.results.writer import atomic_write_csv
 from cl_runner.resume import (
+    Attempts,
     InterruptHook,
     ResumeHook,
     RunInterrupted,
@@ -198,6 +199,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
         RunInterrupted: SIGINT or SIGTERM arrived; stopped at a step boundary with the
             finished tasks' rows and resume state on disk (``status: interrupted``).
     """
+    t0 = time.perf_counter()  # this attempt's wall time counts from here
     out_dir = Path(out_dir)
     config = config_dict(run)
     check_run_folder(out_dir, config, force=True)  # a run going on in a live process: refused
@@ -208,11 +210,13 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
     if not run.resume:
         (out_dir / RESUME_FILE).unlink(missing_ok=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
+    state = prepared.state
+    attempts = Attempts(state.get("attempts", []) if state else [], started_at,
+                        state["task"] if state else None, t0=t0)
     summary: dict[str, Any] = {
         "status": "running", "strategy": run.strategy.name, "benchmark": run.benchmark.name,
         "model": run.model.name, "seed": run.seed, "num_tasks": run.benchmark.num_tasks,
-        "started_at": started_at, **process_record(), "versions": package_versions(),
+        "started_at": attempts.records()[0]["started_at"], **process_record(), "versions": package_versions(),
         "git_commit": git_commit(), "config": config,
     }
     write_summary(out_dir, summary)
@@ -221,21 +225,20 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
     try:
         with interrupt:
             result, strategy, model, benchmark, data_seconds, resume_hook, hooks = _train(
-                run, out_dir, config, summary, interrupt, logger, prepared)
+                run, out_dir, config, summary, interrupt, logger, prepared, attempts)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
         # requeued a preempted or timed-out job): finished tasks are kept, not a failure
         interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
         summary.update(status="interrupted" if interrupted else "failed",
                        error=f"{type(exc).__name__}: {exc}",
-                       wall_time_seconds=time.perf_counter() - t0)
+                       **Attempts.totals(attempts.records()))
         if interrupted:
             summary["resume_state"] = (RESUME_FILE if (out_dir / RESUME_FILE).is_file()
                                        else None)
         write_summary(out_dir, summary)
         finish_loggers(logger, summary)
         raise
-    wall = time.perf_counter() - t0
     train_seconds = sum(result.task_seconds)
     summary.update(metrics.all_metrics(result.accuracy, result.initial_accuracy))
     summary.update(
@@ -243,7 +246,6 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         average_accuracy_per_task=metrics.average_accuracy_curve(result.accuracy),
         initial_accuracy=result.initial_accuracy,
-        wall_time_seconds=wall,
         data_seconds=data_seconds,
         task_seconds=result.task_seconds,
         eval_seconds=result.eval_seconds,
@@ -255,6 +257,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
     summary.update(parameter_cost_summary(strategy.parameter_cost(model, benchmark.num_tasks)))
     summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
     summary.update(continual_eval_summary(hooks, benchmark.num_tasks))
+    summary.update(Attempts.totals(attempts.records()))  # every attempt, not only this one
     if resume_hook.bytes_written:
         summary["resume_state_bytes"] = max(resume_hook.bytes_written)
         summary["resume_state_seconds"] = sum(resume_hook.seconds_written)  # all tasks
@@ -276,7 +279,8 @@ def finish_loggers(loggers: list[MetricLogger], summary: dict[str, Any]) -> None
 
 
 def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
-           interrupt: InterruptHook, logger: list[MetricLogger], prepared: Prepared):
+           interrupt: InterruptHook, logger: list[MetricLogger], prepared: Prepared,
+           attempts: Attempts):
     """Build the data, the model and the hooks (restored from the resume state when there is
     one) and train; the logger (``logger=...``), once built, is appended to ``logger`` for the
     caller to finish. Returns ``(result, strategy, model, benchmark, data_seconds,
@@ -308,8 +312,9 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL,
             on_rows=built.continual_eval if built is not None else None))
     stateful = named_hooks(hooks)
+    attempts.continual_eval = next((h for h in hooks if isinstance(h, ContinualEvalHook)), None)
     resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
-                             stateful)
+                             stateful, attempts)
     start = None
     if state is not None:
         start = restore(state, model, strategy, generator, stateful)
@@ -337,7 +342,8 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
 def continual_eval_summary(hooks: list[RunnerHook], num_tasks: int) -> dict[str, Any]:
     """``summary.json`` fields of continual evaluation (none when it is off): the metrics of
     :func:`~cl_runner.results.continual_metrics.continual_metrics`, the number of evaluation
-    points and their wall time in this process (seconds; a resumed run counts its own)."""
+    points and their wall time in this process (seconds; :func:`run_experiment` then sums
+    them over the run's attempts, :class:`~cl_runner.resume.Attempts`)."""
     for hook in hooks:
         if isinstance(hook, ContinualEvalHook):
             return {**continual_metrics(hook.rows, num_tasks),

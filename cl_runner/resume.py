@@ -67,6 +67,50 @@ def set_rng_states(states: Mapping[str, Any], generator: torch.Generator) -> Non
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class Attempts:
+    """Every attempt (process) of one run, for ``summary.json``'s ``attempts``: its
+    ``started_at`` (ISO time), ``resumed_after_task`` (None for the first), and
+    ``wall_time_seconds``, ``continual_eval_points`` and ``continual_eval_seconds`` up to its
+    last resume state (the work after it is redone by the next attempt). The earlier attempts
+    travel in the resume state (:class:`ResumeHook`).
+
+    Args:
+        before: the earlier attempts (the resume state's ``attempts``; ``[]`` for a new run).
+        started_at: this attempt's start, ISO 8601.
+        resumed_after_task: the task this attempt resumed after (None: a new run).
+        t0: this attempt's start on the ``time.perf_counter`` clock (default: now).
+    """
+
+    def __init__(self, before: Sequence[Mapping[str, Any]], started_at: str,
+                 resumed_after_task: int | None, t0: float | None = None) -> None:
+        self.before = [dict(a) for a in before]
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.current: dict[str, Any] = {"started_at": started_at,
+                                        "resumed_after_task": resumed_after_task}
+        #: the run's continual-evaluation hook (``points`` and ``seconds``), when there is one
+        self.continual_eval: Any = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every attempt's record, this one's measured now."""
+        now = {**self.current, "wall_time_seconds": time.perf_counter() - self.t0}
+        if self.continual_eval is not None:
+            now.update(continual_eval_points=self.continual_eval.points,
+                       continual_eval_seconds=self.continual_eval.seconds)
+        return [*self.before, now]
+
+    @staticmethod
+    def totals(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``summary.json`` fields over all attempts: ``attempts``, ``started_at`` (the
+        first's), ``wall_time_seconds`` and the continual-evaluation counts (sums)."""
+        out: dict[str, Any] = {"attempts": list(records),
+                               "started_at": records[0]["started_at"],
+                               "wall_time_seconds": sum(r["wall_time_seconds"] for r in records)}
+        for key in ("continual_eval_points", "continual_eval_seconds"):
+            if key in records[-1]:
+                out[key] = sum(r.get(key, 0) for r in records)
+        return out
+
+
 class ResumeHook(RunnerHook):
     """Writes the resume state after every task (after the other hooks, so their files and
     states are those of the finished task).
@@ -75,15 +119,17 @@ class ResumeHook(RunnerHook):
         out_dir: the run folder.
         config: the comparable resolved config (stored, compared on resume).
         hooks: the runner hooks whose ``state_dict`` is saved, by name.
+        attempts: the run's attempts so far, saved as ``attempts`` (:class:`Attempts`).
     """
 
     def __init__(self, out_dir: str | Path, config: Mapping[str, Any], model: nn.Module,
                  strategy: Strategy, generator: torch.Generator,
-                 hooks: Mapping[str, RunnerHook]) -> None:
+                 hooks: Mapping[str, RunnerHook], attempts: Attempts | None = None) -> None:
         self.path = Path(out_dir) / RESUME_FILE
         self.config = dict(config)
         self.model, self.strategy, self.generator = model, strategy, generator
         self.hooks = dict(hooks)
+        self.attempts = attempts
         self.bytes_written: list[int] = []  # per task, bytes of resume.pt
         self.seconds_written: list[float] = []  # per task, seconds to build and write it
 
@@ -92,7 +138,8 @@ class ResumeHook(RunnerHook):
         state = {"format": FORMAT, "config": self.config, "task": task,
                  "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
                  "rng": rng_states(self.generator), "result": dataclasses.asdict(result),
-                 "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()}}
+                 "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()},
+                 "attempts": self.attempts.records() if self.attempts is not None else []}
         self.bytes_written.append(atomic_torch_save(state, self.path))
         self.seconds_written.append(time.perf_counter() - t0)
 

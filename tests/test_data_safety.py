@@ -285,3 +285,31 @@ def test_a_garbage_summary_is_a_reason_to_refuse(tmp_path, mnist_root, cl_run_he
     code, _, err = cl_run_here([*args, "seed=2", "force=true"])
     assert code == 0, err[-2000:]
     assert rf.read_summary(folder)["seed"] == 2
+
+
+# ------------------------------------------------------------- 9. every attempt is recorded
+
+def test_every_attempt_of_a_resumed_run_is_recorded(tmp_path, mnist_root, monkeypatch):
+    """Crashed after task 1, crashed again after task 2, then completed: ``summary.json`` lists
+    the three attempts; ``started_at`` is the first one's, ``wall_time_seconds`` their sum, and
+    ``continual_eval_points`` counts every process's points (as many as an uninterrupted run),
+    not only the last one's."""
+    from tests.conftest import run_crashing_after_task
+
+    overrides = ["eval.every_steps=5"]
+    whole = run_experiment(tiny(mnist_root, *overrides), tmp_path / "whole")
+    folder = tmp_path / "split"
+    run_crashing_after_task(monkeypatch, tiny(mnist_root, *overrides), folder, task=1)
+    first = rf.read_summary(folder)
+    run_crashing_after_task(monkeypatch, tiny(mnist_root, *overrides), folder, task=2)
+    summary = run_experiment(tiny(mnist_root, *overrides), folder)
+    attempts = summary["attempts"]
+    assert [a["resumed_after_task"] for a in attempts] == [None, 1, 2]
+    assert summary["resumed_after_task"] == 2  # the last resume, as before
+    assert summary["started_at"] == attempts[0]["started_at"] == first["started_at"]
+    assert all(a["wall_time_seconds"] > 0 for a in attempts)
+    assert summary["wall_time_seconds"] == pytest.approx(
+        sum(a["wall_time_seconds"] for a in attempts))
+    assert summary["continual_eval_points"] == whole["continual_eval_points"]
+    assert sum(a["continual_eval_points"] for a in attempts) == whole["continual_eval_points"]
+    assert [a["resumed_after_task"] for a in whole["attempts"]] == [None]
