@@ -28,6 +28,7 @@ from cl_runner.results.run_folder import (
     RESUME_FILE,
     SUMMARY,
     check_run_folder,
+    clear_results,
     comparable_config,
     process_record,
     write_summary,
@@ -207,8 +208,8 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
     if on_start is not None:
         on_start()
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not run.resume:
-        (out_dir / RESUME_FILE).unlink(missing_ok=True)
+    if not run.resume:  # start over: no file of the unfinished run outlives it
+        clear_results(out_dir)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     state = prepared.state
     attempts = Attempts(state.get("attempts", []) if state else [], started_at,

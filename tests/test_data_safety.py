@@ -313,3 +313,74 @@ def test_every_attempt_of_a_resumed_run_is_recorded(tmp_path, mnist_root, monkey
     assert summary["continual_eval_points"] == whole["continual_eval_points"]
     assert sum(a["continual_eval_points"] for a in attempts) == whole["continual_eval_points"]
     assert [a["resumed_after_task"] for a in whole["attempts"]] == [None]
+
+
+# ------------------------------------------------------------- the manifest of a run's files
+
+def test_a_run_with_every_option_writes_only_manifest_files(tmp_path, mnist_root):
+    """Checkpoints, probes, continual evaluation and TensorBoard on: every file and folder the
+    run leaves at the top of its folder is declared in the manifest."""
+    from fnmatch import fnmatch
+
+    pytest.importorskip("tensorboard")
+    run_experiment(tiny(mnist_root, "benchmark.num_tasks=2", "checkpoints.enabled=true",
+                        "probes=[gradient_conflict]", "eval.every_steps=10",
+                        "logger=tensorboard"), tmp_path)
+    declared = [pattern for pattern, _ in rf.RESULT_FILES] + list(rf.KEPT_FILES)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert {rf.CHECKPOINTS, rf.TENSORBOARD, rf.CONTINUAL_EVAL, rf.DIAGNOSTICS} <= set(names)
+    assert [n for n in names if not any(fnmatch(n, d) for d in declared)] == []
+
+
+def test_force_and_resume_false_leave_no_stale_file(tmp_path, mnist_root, monkeypatch,
+                                                    cl_run_here):
+    """A forced run replaces a result that had a curve, checkpoints, TensorBoard events, a
+    W&B run id, an objective and a class table: none of them outlives it (cl-summarize read
+    the stale curve, the logger went on in the old W&B run). The same for ``resume=false``
+    over an interrupted run. The logs and ``.hydra/`` stay."""
+    folder = tmp_path / "run"
+    extra = ["benchmark.num_tasks=2", "eval.every_steps=10", "checkpoints.enabled=true"]
+    args = complete_run(cl_run_here, mnist_root, folder, *extra)
+    stale = {rf.TENSORBOARD: None, rf.WANDB_RUN_ID: "0123abcd\n", rf.OBJECTIVE: "{}\n",
+             "classes.csv": "task,class\n"}
+    for name, text in stale.items():
+        if text is None:
+            (folder / name).mkdir()
+            (folder / name / "events.out.tfevents.1").write_text("old")
+        else:
+            (folder / name).write_text(text)
+    assert (folder / rf.CONTINUAL_EVAL).is_file() and (folder / rf.CHECKPOINTS).is_dir()
+
+    def left(folder: Path) -> set[str]:
+        return {p.name for p in folder.iterdir()}
+
+    plain = [a for a in args if a not in extra] + ["benchmark.num_tasks=2"]
+    code, _, err = cl_run_here([*plain, "force=true"])
+    assert code == 0, err[-2000:]
+    after = left(folder)
+    assert not after & {rf.CONTINUAL_EVAL, rf.CHECKPOINTS, *stale}, after
+    assert {rf.SUMMARY, rf.ACCURACY_MATRIX, rf.HYDRA_DIR} <= after
+
+    # resume=false over an interrupted run with a curve: the curve goes with the rest
+    interrupted = tmp_path / "interrupted"
+    base = [*TINY, f"data.root={mnist_root}", f"hydra.run.dir={interrupted}",
+            "eval.every_steps=10"]
+    interrupt_after_task_1(monkeypatch, cl_run_here, base)
+    (interrupted / rf.WANDB_RUN_ID).write_text("0123abcd\n")
+    code, _, err = cl_run_here([*base[:-1], "resume=false"])
+    assert code == 0, err[-2000:]
+    assert not left(interrupted) & {rf.CONTINUAL_EVAL, rf.WANDB_RUN_ID, rf.RESUME_FILE}
+    assert rf.read_summary(interrupted)["attempts"][0]["resumed_after_task"] is None
+
+
+def test_a_forced_run_starts_a_new_wandb_run(tmp_path, mnist_root, cl_run_here):
+    """logger=wandb (offline): a resumed run continues its W&B run, a forced one starts a new
+    one (it used to log into the replaced run's)."""
+    pytest.importorskip("wandb")
+    folder = tmp_path / "run"
+    args = complete_run(cl_run_here, mnist_root, folder, "benchmark.num_tasks=1",
+                        "logger=wandb", "logger.mode=offline")
+    first = (folder / rf.WANDB_RUN_ID).read_text()
+    code, _, err = cl_run_here([*args, "force=true"])
+    assert code == 0, err[-2000:]
+    assert (folder / rf.WANDB_RUN_ID).read_text() != first

@@ -1,12 +1,9 @@
 """The run folder: the names of the files a run leaves, their writer and readers, and the rule
 that decides whether a run may start in a folder.
 
-A run folder holds (see :func:`cl_runner.experiment.run_experiment`): ``summary.json``
-(:data:`SUMMARY`: status, metrics, the resolved config, the pid and host of the process that
-runs it), ``accuracy_matrix.csv`` (:data:`ACCURACY_MATRIX`), ``metrics.csv``
-(:data:`METRICS`), a strategy's extra matrices ``accuracy_matrix_<name>.csv``, ``resume.pt``
-(:data:`RESUME_FILE`, while the run is unfinished), the benchmark's tables (``angles.csv``,
-``permutations.csv``), ``diagnostics.csv`` (probes), ``checkpoints/`` and Hydra's ``.hydra/``.
+A run folder holds the files of :data:`RESULT_FILES` (the one manifest of what a run writes:
+``summary.json``, ``accuracy_matrix.csv``, ``metrics.csv``, ``resume.pt`` while unfinished,
+curves, tables, checkpoints, logger files) and those of :data:`KEPT_FILES` (``.hydra/``, logs).
 
 Nothing is replaced silently (:func:`check_run_folder`): a folder holding a complete result of
 another resolved config, or the folder of a run still going on in a live process, is refused
@@ -42,8 +39,36 @@ METRICS = "metrics.csv"
 RESUME_FILE = "resume.pt"
 DIAGNOSTICS = "diagnostics.csv"
 HYDRA_DIR = ".hydra"
+CONTINUAL_EVAL = "continual_eval.csv"
+OBJECTIVE = "objective.json"
+TENSORBOARD = "tensorboard"
+WANDB_RUN_ID = "wandb_run_id.txt"
 #: the benchmarks' own tables (``Benchmark.artifacts``)
-BENCHMARK_TABLES = ("angles.csv", "permutations.csv")
+BENCHMARK_TABLES = ("angles.csv", "permutations.csv", "classes.csv")
+
+#: THE manifest of what a run writes into its folder: (name or glob pattern, what it is).
+#: Every entry is the run's result, removed by :func:`clear_results` before a ``force=true``
+#: or ``resume=false`` run starts, so no stale file (a curve, a W&B run id) outlives its run.
+#: Writers take their file names from here; tests/test_data_safety.py checks that a run with
+#: every option on writes nothing outside :data:`RESULT_FILES` and :data:`KEPT_FILES`.
+RESULT_FILES: tuple[tuple[str, str], ...] = (
+    (SUMMARY, "status, metrics, config, attempts"),
+    (ACCURACY_MATRIX, "the accuracy matrix, rewritten after every task"),
+    (METRICS, "the tidy metrics"),
+    ("accuracy_matrix_*.csv", "a strategy's extra matrices (supermasks: task inferred)"),
+    (RESUME_FILE, "the resume state of an unfinished run"),
+    (DIAGNOSTICS, "probes (probes=[...])"),
+    (CONTINUAL_EVAL, "continual evaluation (eval.every_steps)"),
+    *((name, "a benchmark's table") for name in BENCHMARK_TABLES),
+    (OBJECTIVE, "the per-seed values of a mean-over-seeds objective"),
+    (CHECKPOINTS, "end-of-task weights (checkpoints.enabled), a folder"),
+    (TENSORBOARD, "logger=tensorboard's event files, a folder"),
+    (WANDB_RUN_ID, "logger=wandb's run id: a resumed run continues that W&B run, a new one "
+                   "starts a new W&B run"),
+)
+#: what a run leaves that :func:`clear_results` keeps: Hydra's record (rewritten by the new
+#: run), the logs, the folder's lock, W&B's local files (possibly not yet synced)
+KEPT_FILES = (HYDRA_DIR, "*.log", ".lock", "wandb")
 
 #: top-level config keys that do not change a run's numbers: the progress bar, the skip and
 #: resume switches, where the data live and whether they may be downloaded, the logger, what
@@ -328,18 +353,16 @@ def check_run_folder(out_dir: str | Path, config: Mapping[str, Any],
 
 
 def clear_results(out_dir: str | Path) -> list[Path]:
-    """Remove the files a run writes (summary, matrices, metrics, resume state, benchmark
-    tables, diagnostics, checkpoints) from ``out_dir``, before a forced run replaces a result;
-    Hydra's ``.hydra/`` and logs stay. Returns what was removed."""
+    """Remove every file and folder of :data:`RESULT_FILES` from ``out_dir``, before a
+    ``force=true`` run replaces a result or a ``resume=false`` run starts over;
+    :data:`KEPT_FILES` stay. Returns what was removed."""
     out_dir = Path(out_dir)
-    names = [SUMMARY, ACCURACY_MATRIX, METRICS, RESUME_FILE, DIAGNOSTICS, *BENCHMARK_TABLES]
-    removed = [out_dir / n for n in names if (out_dir / n).is_file()]
-    removed += sorted(out_dir.glob(extra_matrix_file("*")))
+    removed = sorted({path for pattern, _ in RESULT_FILES for path in out_dir.glob(pattern)})
     for path in removed:
-        path.unlink()
-    if (out_dir / CHECKPOINTS).is_dir():
-        shutil.rmtree(out_dir / CHECKPOINTS)
-        removed.append(out_dir / CHECKPOINTS)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return removed
 
 
