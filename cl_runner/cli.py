@@ -103,9 +103,10 @@ def run(cfg: DictConfig) -> float | None:
     except RunInterrupted as exc:  # status "interrupted" is in summary.json already
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
                  f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
-        console.print(f"{exc}: the rows and the resume state of tasks 1..{exc.tasks_done} are "
-                      f"in {out_dir}; run {again} to resume", markup=False, highlight=False,
-                      soft_wrap=True)
+        kept = (f"the rows and the resume state of tasks 1..{exc.tasks_done} are in {out_dir}; "
+                f"run {again} to resume" if exc.tasks_done else
+                f"no task was finished, nothing to resume; run {again} to start it")
+        console.print(f"{exc}: {kept}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except run_folder.RunFolderError as exc:  # nothing was written into the folder
         if multirun:

@@ -384,3 +384,34 @@ def test_a_forced_run_starts_a_new_wandb_run(tmp_path, mnist_root, cl_run_here):
     code, _, err = cl_run_here([*args, "force=true"])
     assert code == 0, err[-2000:]
     assert (folder / rf.WANDB_RUN_ID).read_text() != first
+
+
+# ------------------------------------------------------------- 11. weak points
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_non_finite_learning_rate_is_refused_like_nan(value):
+    """``optimizer.lr=inf`` was accepted while nan was refused."""
+    from cl_runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^optimizer.lr must be a finite number > 0, got "
+                                          rf"{value}$"):
+        compose_run([f"optimizer.lr={value}"])
+
+
+def test_an_early_sigterm_does_not_speak_of_tasks_1_to_0(tmp_path, monkeypatch, cl_run_here):
+    """SIGTERM before the first task finished: no "tasks 1..0" in the message."""
+    import signal
+
+    from cl_runner import objective
+    from cl_runner.errors import RunInterrupted
+
+    def stopped(*args, **kwargs):
+        raise RunInterrupted(signal.SIGTERM, 0)
+
+    monkeypatch.setattr(objective, "run_objective", stopped)
+    code, _, err = cl_run_here([f"hydra.run.dir={tmp_path / 'run'}"])
+    assert code == 143
+    [line] = [ln for ln in err.splitlines() if ln.strip()]
+    assert "1..0" not in line
+    assert line.startswith("interrupted by SIGTERM after 0 finished task(s): no task was "
+                           "finished, nothing to resume; run the same command again")
