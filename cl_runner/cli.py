@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.table import Table
@@ -21,7 +23,7 @@ from cl_runner.errors import CLRunnerError, RunInterrupted
 register_configs()
 log = logging.getLogger(__name__)
 
-__all__ = ["CONF_DIR", "run", "summary_table"]
+__all__ = ["CONF_DIR", "RunFolderCallback", "app", "run", "summary_table"]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -72,8 +74,60 @@ def error_line(exc: BaseException) -> Text:
     return Text.assemble(("error:", "bold red"), " ", str(exc))
 
 
+class RunFolderCallback(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``): before Hydra makes the
+    run or sweep folder, make it here, so a folder that cannot be made (a file of that name,
+    a read-only place) gives one line and exit 2 instead of Hydra's traceback; before a sweep
+    replaces a sweep folder's ``multirun.yaml``, keep the old one as ``multirun-<time>.yaml``
+    unless it is the same sweep (a relaunch to resume it)."""
+
+    @staticmethod
+    def _make(folder: str) -> None:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = ("a file of that name exists" if isinstance(exc, FileExistsError)
+                      else exc.strerror or str(exc))
+            make_console(stderr=True).print(error_line(Exception(
+                f"cannot use {folder} as the run folder: {reason}")), soft_wrap=True)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._make(str(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from datetime import datetime
+
+        from omegaconf import OmegaConf
+
+        sweep = Path(str(config.hydra.sweep.dir))
+        self._make(str(sweep))
+        record = sweep / "multirun.yaml"
+        if not record.is_file() or record.read_text() == OmegaConf.to_yaml(config):
+            return
+        stamp = datetime.fromtimestamp(record.stat().st_mtime).strftime("%Y-%m-%d_%H-%M-%S")
+        kept, n = sweep / f"multirun-{stamp}.yaml", 1
+        while kept.exists():
+            kept, n = sweep / f"multirun-{stamp}-{n}.yaml", n + 1
+        record.rename(kept)
+        log.info("kept the earlier sweep's record %s as %s", record.name, kept.name)
+
+
+def run() -> float | None:
+    """``cl-run``: :func:`app`, with Ctrl-C outside a run's steps (importing PyTorch, reading
+    data) reported in one line, exit 130, instead of a traceback."""
+    try:
+        return app()
+    except KeyboardInterrupt as exc:
+        make_console(stderr=True).print(Text(f"interrupted (Ctrl-C{': ' if str(exc) else ''}"
+                                             f"{exc}); a run folder already started says "
+                                             f"so and the same command resumes it"),
+                                        soft_wrap=True)
+        sys.exit(130)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def run(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> float | None:
     """``cl-run``: train one task sequence; returns the final average accuracy (to a sweeper:
     the objective of :mod:`cl_runner.objective`, e.g. the mean over ``objective.seeds``).
 

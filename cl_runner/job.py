@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from cl_runner import sweep
 from cl_runner.config import RunConfig
 from cl_runner.dispatch import resolve
-from cl_runner.errors import RunInterrupted
+from cl_runner.errors import CLRunnerError, RunInterrupted
 from cl_runner.results import run_folder
 
 log = logging.getLogger(__name__)
@@ -147,5 +147,8 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
             raise  # interrupted: summary.json says so already; refused: nothing written
         except Exception as exc:
             if started:  # a failure of a run that started is recorded; a refusal is not
-                sweep.record_failure(out_dir, exc, _context(cfg))
+                try:
+                    sweep.record_failure(out_dir, exc, _context(cfg))
+                except CLRunnerError as also:  # e.g. the disk is full: report the first error
+                    log.warning("the failure could not be recorded: %s", also)
             raise
