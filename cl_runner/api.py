@@ -75,11 +75,12 @@ def load_run(run_dir: str | Path, skipped: bool = False) -> RunResult:
     Raises:
         FileNotFoundError: no ``summary.json`` or result file in the folder.
         ValueError: the folder's run is not complete (its ``status`` and ``error`` are in the
-            message), or ``summary.json`` is malformed.
+            message), its result is damaged (``accuracy_matrix.csv`` not ``T x T``...), or
+            ``summary.json`` is malformed.
     """
     import pandas as pd
 
-    from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, load_summary
+    from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, load_summary, result_problem
 
     run_dir = Path(run_dir).resolve()
     summary = load_summary(run_dir)
@@ -87,6 +88,9 @@ def load_run(run_dir: str | Path, skipped: bool = False) -> RunResult:
         error = f" ({summary['error']})" if summary.get("error") else ""
         raise ValueError(f"{run_dir} holds no complete run: status "
                          f"{summary.get('status')!r}{error}")
+    problem = result_problem(run_dir, summary)
+    if problem is not None:
+        raise ValueError(f"{run_dir} holds a damaged result: {problem}")
     return RunResult(run_dir=run_dir,
                      accuracy_matrix=pd.read_csv(run_dir / ACCURACY_MATRIX, index_col=0),
                      metrics=pd.read_csv(run_dir / METRICS), summary=summary,
@@ -171,8 +175,8 @@ def run(overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> Run
     Raises:
         OverrideError (a ConfigError): an override does not compose: an unknown key or
             option, a wrong type, a sweep (nothing is written).
-        ConfigError: a value out of range, a model that does not fit (the folder records the
-            failure, as ``cl-run`` does); RunFolderError (a ConfigError): the folder may not
+        ConfigError: a value out of range (refused before the run starts: nothing is
+            written, as with ``cl-run``); RunFolderError (a ConfigError): the folder may not
             be used (nothing in it changed).
         DatasetNotFoundError, DatasetCorruptError, TrainingDivergedError: as ``cl-run``.
         RunInterrupted: SIGINT / SIGTERM (Ctrl-C); the finished tasks are saved, and calling

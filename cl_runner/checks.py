@@ -3,6 +3,7 @@ key. A bottom-layer module: it imports only :mod:`cl_runner.errors`, so every la
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cl_runner.errors import ConfigError
@@ -10,7 +11,8 @@ from cl_runner.errors import ConfigError
 
 def check_value(key: str, value: Any, *, ge: float | None = None, gt: float | None = None,
                 le: float | None = None, lt: float | None = None, nullable: bool = False) -> None:
-    """Raise unless ``value`` lies within the given bounds (``None`` passes when ``nullable``).
+    """Raise unless ``value`` lies within the given bounds (``None`` passes when ``nullable``;
+    a NaN or infinite float never passes).
 
     Args:
         key: the full key for the message, e.g. ``"benchmark.batch_size"``.
@@ -21,13 +23,14 @@ def check_value(key: str, value: Any, *, ge: float | None = None, gt: float | No
 
     Raises:
         ConfigError: ``"{key} must be >= 1, got 0"``, ``"... must be in [0, 1), got 1.5"``,
-            ``"... must be > 0 or null, got -1"``.
+            ``"... must be > 0 or null, got -1"``, ``"... must be a finite number > 0, got inf"``.
     """
     if value is None and nullable:
         return
     low = ge if ge is not None else gt
     high = le if le is not None else lt
-    ok = value is not None
+    finite = not isinstance(value, float) or math.isfinite(value)  # inf passed `> 0` before
+    ok = value is not None and finite
     ok = ok and (ge is None or value >= ge) and (gt is None or value > gt)
     ok = ok and (le is None or value <= le) and (lt is None or value < lt)
     if ok:
@@ -38,6 +41,7 @@ def check_value(key: str, value: Any, *, ge: float | None = None, gt: float | No
         text = f"{'>=' if ge is not None else '>'} {low}"
     else:
         text = f"{'<=' if le is not None else '<'} {high}"
+    text = text if finite else f"a finite number {text}"
     raise ConfigError(f"{key} must be {text}{' or null' if nullable else ''}, got {value}")
 
 

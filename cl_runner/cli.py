@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.table import Table
@@ -22,7 +24,7 @@ from cl_runner.results.metrics import METRICS
 register_configs()
 log = logging.getLogger(__name__)
 
-__all__ = ["CONF_DIR", "run", "summary_table"]
+__all__ = ["CONF_DIR", "RunFolderCallback", "app", "run", "summary_table"]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -64,8 +66,60 @@ def error_line(exc: BaseException) -> Text:
     return Text.assemble(("error:", "bold red"), " ", str(exc))
 
 
+class RunFolderCallback(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``): before Hydra makes the
+    run or sweep folder, make it here, so a folder that cannot be made (a file of that name,
+    a read-only place) gives one line and exit 2 instead of Hydra's traceback; before a sweep
+    replaces a sweep folder's ``multirun.yaml``, keep the old one as ``multirun-<time>.yaml``
+    unless it is the same sweep (a relaunch to resume it)."""
+
+    @staticmethod
+    def _make(folder: str) -> None:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = ("a file of that name exists" if isinstance(exc, FileExistsError)
+                      else exc.strerror or str(exc))
+            make_console(stderr=True).print(error_line(Exception(
+                f"cannot use {folder} as the run folder: {reason}")), soft_wrap=True)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._make(str(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from datetime import datetime
+
+        from omegaconf import OmegaConf
+
+        sweep = Path(str(config.hydra.sweep.dir))
+        self._make(str(sweep))
+        record = sweep / "multirun.yaml"
+        if not record.is_file() or record.read_text() == OmegaConf.to_yaml(config):
+            return
+        stamp = datetime.fromtimestamp(record.stat().st_mtime).strftime("%Y-%m-%d_%H-%M-%S")
+        kept, n = sweep / f"multirun-{stamp}.yaml", 1
+        while kept.exists():
+            kept, n = sweep / f"multirun-{stamp}-{n}.yaml", n + 1
+        record.rename(kept)
+        log.info("kept the earlier sweep's record %s as %s", record.name, kept.name)
+
+
+def run() -> float | None:
+    """``cl-run``: :func:`app`, with Ctrl-C outside a run's steps (importing PyTorch, reading
+    data) reported in one line, exit 130, instead of a traceback."""
+    try:
+        return app()
+    except KeyboardInterrupt as exc:
+        make_console(stderr=True).print(Text(f"interrupted (Ctrl-C{': ' if str(exc) else ''}"
+                                             f"{exc}); a run folder already started says "
+                                             f"so and the same command resumes it"),
+                                        soft_wrap=True)
+        sys.exit(130)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def run(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> float | None:
     """``cl-run``: train one task sequence; returns the final average accuracy (to a sweeper:
     the objective of :mod:`cl_runner.objective`, e.g. the mean over ``objective.seeds``).
 
@@ -95,9 +149,10 @@ def run(cfg: DictConfig) -> float | None:
     except RunInterrupted as exc:  # status "interrupted" is in summary.json already
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
                  f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
-        console.print(f"{exc}: the rows and the resume state of tasks 1..{exc.tasks_done} are "
-                      f"in {out_dir}; run {again} to resume", markup=False, highlight=False,
-                      soft_wrap=True)
+        kept = (f"the rows and the resume state of tasks 1..{exc.tasks_done} are in {out_dir}; "
+                f"run {again} to resume" if exc.tasks_done else
+                f"no task was finished, nothing to resume; run {again} to start it")
+        console.print(f"{exc}: {kept}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except run_folder.RunFolderError as exc:  # nothing was written into the folder
         if multirun:
@@ -107,9 +162,9 @@ def run(cfg: DictConfig) -> float | None:
         sys.exit(2)
     except Exception as exc:  # recorded in the folder's summary.json by job.execute
         if multirun:
-            recorded = job.failure_record(out_dir)
+            recorded = job.failure_record(out_dir, exc)
             where = (f"recorded in {recorded}" if recorded is not None else
-                     f"not recorded: {out_dir} holds a complete result, left as it was")
+                     f"not recorded: {out_dir} left as it was")
             log.error("job failed: %s (%s; the other jobs go on)", sweep.error_text(exc), where)
             raise
         if isinstance(exc, CLRunnerError):

@@ -29,6 +29,12 @@ class TrainingDivergedError(CLRunnerError):
     numbers as a result."""
 
 
+class DiskFullError(CLRunnerError):
+    """A run file could not be written because its file system is full (``ENOSPC``, or a
+    writer such as ``torch.save`` that failed with no space left); the message says
+    "No space left on device" and names the file."""
+
+
 class DatasetCorruptError(CLRunnerError):
     """A dataset's file is present but unusable (truncated, a wrong header, not a readable
     pickle); the message names the file and the cause."""

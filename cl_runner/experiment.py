@@ -8,6 +8,7 @@ import logging
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,14 @@ from cl_runner.results.run_folder import (
     RESUME_FILE,
     SUMMARY,
     check_run_folder,
+    clear_results,
     comparable_config,
     process_record,
     write_summary,
 )
 from cl_runner.results.writer import atomic_write_csv
 from cl_runner.resume import (
+    Attempts,
     InterruptHook,
     ResumeHook,
     RunInterrupted,
@@ -119,7 +122,49 @@ def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, An
     return out
 
 
-def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+@dataclasses.dataclass
+class Prepared:
+    """What :func:`prepare` built before the run folder is touched: the device, the resume
+    state (None: start at task 1), the run's generator, the optimizer factory and the
+    strategy."""
+
+    device: torch.device
+    state: dict[str, Any] | None
+    generator: torch.Generator
+    optimizer: Any
+    strategy: Any
+
+
+def prepare(run: RunConfig, out_dir: Path, config: dict[str, Any]) -> Prepared:
+    """Everything that may refuse a run, done before anything is written into ``out_dir``
+    (a refusal changes no file): the device, the resume state of an unfinished run of the same
+    config (read and checked), the strategy (its own value checks), the continual-evaluation
+    settings and the logger's package. Seeds PyTorch's global generator with ``run.seed``.
+
+    Raises:
+        ConfigError: a value out of range; RunFolderError (a ConfigError): the folder's
+            resume state is of another config, unreadable or holds non-finite weights.
+    """
+    device = dispatch.setup_hardware(run.hardware)
+    state = (read_resume_state(out_dir, comparable_config(config), device) if run.resume
+             else None)
+    torch.manual_seed(run.seed)  # model initialization and dropout
+    generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
+    optimizer = dispatch.optimizer_factory(run)
+    strategy = dispatch.build_strategy(run)
+    if run.eval.every_steps is not None and min(run.eval.every_steps, run.eval.subset_size) < 1:
+        raise ConfigError(f"eval.every_steps and eval.subset_size must be at least 1, got "
+                          f"{run.eval.every_steps} and {run.eval.subset_size}")
+    if run.eval.every_steps is not None and strategy.overrides("eval_task"):
+        raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
+                          f"{run.strategy.name!r} (its evaluation switches the model's masks "
+                          f"per task); leave eval.every_steps=null")
+    check_logger(run.logger)
+    return Prepared(device, state, generator, optimizer, strategy)
+
+
+def run_experiment(run: RunConfig, out_dir: str | Path,
+                   on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run the configured task sequence and write every run file into ``out_dir``.
 
     Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task; also a
@@ -131,6 +176,10 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     plus the benchmark's own tables (``angles.csv`` / ``permutations.csv``); with
     ``checkpoints.enabled`` the ``checkpoints/`` folder (:mod:`cl_runner.results.checkpoints`),
     with ``probes`` listed ``diagnostics.csv`` (:mod:`cl_runner.analysis.probes`).
+
+    Args:
+        on_start: called once every check passed (:func:`prepare`), right before the first
+            write into ``out_dir`` (:mod:`cl_runner.job` writes ``.hydra/`` there).
 
     Returns:
         The summary dictionary written to ``summary.json``.
@@ -144,23 +193,32 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     function only refuses a folder whose run is still going on in a live process.
 
     Raises:
-        RunFolderError (a ConfigError): ``out_dir``'s run is going on in a live process.
-        ConfigError, DatasetNotFoundError: bad settings or missing data (before training);
-            :class:`~cl_runner.resume.ResumeMismatchError` (a ConfigError): the folder's
-            resume state is from another config.
+        RunFolderError (a ConfigError): ``out_dir``'s run is going on in a live process, or
+            its resume state is from another config, unreadable or non-finite
+            (:class:`~cl_runner.resume.ResumeMismatchError`); ConfigError: a value out of
+            range. These come from :func:`prepare`, before anything is written.
+        DatasetNotFoundError: missing data (the run started: ``status: failed``).
         RunInterrupted: SIGINT or SIGTERM arrived; stopped at a step boundary with the
             finished tasks' rows and resume state on disk (``status: interrupted``).
     """
+    t0 = time.perf_counter()  # this attempt's wall time counts from here
     out_dir = Path(out_dir)
     config = config_dict(run)
     check_run_folder(out_dir, config, force=True)  # a run going on in a live process: refused
+    prepared = prepare(run, out_dir, config)  # every refusal comes before the first write
+    if on_start is not None:
+        on_start()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not run.resume:  # start over: no file of the unfinished run outlives it
+        clear_results(out_dir)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
+    state = prepared.state
+    attempts = Attempts(state.get("attempts", []) if state else [], started_at,
+                        state["task"] if state else None, t0=t0)
     summary: dict[str, Any] = {
         "status": "running", "strategy": run.strategy.name, "benchmark": run.benchmark.name,
         "model": run.model.name, "seed": run.seed, "num_tasks": run.benchmark.num_tasks,
-        "started_at": started_at, **process_record(), "versions": package_versions(),
+        "started_at": attempts.records()[0]["started_at"], **process_record(), "versions": package_versions(),
         "git_commit": git_commit(), "config": config,
     }
     write_summary(out_dir, summary)
@@ -169,21 +227,20 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     try:
         with interrupt:
             result, strategy, model, benchmark, data_seconds, resume_hook, hooks = _train(
-                run, out_dir, config, summary, interrupt, logger)
+                run, out_dir, config, summary, interrupt, logger, prepared, attempts)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
         # requeued a preempted or timed-out job): finished tasks are kept, not a failure
         interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
         summary.update(status="interrupted" if interrupted else "failed",
                        error=f"{type(exc).__name__}: {exc}",
-                       wall_time_seconds=time.perf_counter() - t0)
+                       **Attempts.totals(attempts.records()))
         if interrupted:
             summary["resume_state"] = (RESUME_FILE if (out_dir / RESUME_FILE).is_file()
                                        else None)
         write_summary(out_dir, summary)
         finish_loggers(logger, summary)
         raise
-    wall = time.perf_counter() - t0
     train_seconds = sum(result.task_seconds)
     summary.update(metrics.all_metrics(result.accuracy, result.initial_accuracy))
     summary.update(
@@ -191,7 +248,6 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         average_accuracy_per_task=metrics.average_accuracy_curve(result.accuracy),
         initial_accuracy=result.initial_accuracy,
-        wall_time_seconds=wall,
         data_seconds=data_seconds,
         task_seconds=result.task_seconds,
         eval_seconds=result.eval_seconds,
@@ -203,6 +259,7 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     summary.update(parameter_cost_summary(strategy.parameter_cost(model, benchmark.num_tasks)))
     summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
     summary.update(continual_eval_summary(hooks, benchmark.num_tasks))
+    summary.update(Attempts.totals(attempts.records()))  # every attempt, not only this one
     if resume_hook.bytes_written:
         summary["resume_state_bytes"] = max(resume_hook.bytes_written)
         summary["resume_state_seconds"] = sum(resume_hook.seconds_written)  # all tasks
@@ -224,30 +281,16 @@ def finish_loggers(loggers: list[MetricLogger], summary: dict[str, Any]) -> None
 
 
 def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
-           interrupt: InterruptHook, logger: list[MetricLogger]):
-    """Build the components (restored from the resume state when there is one) and train;
-    the logger (``logger=...``), once built, is appended to ``logger`` for the caller to finish.
-    Returns ``(result, strategy, model, benchmark, data_seconds, resume_hook, hooks)``."""
+           interrupt: InterruptHook, logger: list[MetricLogger], prepared: Prepared,
+           attempts: Attempts):
+    """Build the data, the model and the hooks (restored from the resume state when there is
+    one) and train; the logger (``logger=...``), once built, is appended to ``logger`` for the
+    caller to finish. Returns ``(result, strategy, model, benchmark, data_seconds,
+    resume_hook, hooks)``."""
     t0 = time.perf_counter()
-    device = dispatch.setup_hardware(run.hardware)
+    device, state, generator = prepared.device, prepared.state, prepared.generator
+    optimizer, strategy = prepared.optimizer, prepared.strategy
     summary["device"] = str(device)
-    state = None
-    if run.resume:  # refused here, before any data is read, when the config differs
-        state = read_resume_state(out_dir, comparable_config(config), device)
-    else:
-        (out_dir / RESUME_FILE).unlink(missing_ok=True)
-    torch.manual_seed(run.seed)  # model initialization and dropout
-    generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
-    optimizer = dispatch.optimizer_factory(run)
-    strategy = dispatch.build_strategy(run)
-    if run.eval.every_steps is not None and min(run.eval.every_steps, run.eval.subset_size) < 1:
-        raise ConfigError(f"eval.every_steps and eval.subset_size must be at least 1, got "
-                          f"{run.eval.every_steps} and {run.eval.subset_size}")
-    if run.eval.every_steps is not None and strategy.overrides("eval_task"):
-        raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
-                          f"{run.strategy.name!r} (its evaluation switches the model's masks "
-                          f"per task); leave eval.every_steps=null")
-    check_logger(run.logger)
     benchmark = dispatch.build_benchmark(run, device)
     summary["evaluated_on"] = ("validation" if run.benchmark.validation_fraction > 0
                                else "test")
@@ -275,8 +318,9 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL,
             on_rows=built.continual_eval if built is not None else None, strategy=strategy))
     stateful = named_hooks(hooks)
+    attempts.continual_eval = next((h for h in hooks if isinstance(h, ContinualEvalHook)), None)
     resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
-                             stateful)
+                             stateful, attempts)
     start = None
     if state is not None:
         start = restore(state, model, strategy, generator, stateful)
@@ -304,7 +348,8 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
 def continual_eval_summary(hooks: list[RunnerHook], num_tasks: int) -> dict[str, Any]:
     """``summary.json`` fields of continual evaluation (none when it is off): the metrics of
     :func:`~cl_runner.results.continual_metrics.continual_metrics`, the number of evaluation
-    points and their wall time in this process (seconds; a resumed run counts its own)."""
+    points and their wall time in this process (seconds; :func:`run_experiment` then sums
+    them over the run's attempts, :class:`~cl_runner.resume.Attempts`)."""
     for hook in hooks:
         if isinstance(hook, ContinualEvalHook):
             return {**continual_metrics(hook.rows, num_tasks),

@@ -9,13 +9,15 @@ API (:mod:`cl_runner.api`) share, so that both treat a folder the same way.
    result of the same config is returned as it is (skipped) unless ``force=true``; a complete
    result of another config, or a run still going on in a live process, is refused with
    :class:`~cl_runner.results.run_folder.RunFolderError`, nothing in the folder changed;
-   ``force=true`` removes a complete result's files first;
-3. writes Hydra's record ``.hydra/`` (only now that the folder may be used);
-4. runs :func:`cl_runner.experiment.run_experiment`, which resumes an unfinished run of the
-   same config from its ``resume.pt``;
-5. on an exception, records the failure in ``summary.json`` (:func:`cl_runner.sweep.record_failure`)
-   and raises it again; an interruption (``summary.json`` says ``interrupted`` already) and a
-   refusal (nothing written) are raised as they are.
+3. runs :func:`cl_runner.experiment.run_experiment`, which first makes every other check
+   (:func:`cl_runner.experiment.prepare`: the resume state of an unfinished run, the
+   strategy's values...; a refusal there changes no file either) and only then starts the
+   run: ``force=true`` removes a complete result's files, Hydra's record ``.hydra/`` is
+   written, and an unfinished run of the same config resumes from its ``resume.pt``;
+4. on an exception of a run that started, records the failure in ``summary.json``
+   (:func:`cl_runner.sweep.record_failure`) and raises it again; an invalid value or a refusal
+   (raised before the run started: nothing written) and an interruption (``summary.json`` says
+   ``interrupted`` already) are raised as they are.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from cl_runner import sweep
 from cl_runner.config import RunConfig
 from cl_runner.dispatch import resolve
-from cl_runner.errors import RunInterrupted
+from cl_runner.errors import CLRunnerError, RunInterrupted
 from cl_runner.results import run_folder
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,13 @@ def save_hydra_record(out_dir: str | Path, cfg: DictConfig, hydra_cfg: DictConfi
         atomic_write_text(folder / name, OmegaConf.to_yaml(node))
 
 
-def failure_record(out_dir: str | Path) -> Path | None:
-    """Where a failed job's error is recorded: ``out_dir/summary.json``, or None when the
-    folder holds a complete result (never replaced by a failure; the error is only reported)."""
-    if run_folder.holds_complete_result(out_dir):
+def failure_record(out_dir: str | Path, exc: BaseException) -> Path | None:
+    """Where the error ``exc`` of a failed job is recorded: ``out_dir/summary.json`` when it
+    says ``failed`` with this error, else None (refused before the run started, so nothing
+    was written; or the folder holds a complete result, never replaced by a failure)."""
+    summary = run_folder.read_summary(out_dir)
+    if (summary is None or summary.get("status") != "failed"
+            or summary.get("error") != sweep.error_text(exc)):
         return None
     return Path(out_dir) / run_folder.SUMMARY
 
@@ -107,34 +112,43 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
         A :class:`JobResult`; ``skipped`` when the folder already held this config's result.
 
     Raises:
-        ConfigError: an invalid value (before anything is written or PyTorch imported);
+        ConfigError: an invalid value (nothing written; most before PyTorch is imported);
             :class:`~cl_runner.results.run_folder.RunFolderError` (a ConfigError): the folder
-            may not be used, nothing in it changed.
+            may not be used (another config's result or resume state, a live run), nothing in
+            it changed.
         RunInterrupted: SIGINT / SIGTERM; the finished tasks are saved and resumable.
-        Exception: whatever the run raised (missing data, a diverged loss...), after
-            ``summary.json`` records it (``status: failed``).
+        Exception: whatever the started run raised (missing data, a diverged loss...),
+            after ``summary.json`` records it (``status: failed``).
     """
-    try:
-        run = resolve(cfg)  # config errors answer here, before PyTorch is imported
-        from cl_runner.experiment import config_dict, run_experiment  # imports torch
+    run = resolve(cfg)  # config errors answer here, before PyTorch is imported
+    from cl_runner.experiment import config_dict, run_experiment  # imports torch
+    from cl_runner.results.lock import folder_lock
 
-        config = config_dict(run)
-        done = run_folder.check_run_folder(out_dir, config, force=run.force)
-        if done is not None:
-            log.info("skipped: %s already holds a complete result for this config "
-                     "(force=true re-runs it)", out_dir)
-            return JobResult(done, run, config, skipped=True)
-        if run.force and run_folder.holds_complete_result(out_dir):
-            removed = run_folder.clear_results(out_dir)
-            log.info("force=true: replacing the result in %s (%d files removed)", out_dir,
-                     len(removed))
-        save_hydra_record(out_dir, cfg, hydra_cfg)
-        summary = run_experiment(run, out_dir)
-        return JobResult(summary, run, config, skipped=False)
-    except (RunInterrupted, run_folder.RunFolderError):
-        raise  # interrupted: summary.json says so already; refused: nothing was written
-    except Exception as exc:
-        if not run_folder.holds_complete_result(out_dir):
-            save_hydra_record(out_dir, cfg, hydra_cfg)
-        sweep.record_failure(out_dir, exc, _context(cfg))
-        raise
+    config = config_dict(run)
+    with folder_lock(out_dir) as started:  # one process at a time from the check on
+        try:
+            done = run_folder.check_run_folder(out_dir, config, force=run.force)
+            if done is not None:
+                log.info("skipped: %s already holds a complete result for this config "
+                         "(force=true re-runs it)", out_dir)
+                return JobResult(done, run, config, skipped=True)
+
+            def start() -> None:  # every check passed: the first writes into the folder
+                started.append(True)
+                if run.force and run_folder.replaced_by_force(out_dir):
+                    removed = run_folder.clear_results(out_dir)
+                    log.info("force=true: replacing the result in %s (%d files removed)",
+                             out_dir, len(removed))
+                save_hydra_record(out_dir, cfg, hydra_cfg)
+
+            summary = run_experiment(run, out_dir, on_start=start)
+            return JobResult(summary, run, config, skipped=False)
+        except (RunInterrupted, run_folder.RunFolderError):
+            raise  # interrupted: summary.json says so already; refused: nothing written
+        except Exception as exc:
+            if started:  # a failure of a run that started is recorded; a refusal is not
+                try:
+                    sweep.record_failure(out_dir, exc, _context(cfg))
+                except CLRunnerError as also:  # e.g. the disk is full: report the first error
+                    log.warning("the failure could not be recorded: %s", also)
+            raise

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from cl_runner.config import LoggerConfig, LoggerName
 from cl_runner.errors import ConfigError
-from cl_runner.results import metrics
+from cl_runner.results import metrics, run_folder
 from cl_runner.results.continual_metrics import EvalRow
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.result import SequenceResult
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 
 
-#: the file in the run folder holding the W&B run id (a resumed run continues the same W&B run)
-WANDB_ID_FILE = "wandb_run_id.txt"
+#: the file in the run folder holding the W&B run id (a resumed run continues the same W&B run;
+#: a forced or ``resume=false`` run finds none and starts a new one: run_folder.RESULT_FILES)
+WANDB_ID_FILE = run_folder.WANDB_RUN_ID
 
 
 def task_scalars(task: int, result: SequenceResult) -> dict[str, float]:
@@ -144,7 +145,7 @@ class TensorBoardLogger(MetricLogger):
     of :mod:`torch.utils.tensorboard`). Per-task scalars use the task as step, continual ones
     the global optimizer step."""
 
-    DIR = "tensorboard"
+    DIR = run_folder.TENSORBOARD
 
     def __init__(self, out_dir: str | Path, config: dict[str, Any], num_tasks: int) -> None:
         super().__init__(out_dir, config, num_tasks)

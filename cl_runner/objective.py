@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from cl_runner import job
 from cl_runner.errors import TrainingDivergedError
+from cl_runner.results import run_folder
 
 log = logging.getLogger(__name__)
 
 #: the file in a job folder that lists the per-seed values of a mean-over-seeds objective
-OBJECTIVE_FILE = "objective.json"
+OBJECTIVE_FILE = run_folder.OBJECTIVE
 
 
 @dataclass

@@ -32,7 +32,12 @@ from torch import nn
 
 from cl_runner.errors import ConfigError, RunInterrupted  # noqa: F401  (RunInterrupted: re-exported)
 from cl_runner.results.checkpoints import atomic_torch_save
-from cl_runner.results.run_folder import RESUME_FILE, comparable_config, differing_keys
+from cl_runner.results.run_folder import (
+    RESUME_FILE,
+    RunFolderError,
+    comparable_config,
+    differing_keys,
+)
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.result import SequenceResult
@@ -41,8 +46,9 @@ from cl_runner.training.result import SequenceResult
 FORMAT = 1
 
 
-class ResumeMismatchError(ConfigError):
-    """The run folder's resume state comes from a different resolved config."""
+class ResumeMismatchError(RunFolderError):
+    """The run folder's resume state comes from a different resolved config (a refusal:
+    raised before anything is written, the folder left as it was)."""
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
@@ -61,6 +67,50 @@ def set_rng_states(states: Mapping[str, Any], generator: torch.Generator) -> Non
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class Attempts:
+    """Every attempt (process) of one run, for ``summary.json``'s ``attempts``: its
+    ``started_at`` (ISO time), ``resumed_after_task`` (None for the first), and
+    ``wall_time_seconds``, ``continual_eval_points`` and ``continual_eval_seconds`` up to its
+    last resume state (the work after it is redone by the next attempt). The earlier attempts
+    travel in the resume state (:class:`ResumeHook`).
+
+    Args:
+        before: the earlier attempts (the resume state's ``attempts``; ``[]`` for a new run).
+        started_at: this attempt's start, ISO 8601.
+        resumed_after_task: the task this attempt resumed after (None: a new run).
+        t0: this attempt's start on the ``time.perf_counter`` clock (default: now).
+    """
+
+    def __init__(self, before: Sequence[Mapping[str, Any]], started_at: str,
+                 resumed_after_task: int | None, t0: float | None = None) -> None:
+        self.before = [dict(a) for a in before]
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.current: dict[str, Any] = {"started_at": started_at,
+                                        "resumed_after_task": resumed_after_task}
+        #: the run's continual-evaluation hook (``points`` and ``seconds``), when there is one
+        self.continual_eval: Any = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every attempt's record, this one's measured now."""
+        now = {**self.current, "wall_time_seconds": time.perf_counter() - self.t0}
+        if self.continual_eval is not None:
+            now.update(continual_eval_points=self.continual_eval.points,
+                       continual_eval_seconds=self.continual_eval.seconds)
+        return [*self.before, now]
+
+    @staticmethod
+    def totals(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``summary.json`` fields over all attempts: ``attempts``, ``started_at`` (the
+        first's), ``wall_time_seconds`` and the continual-evaluation counts (sums)."""
+        out: dict[str, Any] = {"attempts": list(records),
+                               "started_at": records[0]["started_at"],
+                               "wall_time_seconds": sum(r["wall_time_seconds"] for r in records)}
+        for key in ("continual_eval_points", "continual_eval_seconds"):
+            if key in records[-1]:
+                out[key] = sum(r.get(key, 0) for r in records)
+        return out
+
+
 class ResumeHook(RunnerHook):
     """Writes the resume state after every task (after the other hooks, so their files and
     states are those of the finished task).
@@ -69,15 +119,17 @@ class ResumeHook(RunnerHook):
         out_dir: the run folder.
         config: the comparable resolved config (stored, compared on resume).
         hooks: the runner hooks whose ``state_dict`` is saved, by name.
+        attempts: the run's attempts so far, saved as ``attempts`` (:class:`Attempts`).
     """
 
     def __init__(self, out_dir: str | Path, config: Mapping[str, Any], model: nn.Module,
                  strategy: Strategy, generator: torch.Generator,
-                 hooks: Mapping[str, RunnerHook]) -> None:
+                 hooks: Mapping[str, RunnerHook], attempts: Attempts | None = None) -> None:
         self.path = Path(out_dir) / RESUME_FILE
         self.config = dict(config)
         self.model, self.strategy, self.generator = model, strategy, generator
         self.hooks = dict(hooks)
+        self.attempts = attempts
         self.bytes_written: list[int] = []  # per task, bytes of resume.pt
         self.seconds_written: list[float] = []  # per task, seconds to build and write it
 
@@ -86,7 +138,8 @@ class ResumeHook(RunnerHook):
         state = {"format": FORMAT, "config": self.config, "task": task,
                  "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
                  "rng": rng_states(self.generator), "result": dataclasses.asdict(result),
-                 "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()}}
+                 "hooks": {name: hook.state_dict() for name, hook in self.hooks.items()},
+                 "attempts": self.attempts.records() if self.attempts is not None else []}
         self.bytes_written.append(atomic_torch_save(state, self.path))
         self.seconds_written.append(time.perf_counter() - t0)
 
@@ -102,7 +155,8 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
     Raises:
         ResumeMismatchError: the state was written by a run of another config (names the
             differing keys) or in another format.
-        ConfigError: the file cannot be read (names it; ``resume=false`` starts over).
+        RunFolderError: the file cannot be read, or its model holds NaN or infinite weights
+            (names it; ``resume=false`` starts over). Both are refusals: nothing is written.
     """
     path = Path(out_dir) / RESUME_FILE
     if not path.is_file():
@@ -110,7 +164,7 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"cannot read the resume state {path}: {type(exc).__name__}: {exc}; "
+        raise RunFolderError(f"cannot read the resume state {path}: {type(exc).__name__}: {exc}; "
                           f"resume=false starts the run over") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ResumeMismatchError(f"{path} is not a resume state of this version of cl_runner; "
@@ -123,6 +177,13 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
             f"{path} comes from a run with a different config (differs at: {', '.join(keys)}); "
             f"use the same overrides to resume it, another run folder for a new run, or "
             f"resume=false to start this one over")
+    model = state.get("model")
+    if isinstance(model, Mapping) and not all(
+            bool(torch.isfinite(v).all()) for v in model.values()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()):
+        raise RunFolderError(
+            f"{path} holds non-finite weights (saved after a diverged task by an older "
+            f"cl_runner) and cannot be resumed; resume=false starts the run over")
     return state
 
 

@@ -7,6 +7,7 @@ the run files after every task and the checkpoints. Progress is
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -60,3 +61,11 @@ class CheckpointHook(RunnerHook):
 
     def after_task(self, task: int, result: SequenceResult) -> None:
         self.writer.save_task(task, self.strategy.solutions(self.model))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The index rows written so far, so a resumed run's ``index.csv`` keeps the initial
+        weights and the tasks before the resume."""
+        return {"rows": [dict(row) for row in self.writer.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.writer.rows = [dict(row) for row in state["rows"]]

@@ -1,12 +1,9 @@
 """The run folder: the names of the files a run leaves, their writer and readers, and the rule
 that decides whether a run may start in a folder.
 
-A run folder holds (see :func:`cl_runner.experiment.run_experiment`): ``summary.json``
-(:data:`SUMMARY`: status, metrics, the resolved config, the pid and host of the process that
-runs it), ``accuracy_matrix.csv`` (:data:`ACCURACY_MATRIX`), ``metrics.csv``
-(:data:`METRICS`), a strategy's extra matrices ``accuracy_matrix_<name>.csv``, ``resume.pt``
-(:data:`RESUME_FILE`, while the run is unfinished), the benchmark's tables (``angles.csv``,
-``permutations.csv``), ``diagnostics.csv`` (probes), ``checkpoints/`` and Hydra's ``.hydra/``.
+A run folder holds the files of :data:`RESULT_FILES` (the one manifest of what a run writes:
+``summary.json``, ``accuracy_matrix.csv``, ``metrics.csv``, ``resume.pt`` while unfinished,
+curves, tables, checkpoints, logger files) and those of :data:`KEPT_FILES` (``.hydra/``, logs).
 
 Nothing is replaced silently (:func:`check_run_folder`): a folder holding a complete result of
 another resolved config, or the folder of a run still going on in a live process, is refused
@@ -17,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,11 @@ import numpy as np
 import pandas as pd
 
 from cl_runner.errors import ConfigError
+from cl_runner.results.processes import (  # noqa: F401  (re-exported: the run folder's API)
+    _proc_stat,
+    process_alive,
+    process_record,
+)
 from cl_runner.results.writer import atomic_write_json
 
 #: the checkpoint folder (results/checkpoints.py FOLDER; named here so this module needs no torch)
@@ -39,8 +39,36 @@ METRICS = "metrics.csv"
 RESUME_FILE = "resume.pt"
 DIAGNOSTICS = "diagnostics.csv"
 HYDRA_DIR = ".hydra"
+CONTINUAL_EVAL = "continual_eval.csv"
+OBJECTIVE = "objective.json"
+TENSORBOARD = "tensorboard"
+WANDB_RUN_ID = "wandb_run_id.txt"
 #: the benchmarks' own tables (``Benchmark.artifacts``)
-BENCHMARK_TABLES = ("angles.csv", "permutations.csv")
+BENCHMARK_TABLES = ("angles.csv", "permutations.csv", "classes.csv")
+
+#: THE manifest of what a run writes into its folder: (name or glob pattern, what it is).
+#: Every entry is the run's result, removed by :func:`clear_results` before a ``force=true``
+#: or ``resume=false`` run starts, so no stale file (a curve, a W&B run id) outlives its run.
+#: Writers take their file names from here; tests/test_data_safety.py checks that a run with
+#: every option on writes nothing outside :data:`RESULT_FILES` and :data:`KEPT_FILES`.
+RESULT_FILES: tuple[tuple[str, str], ...] = (
+    (SUMMARY, "status, metrics, config, attempts"),
+    (ACCURACY_MATRIX, "the accuracy matrix, rewritten after every task"),
+    (METRICS, "the tidy metrics"),
+    ("accuracy_matrix_*.csv", "a strategy's extra matrices (supermasks: task inferred)"),
+    (RESUME_FILE, "the resume state of an unfinished run"),
+    (DIAGNOSTICS, "probes (probes=[...])"),
+    (CONTINUAL_EVAL, "continual evaluation (eval.every_steps)"),
+    *((name, "a benchmark's table") for name in BENCHMARK_TABLES),
+    (OBJECTIVE, "the per-seed values of a mean-over-seeds objective"),
+    (CHECKPOINTS, "end-of-task weights (checkpoints.enabled), a folder"),
+    (TENSORBOARD, "logger=tensorboard's event files, a folder"),
+    (WANDB_RUN_ID, "logger=wandb's run id: a resumed run continues that W&B run, a new one "
+                   "starts a new W&B run"),
+)
+#: what a run leaves that :func:`clear_results` keeps: Hydra's record (rewritten by the new
+#: run), the logs, the folder's lock, W&B's local files (possibly not yet synced)
+KEPT_FILES = (HYDRA_DIR, "*.log", ".lock", "wandb")
 
 #: top-level config keys that do not change a run's numbers: the progress bar, the skip and
 #: resume switches, where the data live and whether they may be downloaded, the logger, what
@@ -195,6 +223,31 @@ def holds_complete_result(out_dir: str | Path, summary: Mapping[str, Any] | None
             and (Path(out_dir) / ACCURACY_MATRIX).is_file())
 
 
+def result_problem(out_dir: str | Path, summary: Mapping[str, Any]) -> str | None:
+    """Why the complete result ``summary`` says ``out_dir`` holds cannot be trusted, or None:
+    ``accuracy_matrix.csv`` missing, unreadable or not ``T x T`` for the ``num_tasks`` of the
+    summary and of its config, or ``average_accuracy`` missing."""
+    path = Path(out_dir) / ACCURACY_MATRIX
+    num_tasks = summary.get("num_tasks")
+    config = summary.get("config")
+    benchmark = config.get("benchmark") if isinstance(config, Mapping) else None
+    configured = (benchmark.get("num_tasks", num_tasks) if isinstance(benchmark, Mapping)
+                  else num_tasks)
+    if not isinstance(num_tasks, int) or num_tasks != configured:
+        return f"summary.json says {num_tasks!r} tasks, its config {configured!r}"
+    if not isinstance(summary.get("average_accuracy"), int | float):
+        return "summary.json has no average_accuracy"
+    if not path.is_file():
+        return f"{ACCURACY_MATRIX} is missing"
+    try:
+        rows = read_accuracy_matrix(path, num_tasks).shape[0]
+    except ValueError as exc:
+        return str(exc)
+    if rows != num_tasks:
+        return f"{ACCURACY_MATRIX} has {rows} rows for {num_tasks} tasks"
+    return None
+
+
 def complete_result(out_dir: str | Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
     """The finished result already in ``out_dir`` for this config, if there is one.
 
@@ -213,56 +266,18 @@ def complete_result(out_dir: str | Path, config: Mapping[str, Any]) -> dict[str,
     stored = summary.get("config")
     if not isinstance(stored, Mapping):
         return None
+    if result_problem(out_dir, summary) is not None:
+        return None
     return summary if comparable_config(stored) == comparable_config(config) else None
 
 
-# --------------------------------------------------------------------------- the process
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """``(state, start time in clock ticks after boot)`` of a process from ``/proc``, or None
-    when there is no such process or no ``/proc``."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) "; fields 3, 4, ...
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def process_record() -> dict[str, Any]:
-    """The fields ``summary.json`` records about the process running the run: ``pid``,
-    ``host`` and ``pid_start`` (its start time in clock ticks after boot, None without
-    ``/proc``), so a later process can tell whether the run is still going on."""
-    stat = _proc_stat(os.getpid())
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "pid_start": stat[1] if stat else None}
-
-
-def process_alive(pid: Any, host: Any, pid_start: Any = None) -> bool:
-    """Whether the process recorded as ``pid`` on ``host`` is alive. A process on another
-    host cannot be checked and counts as gone (e.g. a preempted job requeued on another node);
-    so does this very process, a zombie, or a pid reused by a process started at another time
-    than ``pid_start``."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
-        return False
-    if host != socket.gethostname():
-        return False
-    stat = _proc_stat(pid)
-    if stat is not None:
-        state, start = stat
-        return state not in ("Z", "X") and (not isinstance(pid_start, int) or pid_start == start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except OSError:
-        return False
-    return True
+def replaced_by_force(out_dir: str | Path) -> bool:
+    """Whether ``force=true`` clears ``out_dir`` (:func:`clear_results`) before its run: its
+    ``summary.json`` says ``complete`` (sound or damaged) or cannot be read."""
+    summary = read_summary(out_dir)
+    if summary is None:
+        return (Path(out_dir) / SUMMARY).exists()
+    return summary.get("status") == "complete"
 
 
 # --------------------------------------------------------------------------- may a run start?
@@ -284,19 +299,33 @@ def check_run_folder(out_dir: str | Path, config: Mapping[str, Any],
 
     Raises:
         RunFolderError: the folder holds a complete result of another config (the message
-            names the folder and the differing keys, dotted) and not ``force``; or its
+            names the folder and the differing keys, dotted), a damaged one
+            (:func:`result_problem`) or a ``summary.json`` that cannot be read, and not
+            ``force``; or its
             summary says ``running`` and the recorded process is alive on this host (whatever
             ``force``). Nothing is changed in the folder.
     """
-    summary = read_summary(out_dir)
-    if summary is None:
+    try:
+        summary = load_summary(out_dir)
+    except FileNotFoundError:
         return None
+    except SummaryUnreadable as exc:  # not an empty folder: a record that cannot be read
+        if force:
+            return None
+        raise RunFolderError(f"{exc}: the folder's record cannot be read, so it may hold a "
+                             f"result; choose another run folder, or force=true to replace "
+                             f"it") from None
     status = summary.get("status")
     if status == "running" and process_alive(summary.get("pid"), summary.get("host"),
                                              summary.get("pid_start")):
         raise RunFolderError(
             f"{out_dir} is in use: its run is still going on in process {summary['pid']} on "
             f"{summary['host']}; wait for it, stop it, or choose another run folder")
+    if status == "complete" and not force:
+        problem = result_problem(out_dir, summary)
+        if problem is not None:
+            raise RunFolderError(f"{out_dir} holds a damaged result ({problem}); choose another "
+                                 f"run folder, or force=true to replace it")
     if not holds_complete_result(out_dir, summary):
         return None
     stored = summary.get("config")
@@ -313,18 +342,16 @@ def check_run_folder(out_dir: str | Path, config: Mapping[str, Any],
 
 
 def clear_results(out_dir: str | Path) -> list[Path]:
-    """Remove the files a run writes (summary, matrices, metrics, resume state, benchmark
-    tables, diagnostics, checkpoints) from ``out_dir``, before a forced run replaces a result;
-    Hydra's ``.hydra/`` and logs stay. Returns what was removed."""
+    """Remove every file and folder of :data:`RESULT_FILES` from ``out_dir``, before a
+    ``force=true`` run replaces a result or a ``resume=false`` run starts over;
+    :data:`KEPT_FILES` stay. Returns what was removed."""
     out_dir = Path(out_dir)
-    names = [SUMMARY, ACCURACY_MATRIX, METRICS, RESUME_FILE, DIAGNOSTICS, *BENCHMARK_TABLES]
-    removed = [out_dir / n for n in names if (out_dir / n).is_file()]
-    removed += sorted(out_dir.glob(extra_matrix_file("*")))
+    removed = sorted({path for pattern, _ in RESULT_FILES for path in out_dir.glob(pattern)})
     for path in removed:
-        path.unlink()
-    if (out_dir / CHECKPOINTS).is_dir():
-        shutil.rmtree(out_dir / CHECKPOINTS)
-        removed.append(out_dir / CHECKPOINTS)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return removed
 
 

@@ -6,15 +6,19 @@ Each file is written to a temporary name in the same folder and renamed over the
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+
+from cl_runner.errors import DiskFullError
 
 #: the process umask, read once at import (os.umask can only be read by setting it)
 _UMASK = os.umask(0)
@@ -24,7 +28,9 @@ os.umask(_UMASK)
 def atomic_write(path: str | Path, fill: Callable[[IO], object], binary: bool = False) -> Path:
     """Create ``path`` atomically: ``fill(fh)`` writes into a temporary file in the same
     folder (text, UTF-8, or binary), which is synced and renamed over ``path``; returns the
-    path. On any error the temporary file is removed and ``path`` is left as it was.
+    path. On any error the temporary file is removed and ``path`` is left as it was; a write
+    that failed for lack of space raises :class:`~cl_runner.errors.DiskFullError` ("No space
+    left on device", naming the file).
     The file gets the permissions an ordinary ``open`` would give (0666 minus the umask), not
     the owner-only 0600 of the temporary file."""
     path = Path(path)
@@ -37,10 +43,32 @@ def atomic_write(path: str | Path, fill: Callable[[IO], object], binary: bool = 
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        full = _disk_full(exc, path.parent)  # measured before the temporary file is removed
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise DiskFullError(f"No space left on device: cannot write {path} "
+                                f"({type(exc).__name__}: {exc}); free some space, then run the "
+                                f"same command again") from exc
         raise
     return path
+
+
+#: free bytes under which a failed write is taken for a full disk (a writer such as torch.save
+#: reports it as a RuntimeError without the errno)
+_FULL_BELOW = 1 << 20
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether the write that raised ``exc`` into ``folder`` failed for lack of space."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, Exception):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from cl_runner.plotting import figure, legend_outside, save_figure, styled
+from cl_runner.results import run_folder
 from cl_runner.summarize.aggregation import Group, Summary
 from cl_runner.summarize.grouping import slug
 from cl_runner.summarize.plots import GroupStyles, short_label
 
-#: the file a run with continual evaluation leaves (cl_runner.training.continual_eval)
-CONTINUAL_EVAL = "continual_eval.csv"
+#: the file a run with continual evaluation leaves (the run folder's manifest)
+CONTINUAL_EVAL = run_folder.CONTINUAL_EVAL
 
 
 def task_position(frame: pd.DataFrame) -> pd.Series:

@@ -118,8 +118,9 @@ def train_sequence(
             task k+1 and the initial evaluation is not repeated. None: start at task 1.
 
     Raises:
-        TrainingDivergedError: the last loss of a training phase of a task is NaN or
-            infinite (checked once per task, after the hooks' ``after_task`` saw its rows).
+        TrainingDivergedError: the last loss of a training phase of a task, or its test
+            loss on a task, is NaN or infinite (checked once per task, before the runner
+            hooks' ``after_task``: no file and no resume state records a diverged task).
 
     Returns:
         The :class:`SequenceResult`.
@@ -178,15 +179,18 @@ def train_sequence(
             task, benchmark.num_tasks, result.learning_rates[-1], last_losses[0][1],
             100 * accuracy[task - 1], task, 100 * sum(seen) / len(seen), result.task_seconds[-1],
         )
+        # before the runner hooks: no file (rows, checkpoint, resume state) keeps a diverged task
+        checks = [*(("training loss" if phase == "train" else f"{phase}-phase loss", value)
+                    for phase, value in last_losses),
+                  *((f"test loss on task {j}", value) for j, value in enumerate(losses, 1))]
+        for what, value in checks:
+            if not math.isfinite(value):
+                raise TrainingDivergedError(
+                    f"training diverged: the {what} of task {task} is {value} (no file or resume "
+                    f"state records it); lower the learning rate or the penalty"
+                )
         for hook in hooks:
             hook.after_task(task, result)
-        for phase, value in last_losses:
-            if not math.isfinite(value):
-                what = "training loss" if phase == "train" else f"{phase}-phase loss"
-                raise TrainingDivergedError(
-                    f"training diverged: the {what} of task {task} is {value} (the rows so far "
-                    f"are in accuracy_matrix.csv); lower the learning rate or the penalty"
-                )
         del train_x, train_y, ctx, step
     for hook in hooks:
         hook.after_run(result)
