@@ -170,7 +170,7 @@ def read_resume_state(out_dir: str | Path, config: Mapping[str, Any],
         raise ResumeMismatchError(f"{path} is not a resume state of this version of cl_runner; "
                                   f"resume=false starts the run over")
     # normalized as the caller's: keys added to the config since the state was written
-    # (ADDED_KEY_DEFAULTS) compare at their defaults
+    # compare at their schema defaults (config.fill_schema_defaults)
     keys = differing_keys(comparable_config(state["config"]), dict(config))
     if keys:
         raise ResumeMismatchError(

@@ -47,10 +47,14 @@ def without(config: dict, dotted: str) -> dict:
 
 
 def write_complete(folder, config: dict) -> bytes:
+    """A complete result of ``config`` (a whole T x T matrix, as a finished run leaves it)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "accuracy_matrix.csv").write_text("train_task,task_1\nafter_task_1,0.5\n")
+    tasks = config["benchmark"]["num_tasks"]
+    header = ",".join(["train_task"] + [f"task_{j}" for j in range(1, tasks + 1)])
+    rows = [",".join([f"after_task_{i}"] + ["0.5"] * tasks) for i in range(1, tasks + 1)]
+    (folder / "accuracy_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
     text = json.dumps({"status": "complete", "config": config, "average_accuracy": 0.5,
-                       "seed": config["seed"]})
+                       "seed": config["seed"], "num_tasks": tasks})
     (folder / "summary.json").write_text(text)
     return text.encode()
 
