@@ -118,8 +118,8 @@ def train_sequence(
             task k+1 and the initial evaluation is not repeated. None: start at task 1.
 
     Raises:
-        TrainingDivergedError: the last loss of a training phase of a task, or its test
-            loss on a task, is NaN or infinite (checked once per task, before the runner
+        TrainingDivergedError: the last loss of a training phase of a task is NaN or
+            infinite, or its test loss on a task is NaN (checked once per task, before the runner
             hooks' ``after_task``: no file and no resume state records a diverged task).
 
     Returns:
@@ -179,12 +179,16 @@ def train_sequence(
             task, benchmark.num_tasks, result.learning_rates[-1], last_losses[0][1],
             100 * accuracy[task - 1], task, 100 * sum(seen) / len(seen), result.task_seconds[-1],
         )
-        # before the runner hooks: no file (rows, checkpoint, resume state) keeps a diverged task
-        checks = [*(("training loss" if phase == "train" else f"{phase}-phase loss", value)
-                    for phase, value in last_losses),
-                  *((f"test loss on task {j}", value) for j, value in enumerate(losses, 1))]
-        for what, value in checks:
-            if not math.isfinite(value):
+        # before the runner hooks: no file (rows, checkpoint, resume state) keeps a diverged
+        # task. Training losses must be finite; a test loss only must not be NaN (NaN weights
+        # after the last step): +inf is legitimate where the evaluation's class mask excludes
+        # a test set's labels (a class-incremental test set of a task not trained yet).
+        checks = [*(("training loss" if phase == "train" else f"{phase}-phase loss", value,
+                     math.isfinite(value)) for phase, value in last_losses),
+                  *((f"test loss on task {j}", value, not math.isnan(value))
+                    for j, value in enumerate(losses, 1))]
+        for what, value, good in checks:
+            if not good:
                 raise TrainingDivergedError(
                     f"training diverged: the {what} of task {task} is {value} (no file or resume "
                     f"state records it); lower the learning rate or the penalty"
