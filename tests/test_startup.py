@@ -86,8 +86,15 @@ def test_help_lists_the_groups_and_examples_not_the_schemas(tmp_path):
     assert "hydra" in imported and not imported & set(HEAVY), sorted(imported & set(HEAVY))
     text = proc.stdout
     assert text.startswith("cl-run: a continual-learning experiment runner")
-    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")
-             and line.split()[0] in ("benchmark", "model", "strategy", "optimizer", "hardware")}
+    # a group's entry with its wrapped continuation lines (deeper indented) joined
+    entries: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("  ") and not line.startswith("   ") and line.split():
+            entries.append(line)
+        elif line.startswith("   ") and entries:
+            entries[-1] += " " + line.strip()
+    lines = {e.split()[0]: e for e in entries
+             if e.split()[0] in ("benchmark", "model", "strategy", "optimizer", "hardware")}
     assert set(lines) == {"benchmark", "model", "strategy", "optimizer", "hardware"}
     # every option of a group is listed, the current choice marked
     assert "split_cifar100*" in lines["benchmark"] and "rotated_mnist," in lines["benchmark"]
