@@ -75,10 +75,20 @@ def check_mnist_files(raw: Path) -> None:
                 "downloads it)")
 
 
-def cifar100_file_problem(path: Path) -> str | None:
-    """What keeps torchvision from reading a CIFAR-100 python file (``train``, ``test``: a
-    pickled dict with ``data`` uint8 ``(N, 3072)`` and ``fine_labels`` (N); ``meta``: a dict
-    with the 100 ``fine_label_names``), or ``None``. Unpickles the whole file (train: 150 MB)."""
+def cifar_file_problem(path: Path, is_meta: bool, labels_key: str, names_key: str,
+                       num_classes: int) -> str | None:
+    """What keeps torchvision from reading a CIFAR python file (a batch: a pickled dict with
+    ``data`` uint8 ``(N, 3072)`` and ``labels_key`` (N); the meta file: a dict with the
+    ``num_classes`` ``names_key``), or ``None``. Unpickles the whole file (CIFAR-100's train:
+    150 MB).
+
+    Args:
+        path: the file.
+        is_meta: whether it is the meta file (``meta``, ``batches.meta``).
+        labels_key: ``fine_labels`` (CIFAR-100) or ``labels`` (CIFAR-10).
+        names_key: ``fine_label_names`` or ``label_names``.
+        num_classes: 100 or 10.
+    """
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
@@ -87,19 +97,19 @@ def cifar100_file_problem(path: Path) -> str | None:
                 f"({type(exc).__name__}: {exception_line(exc)}); truncated or corrupt")
     if not isinstance(entry, dict):
         return f"holds a {type(entry).__name__}, expected a dict"
-    if path.name == "meta":
-        names = entry.get("fine_label_names")
-        if not isinstance(names, list) or len(names) != 100:
-            return "no list of 100 'fine_label_names'"
+    if is_meta:
+        names = entry.get(names_key)
+        if not isinstance(names, list) or len(names) != num_classes:
+            return f"no list of {num_classes} '{names_key}'"
         return None
-    data, labels = entry.get("data"), entry.get("fine_labels")
+    data, labels = entry.get("data"), entry.get(labels_key)
     if data is None or labels is None:
-        return f"no {'data' if data is None else 'fine_labels'} entry"
+        return f"no {'data' if data is None else labels_key} entry"
     shape = tuple(getattr(data, "shape", ()))
     if len(shape) != 2 or shape[1] != 3072 or str(getattr(data, "dtype", "")) != "uint8":
         return f"'data' of shape {shape}, expected uint8 (N, 3072)"
     if len(labels) != shape[0]:
-        return f"{shape[0]:,} images but {len(labels):,} fine labels"
+        return f"{shape[0]:,} images but {len(labels):,} {labels_key.replace('_', ' ')}"
     return None
 
 
