@@ -5,6 +5,7 @@ of folders a failed download created."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import math
 import os
@@ -73,6 +74,70 @@ def check_mnist_files(raw: Path) -> None:
             raise DatasetCorruptError(
                 f"{raw / name}: {problem}; replace the file (or delete it so that the next run "
                 "downloads it)")
+
+
+def check_not_directories(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Refuse a directory where a dataset file should be (else it would be reported missing,
+    or a download would fail on it).
+
+    Raises:
+        DatasetCorruptError: ``"<folder>/<name>: a directory, expected the file <name>..."``
+            for the first such path.
+    """
+    for name in names:
+        if (folder / name).is_dir():
+            raise DatasetCorruptError(
+                f"{folder / name}: a directory, expected the file {name}; move it away so that "
+                "the file can take its place")
+
+
+def check_readable(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Open each present file of ``names`` in ``folder`` and read one byte, so that a file the
+    run may not read is named (rather than a ``PermissionError`` traceback from torchvision).
+
+    Raises:
+        DatasetCorruptError: ``"<path>: cannot be read (PermissionError: Permission denied)..."``.
+    """
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            cause = exc.strerror or exception_line(exc)
+            raise DatasetCorruptError(
+                f"{path}: cannot be read ({type(exc).__name__}: {cause}); give this user read "
+                "permission on it or point data.root elsewhere") from None
+
+
+def gunzip_copies(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    """For each file of ``names`` missing in ``folder`` whose gzipped copy ``<name>.gz`` is
+    there, write the decompressed file beside it (as torchvision does after a download), via a
+    temporary file renamed into place, so an interrupted run leaves no partial file. The
+    ``.gz`` file is kept.
+
+    Raises:
+        DatasetCorruptError: a ``.gz`` that is not a readable gzip file (named, with the
+            cause), or a folder where the file cannot be written.
+    """
+    for name in names:
+        target, packed = folder / name, folder / f"{name}.gz"
+        if target.exists() or not packed.is_file():
+            continue
+        tmp = folder / f".{name}.{os.getpid()}.partial"
+        try:
+            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+            os.replace(tmp, target)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            tmp.unlink(missing_ok=True)
+            cause = getattr(exc, "strerror", None) or exception_line(exc)
+            raise DatasetCorruptError(
+                f"{packed}: could not be decompressed to {target} ({type(exc).__name__}: "
+                f"{cause}); replace the .gz file or put the decompressed file there") from None
 
 
 def cifar_file_problem(path: Path, is_meta: bool, labels_key: str, names_key: str,

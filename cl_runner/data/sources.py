@@ -10,7 +10,10 @@ import torch
 
 from cl_runner.data.files import (
     check_mnist_files,
+    check_not_directories,
+    check_readable,
     cifar_file_problem,
+    gunzip_copies,
     md5_problem,
     removing_created_folders,
 )
@@ -43,13 +46,19 @@ def load_mnist(root: str | Path, download: bool = True) -> tuple[torch.Tensor, .
         DatasetNotFoundError: files missing and not downloadable; one line naming the folder,
             the missing files, the download's own error, the four expected files and
             ``CL_RUNNER_DATA``.
-        DatasetCorruptError: a file is truncated, has a wrong header or cannot be read; the
-            message names the file and the cause.
+        DatasetCorruptError: a file is truncated, has a wrong header, holds labels outside
+            0..9, cannot be read (permissions), is a directory, or is a ``.gz`` copy that does
+            not decompress; the message names the file and the cause.
+
+    A missing file whose gzipped copy ``<name>.gz`` is present is decompressed beside it first
+    (:func:`~cl_runner.data.files.gunzip_copies`).
     """
     from torchvision.datasets import MNIST
 
     root = Path(root).expanduser().resolve()
     raw = root / "MNIST" / "raw"
+    check_not_directories(raw, MNIST_FILES)
+    gunzip_copies(raw, MNIST_FILES)
     missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
     if missing and not download:
         raise _mnist_not_found(raw, missing, "download is disabled (data.download=false)")
@@ -62,6 +71,7 @@ def load_mnist(root: str | Path, download: bool = True) -> tuple[torch.Tensor, .
             if missing:
                 raise _mnist_not_found(raw, missing,
                                        f"download failed: {exception_line(exc)}") from None
+    check_readable(raw, MNIST_FILES)
     check_mnist_files(raw)
     try:
         train = MNIST(str(root), train=True, download=False)
@@ -70,6 +80,12 @@ def load_mnist(root: str | Path, download: bool = True) -> tuple[torch.Tensor, .
         raise DatasetCorruptError(
             f"MNIST files in {raw} could not be read: {type(exc).__name__}: "
             f"{exception_line(exc)}") from None
+    for name, split in (("train-labels-idx1-ubyte", train), ("t10k-labels-idx1-ubyte", test)):
+        low, high = int(split.targets.min()), int(split.targets.max())
+        if low < 0 or high > 9:
+            raise DatasetCorruptError(f"{raw / name}: labels outside 0..9 ({low}..{high}); "
+                                      "replace the file (or delete it so that the next run "
+                                      "downloads it)")
     return (
         train.data.unsqueeze(1).contiguous(),
         train.targets.long(),
@@ -195,6 +211,7 @@ def load_cifar(fmt: CifarFormat, root: str | Path, download: bool = True,
     """
     root = Path(root).expanduser().resolve()
     folder = root / fmt.folder
+    check_not_directories(folder, fmt.files)
     missing = [f for f in fmt.files if not (folder / f).is_file()]
     reader = _cifar_reader(fmt, verify_checksums)
     if missing and not download:
@@ -208,6 +225,7 @@ def load_cifar(fmt: CifarFormat, root: str | Path, download: bool = True,
             if missing:
                 cause = f"download failed: {exception_line(exc)}{_cifar_archive_note(fmt, root)}"
                 raise _cifar_not_found(fmt, root, missing, cause) from None
+    check_readable(folder, fmt.files)
     try:
         train = reader(str(root), train=True, download=False)
         test = reader(str(root), train=False, download=False)
