@@ -185,10 +185,20 @@ def tiny_run_cfg(request: pytest.FixtureRequest, strategy: str, benchmark: str,
     """The composed config of registered ``strategy`` on 2 tasks of registered ``benchmark``'s
     small test data (:func:`benchmark_overrides`), with :data:`FAST` settings, the model the
     groups select or else the one that fits (:func:`fitting_model`), made small by
-    :data:`SMALL_MODEL`, and ``extra`` overrides. Resolve it with ``resolve``."""
+    :data:`SMALL_MODEL`, and ``extra`` overrides; on the task-incremental scenario when the
+    strategy refuses the benchmark's default one (``unsupported_scenarios``) and ``extra``
+    names none. Resolve it with ``resolve``."""
     overrides = (benchmark_overrides(request, benchmark) + TINY + [f"strategy={strategy}"]
                  + FAST.get(strategy, []) + list(extra or []))
     cfg = compose_cfg(overrides)
+    refused = getattr(STRATEGIES.get(strategy).config, "unsupported_scenarios", {})
+    scenario = cfg.benchmark.get("scenario")
+    if scenario is not None and getattr(scenario, "value", scenario) in refused and not any(
+            o.startswith("benchmark.scenario=") for o in extra or []):
+        # a strategy that refuses the benchmark's default scenario (supermasks on class-IL)
+        # runs it task-incrementally; tests/test_strategies.py checks the refusal
+        overrides.append("benchmark.scenario=task")
+        cfg = compose_cfg(overrides)
     model = fitting_model(cfg)
     if model is not None:
         cfg = compose_cfg(overrides + [f"model={model}"])
