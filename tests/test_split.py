@@ -210,3 +210,22 @@ def test_split_cifar100_ten_by_ten(cifar_root):
     assert bench.task_classes.tolist() == [list(range(10 * t, 10 * t + 10)) for t in range(10)]
     assert sorted(set(bench.train_data(10)[1].tolist())) == list(range(90, 100))
     assert bench.class_masks("test")[9].nonzero().flatten().tolist() == list(range(90, 100))
+
+
+@pytest.mark.parametrize("strategy", ["naive", "er", "derpp", "icarl"])
+def test_split_mnist_presets_hold_van_de_vens_setting(strategy):
+    """conf/experiment/split_mnist_*.yaml: van de Ven's Split MNIST protocol (CLASS_IL.md [R])."""
+    run = compose_run([f"+experiment=split_mnist_{strategy}"])
+    assert run.benchmark.name == "split_mnist" and run.strategy.name == strategy
+    assert run.benchmark.scenario == Scenario.class_incremental
+    assert run.benchmark.train_mask is False and run.benchmark.eval_classes.value == "all"
+    assert (run.benchmark.num_tasks, run.benchmark.classes_per_task) == (5, 2)
+    assert run.benchmark.class_order is None and run.benchmark.class_order_seed is None
+    assert run.model.name == "mlp" and run.model.hidden_sizes == [400, 400]
+    assert run.optimizer.name == "adam" and run.optimizer.lr == 1e-3
+    assert run.optimizer.betas == [0.9, 0.999] and run.optimizer.gamma == 1.0
+    assert run.benchmark.batch_size == 128 and run.benchmark.max_steps_per_task == 2000
+    # 23 epochs of the smallest task (digits 4/5: 11,263 images, 88 batches) hold 2,000 steps
+    assert run.benchmark.epochs_per_task * -(-11_263 // 128) >= 2000
+    if strategy != "naive":
+        assert run.strategy.memory_size == 1000  # 100 per class
