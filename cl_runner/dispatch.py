@@ -32,7 +32,8 @@ def resolve(cfg: DictConfig) -> RunConfig:
             range (the group config's ``validate()``, e.g. ``benchmark.train_samples_per_task``
             above the dataset's known size; no file is read), or the model does
             not fit the benchmark (:func:`check_model_fits_benchmark`) or the strategy
-            (:func:`check_model_fits_strategy`).
+            (:func:`check_model_fits_strategy`), or the strategy refuses the benchmark's scenario
+            (:func:`check_strategy_fits_scenario`: supermask strategies on class-incremental).
     """
     run: RunConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     for registry in REGISTRIES:
@@ -49,6 +50,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
             node.validate()
     check_model_fits_benchmark(run)
     check_model_fits_strategy(run)
+    check_strategy_fits_scenario(run)
     run.data.root = str(Path(os.path.expanduser(run.data.root)).resolve())
     return run
 
@@ -87,6 +89,26 @@ def check_model_fits_strategy(run: RunConfig) -> None:
             f"learned masks), got model={run.model.name}; use "
             f"{' or '.join(f'model={m}' for m in masked)}."
         )
+
+
+def check_strategy_fits_scenario(run: RunConfig) -> None:
+    """Refuse a strategy in a scenario its config class lists in the ClassVar
+    ``unsupported_scenarios`` (scenario value -> reason; the supermask strategies refuse
+    ``class_incremental``). A benchmark config without ``scenario`` is domain-incremental
+    (Rotated/Permuted MNIST).
+
+    Raises:
+        ConfigError: naming the strategy, the benchmark, its scenario, the reason and the
+            scenarios to use instead.
+    """
+    refused = getattr(type(run.strategy), "unsupported_scenarios", {})
+    scenario = getattr(run.benchmark, "scenario", None)
+    value = "domain_incremental" if scenario is None else getattr(scenario, "value", scenario)
+    if value in refused:
+        raise ConfigError(
+            f"strategy={run.strategy.name} does not run on benchmark={run.benchmark.name} "
+            f"with benchmark.scenario={value}: {refused[value]}. Use benchmark.scenario=task "
+            "(the task id given) on a split benchmark.")
 
 
 def setup_hardware(cfg: HardwareConfig) -> torch.device:

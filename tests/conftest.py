@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cl_runner.cli import CONF_DIR
 from cl_runner.data import BENCHMARKS
-from cl_runner.data.cifar import SplitCIFAR100Config, write_cifar100_archive
-from cl_runner.data.schemas import MNISTConfig
+from cl_runner.data.cifar import SplitCIFAR100Config, write_cifar10_archive, write_cifar100_archive
+from cl_runner.data.schemas import MNISTConfig, SplitCIFAR10Config, SplitMNISTConfig
 from cl_runner.dispatch import resolve
 from cl_runner.models import MODELS
 from cl_runner.strategies import STRATEGIES
@@ -67,6 +67,17 @@ def cifar_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def cifar10_root(tmp_path_factory) -> Path:
+    """A data root holding ``cifar-10-batches-py/`` in CIFAR-10's own pickle format, written
+    once per session by :func:`~cl_runner.data.cifar.write_cifar10_archive` (10 training and 4
+    test images per class, seed 0; read it with ``benchmark.verify_checksums=false``).
+    Shared: tests must not modify it."""
+    root = tmp_path_factory.mktemp("cifar10")
+    write_cifar10_archive(root, 10, 4, seed=0)
+    return root
+
+
 #: MNIST test images per task in the runs of :data:`BENCHMARK_DATA` (the real test set:
 #: 10,000, whose evaluation and rotation took most of each registry-driven run)
 MNIST_TEST_IMAGES = 1000
@@ -109,7 +120,9 @@ def mnist_small_test_set(mnist_root, monkeypatch) -> Path:
 #: code; one on a new dataset makes them fail until its small test data are added here.
 BENCHMARK_DATA: dict[type, tuple[str, list[str]]] = {
     MNISTConfig: ("mnist_small_test_set", ["benchmark.train_samples_per_task=300"]),
+    SplitMNISTConfig: ("mnist_small_test_set", ["benchmark.train_samples_per_task=300"]),
     SplitCIFAR100Config: ("cifar_root", ["benchmark.verify_checksums=false"]),
+    SplitCIFAR10Config: ("cifar10_root", ["benchmark.verify_checksums=false"]),
 }
 
 
@@ -172,10 +185,20 @@ def tiny_run_cfg(request: pytest.FixtureRequest, strategy: str, benchmark: str,
     """The composed config of registered ``strategy`` on 2 tasks of registered ``benchmark``'s
     small test data (:func:`benchmark_overrides`), with :data:`FAST` settings, the model the
     groups select or else the one that fits (:func:`fitting_model`), made small by
-    :data:`SMALL_MODEL`, and ``extra`` overrides. Resolve it with ``resolve``."""
+    :data:`SMALL_MODEL`, and ``extra`` overrides; on the task-incremental scenario when the
+    strategy refuses the benchmark's default one (``unsupported_scenarios``) and ``extra``
+    names none. Resolve it with ``resolve``."""
     overrides = (benchmark_overrides(request, benchmark) + TINY + [f"strategy={strategy}"]
                  + FAST.get(strategy, []) + list(extra or []))
     cfg = compose_cfg(overrides)
+    refused = getattr(STRATEGIES.get(strategy).config, "unsupported_scenarios", {})
+    scenario = cfg.benchmark.get("scenario")
+    if scenario is not None and getattr(scenario, "value", scenario) in refused and not any(
+            o.startswith("benchmark.scenario=") for o in extra or []):
+        # a strategy that refuses the benchmark's default scenario (supermasks on class-IL)
+        # runs it task-incrementally; tests/test_strategies.py checks the refusal
+        overrides.append("benchmark.scenario=task")
+        cfg = compose_cfg(overrides)
     model = fitting_model(cfg)
     if model is not None:
         cfg = compose_cfg(overrides + [f"model={model}"])

@@ -209,7 +209,10 @@ def test_task_incremental_evaluation_predicts_only_the_tasks_classes(cifar_root)
     ti = make(cifar_root, num_tasks=3)
     ci = make(cifar_root, num_tasks=3, scenario=Scenario.class_incremental)
     assert ti.class_masks("test") is not None and ci.class_masks("test") is None
-    assert ci.class_masks("train") is not None  # still masked while training (train_mask)
+    # class-incremental trains on every output unless asked (van de Ven's "all" active classes)
+    assert ci.class_masks("train") is None
+    assert make(cifar_root, num_tasks=3, scenario=Scenario.class_incremental,
+                train_mask=True).class_masks("train") is not None
     acc_ti, loss_ti = evaluate_tasks(model, ti, batch_size=4)
     acc_ci, _ = evaluate_tasks(model, ci, batch_size=4)
     # task-incremental: the prediction is the task's highest logit, class 5t-1: 1 of 5 classes

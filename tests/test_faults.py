@@ -4,6 +4,8 @@ that need no data run before any file is read."""
 
 from __future__ import annotations
 
+import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,113 @@ def test_real_mnist_passes_the_checks(mnist_root):
     for name, (_, dims) in MNIST_LAYOUT.items():
         assert (mnist_root / "MNIST" / "raw" / name).stat().st_size == 4 * (1 + len(dims)) + \
             int(torch.tensor(dims).prod())
+
+
+def test_mnist_labels_outside_0_to_9_name_the_file(mnist_root, tmp_path):
+    name = "t10k-labels-idx1-ubyte"
+    data = bytearray(real_bytes(mnist_root, name))
+    data[8 + 5] = 12  # the 6th test label
+    bad = mnist_copy(mnist_root, tmp_path, name, bytes(data))
+    with pytest.raises(DatasetCorruptError) as info:
+        load_mnist(tmp_path, download=False)
+    msg = str(info.value)
+    assert msg.startswith(f"{bad}: labels outside 0..9 (0..12)") and "\n" not in msg
+
+
+def test_unreadable_mnist_file_names_the_file_and_cause(mnist_root, tmp_path, monkeypatch):
+    """A file the user may not read (as root, permissions do not stop reads: the open is made
+    to fail as it would for another user)."""
+    from cl_runner.data import files
+
+    name = "train-images-idx3-ubyte"
+    bad = mnist_copy(mnist_root, tmp_path, name, real_bytes(mnist_root, name))
+    bad.chmod(0)
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if Path(path) == bad:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(files, "open", deny, raising=False)
+    with pytest.raises(DatasetCorruptError) as info:
+        load_mnist(tmp_path, download=False)
+    msg = str(info.value)
+    assert msg.startswith(f"{bad}: cannot be read (PermissionError: Permission denied)")
+    assert "\n" not in msg
+
+
+def test_gzipped_mnist_copies_are_read(mnist_root, tmp_path):
+    """Only ``*.gz`` copies (as torchvision downloads them): decompressed beside them, read."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (raw / f"{name}.gz").write_bytes(gzip.compress(real_bytes(mnist_root, name)))
+    got = load_mnist(tmp_path, download=False)
+    want = load_mnist(mnist_root, download=False)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        [*MNIST_FILES, *(f"{n}.gz" for n in MNIST_FILES)])  # no partial file left
+
+
+def test_corrupt_gzipped_mnist_copy_names_the_gz(mnist_root, tmp_path):
+    name = "t10k-images-idx3-ubyte"
+    mnist_copy(mnist_root, tmp_path, name, b"")
+    raw = tmp_path / "MNIST" / "raw"
+    (raw / name).unlink()
+    packed = gzip.compress(real_bytes(mnist_root, name))
+    (raw / f"{name}.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DatasetCorruptError) as info:
+        load_mnist(tmp_path, download=False)
+    msg = str(info.value)
+    assert msg.startswith(f"{raw / name}.gz: could not be decompressed") and "\n" not in msg
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        [*(n for n in MNIST_FILES if n != name), f"{name}.gz"])
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar100"])
+def test_directory_where_a_data_file_should_be(mnist_root, tmp_path, dataset):
+    if dataset == "mnist":
+        name = "t10k-labels-idx1-ubyte"
+        bad = mnist_copy(mnist_root, tmp_path, name, b"")
+        bad.unlink()
+        load = load_mnist
+    else:
+        write_cifar100_archive(tmp_path, train_per_class=1, test_per_class=1)
+        bad = tmp_path / "cifar-100-python" / "test"
+        bad.unlink()
+        load = load_cifar100
+    bad.mkdir()
+    with pytest.raises(DatasetCorruptError) as info:
+        load(tmp_path, download=True)  # never a download over it
+    assert str(info.value).startswith(f"{bad}: a directory, expected the file {bad.name}")
+    assert bad.is_dir() and not any(bad.iterdir())
+
+
+@pytest.mark.parametrize("fault", ["labels", "directory", "gzip"])
+def test_cl_run_prints_one_line_for_each_data_fault(mnist_root, tmp_path, cl_run_here, fault):
+    name = "t10k-labels-idx1-ubyte"
+    data = bytearray(real_bytes(mnist_root, name))
+    data[8] = 200
+    bad = mnist_copy(mnist_root, tmp_path / "data", name, bytes(data))
+    expected = f"{bad}: labels outside 0..9 (0..200)"
+    if fault != "labels":
+        bad.unlink()
+        if fault == "directory":
+            bad.mkdir()
+            expected = f"{bad}: a directory"
+        else:
+            bad.with_name(f"{name}.gz").write_bytes(b"not gzip")
+            expected = f"{bad}.gz: could not be decompressed"
+    code, _, err = cl_run_here(["hardware=cpu", "hardware.num_threads=1", "benchmark.num_tasks=2",
+                                "benchmark.train_samples_per_task=100", "progress=false",
+                                f"data.root={tmp_path / 'data'}", "data.download=false",
+                                f"hydra.run.dir={tmp_path / 'run'}"])
+    assert code == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {expected}") and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- failed downloads

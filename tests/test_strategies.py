@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from cl_runner.data import BENCHMARKS
+from cl_runner.data.schemas import SplitConfig
 from cl_runner.dispatch import resolve
-from cl_runner.errors import DatasetNotFoundError, TrainingDivergedError
+from cl_runner.errors import ConfigError, DatasetNotFoundError, TrainingDivergedError
 from cl_runner.experiment import run_experiment
 from cl_runner.results import metrics
 from cl_runner.strategies import STRATEGIES
@@ -79,6 +80,39 @@ def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, str
     assert len(on_disk["eval_seconds"]) == 3 and min(on_disk["eval_seconds"]) > 0
     assert all(e < t for e, t in zip(on_disk["eval_seconds"][1:], on_disk["task_seconds"], strict=True))
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+#: the class-split benchmarks (benchmark.scenario=task|domain|class)
+SPLIT_BENCHMARKS = [name for name in BENCHMARKS.names()
+                    if issubclass(BENCHMARKS.get(name).config, SplitConfig)]
+
+
+@pytest.mark.parametrize("benchmark", SPLIT_BENCHMARKS)
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_every_strategy_runs_class_incremental_or_is_refused_by_name(request, strategy, benchmark):
+    """Item 4 of the class-incremental issue: on every split benchmark with
+    ``benchmark.scenario=class`` a strategy either resolves (and
+    test_every_strategy_runs_two_tasks_of_every_benchmark runs it on split_mnist, class-IL by
+    default) or is refused before anything is read or written, the message naming the
+    strategy, the scenario and why (its config's ``unsupported_scenarios``)."""
+    cfg = tiny_run_cfg(request, strategy, benchmark, ["benchmark.scenario=class"])
+    reason = getattr(STRATEGIES.get(strategy).config, "unsupported_scenarios", {}).get(
+        "class_incremental")
+    if reason is None:
+        run = resolve(cfg)
+        assert run.benchmark.scenario.value == "class_incremental"
+        return
+    with pytest.raises(ConfigError) as info:
+        resolve(cfg)
+    msg = str(info.value)
+    assert f"strategy={strategy} does not run on benchmark={benchmark}" in msg
+    assert "benchmark.scenario=class_incremental" in msg and reason in msg
+    assert "needs the task id at test time" in msg and "\n" not in msg
+
+
+def test_split_mnist_defaults_to_class_incremental():
+    """The registry-driven runs of split_mnist are class-incremental runs."""
+    assert BENCHMARKS.get("split_mnist").config().scenario.value == "class_incremental"
 
 
 @pytest.mark.usefixtures("mnist_small_test_set")

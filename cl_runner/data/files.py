@@ -5,6 +5,7 @@ of folders a failed download created."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import math
 import os
@@ -75,10 +76,84 @@ def check_mnist_files(raw: Path) -> None:
                 "downloads it)")
 
 
-def cifar100_file_problem(path: Path) -> str | None:
-    """What keeps torchvision from reading a CIFAR-100 python file (``train``, ``test``: a
-    pickled dict with ``data`` uint8 ``(N, 3072)`` and ``fine_labels`` (N); ``meta``: a dict
-    with the 100 ``fine_label_names``), or ``None``. Unpickles the whole file (train: 150 MB)."""
+def check_not_directories(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Refuse a directory where a dataset file should be (else it would be reported missing,
+    or a download would fail on it).
+
+    Raises:
+        DatasetCorruptError: ``"<folder>/<name>: a directory, expected the file <name>..."``
+            for the first such path.
+    """
+    for name in names:
+        if (folder / name).is_dir():
+            raise DatasetCorruptError(
+                f"{folder / name}: a directory, expected the file {name}; move it away so that "
+                "the file can take its place")
+
+
+def check_readable(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Open each present file of ``names`` in ``folder`` and read one byte, so that a file the
+    run may not read is named (rather than a ``PermissionError`` traceback from torchvision).
+
+    Raises:
+        DatasetCorruptError: ``"<path>: cannot be read (PermissionError: Permission denied)..."``.
+    """
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            cause = exc.strerror or exception_line(exc)
+            raise DatasetCorruptError(
+                f"{path}: cannot be read ({type(exc).__name__}: {cause}); give this user read "
+                "permission on it or point data.root elsewhere") from None
+
+
+def gunzip_copies(folder: Path, names: tuple[str, ...] | list[str]) -> None:
+    """For each file of ``names`` missing in ``folder`` whose gzipped copy ``<name>.gz`` is
+    there, write the decompressed file beside it (as torchvision does after a download), via a
+    temporary file renamed into place, so an interrupted run leaves no partial file. The
+    ``.gz`` file is kept.
+
+    Raises:
+        DatasetCorruptError: a ``.gz`` that is not a readable gzip file (named, with the
+            cause), or a folder where the file cannot be written.
+    """
+    for name in names:
+        target, packed = folder / name, folder / f"{name}.gz"
+        if target.exists() or not packed.is_file():
+            continue
+        tmp = folder / f".{name}.{os.getpid()}.partial"
+        try:
+            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+            os.replace(tmp, target)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            tmp.unlink(missing_ok=True)
+            cause = getattr(exc, "strerror", None) or exception_line(exc)
+            raise DatasetCorruptError(
+                f"{packed}: could not be decompressed to {target} ({type(exc).__name__}: "
+                f"{cause}); replace the .gz file or put the decompressed file there") from None
+
+
+def cifar_file_problem(path: Path, is_meta: bool, labels_key: str, names_key: str,
+                       num_classes: int) -> str | None:
+    """What keeps torchvision from reading a CIFAR python file (a batch: a pickled dict with
+    ``data`` uint8 ``(N, 3072)`` and ``labels_key`` (N); the meta file: a dict with the
+    ``num_classes`` ``names_key``), or ``None``. Unpickles the whole file (CIFAR-100's train:
+    150 MB).
+
+    Args:
+        path: the file.
+        is_meta: whether it is the meta file (``meta``, ``batches.meta``).
+        labels_key: ``fine_labels`` (CIFAR-100) or ``labels`` (CIFAR-10).
+        names_key: ``fine_label_names`` or ``label_names``.
+        num_classes: 100 or 10.
+    """
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
@@ -87,19 +162,19 @@ def cifar100_file_problem(path: Path) -> str | None:
                 f"({type(exc).__name__}: {exception_line(exc)}); truncated or corrupt")
     if not isinstance(entry, dict):
         return f"holds a {type(entry).__name__}, expected a dict"
-    if path.name == "meta":
-        names = entry.get("fine_label_names")
-        if not isinstance(names, list) or len(names) != 100:
-            return "no list of 100 'fine_label_names'"
+    if is_meta:
+        names = entry.get(names_key)
+        if not isinstance(names, list) or len(names) != num_classes:
+            return f"no list of {num_classes} '{names_key}'"
         return None
-    data, labels = entry.get("data"), entry.get("fine_labels")
+    data, labels = entry.get("data"), entry.get(labels_key)
     if data is None or labels is None:
-        return f"no {'data' if data is None else 'fine_labels'} entry"
+        return f"no {'data' if data is None else labels_key} entry"
     shape = tuple(getattr(data, "shape", ()))
     if len(shape) != 2 or shape[1] != 3072 or str(getattr(data, "dtype", "")) != "uint8":
         return f"'data' of shape {shape}, expected uint8 (N, 3072)"
     if len(labels) != shape[0]:
-        return f"{shape[0]:,} images but {len(labels):,} fine labels"
+        return f"{shape[0]:,} images but {len(labels):,} {labels_key.replace('_', ' ')}"
     return None
 
 

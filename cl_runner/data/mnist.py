@@ -1,7 +1,9 @@
-"""Rotated MNIST and Permuted MNIST (Mirzadeh et al. 2020, 2021; docs/papers.md, Protocol).
+"""Rotated MNIST and Permuted MNIST (Mirzadeh et al. 2020, 2021; docs/papers.md, Protocol), and
+Split MNIST (van de Ven & Tolias 2019; the DER paper's Seq-MNIST).
 
-Every task has the 10 MNIST classes; task t's training and test sets are the MNIST sets under
-the task's transform, applied once to whole uint8 tensors (no per-sample Python).
+Rotated/Permuted: every task has the 10 MNIST classes; task t's training and test sets are the
+MNIST sets under the task's transform, applied once to whole uint8 tensors (no per-sample
+Python). Split MNIST: the class-split family (:mod:`cl_runner.data.split`) on MNIST's digits.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from cl_runner.data.schemas import (
     BENCHMARKS,
     PermutedMNISTConfig,
     RotatedMNISTConfig,
+    SplitMNISTConfig,
 )
 from cl_runner.data.sources import load_mnist
+from cl_runner.data.split import ClassSplit
 
 #: images rotated per call in :func:`rotate`
 ROTATE_CHUNK = 8192
@@ -142,5 +146,30 @@ class PermutedMNIST(TransformedMNIST):
         return {"permutations.csv": frame}
 
 
+class SplitMNIST(ClassSplit):
+    """Split MNIST (``benchmark=split_mnist``): 5 tasks of 2 digits by default (0/1, 2/3, 4/5,
+    6/7, 8/9), class-incremental by default; the scenarios of
+    :class:`~cl_runner.data.split.ClassSplit`. Images uint8 ``(N, 1, 28, 28)`` on the device;
+    inputs in [0, 1] or standardized as :class:`TransformedMNIST`'s. Memory: the whole of
+    MNIST, 55 MB uint8."""
+
+    input_shape = (1, 28, 28)
+
+    def __init__(self, cfg: SplitMNISTConfig, data_root: str, download: bool, seed: int,
+                 device: torch.device):
+        cfg.validate()  # before any file is read
+        data = load_mnist(data_root, download)
+        super().__init__(cfg, seed, device, data, [str(d) for d in range(10)], data_root)
+        self.standardize = cfg.standardize
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored uint8 batch -> float32 model input, as :meth:`TransformedMNIST.to_input`."""
+        out = x.float().div_(255.0)
+        if self.standardize:
+            out = out.sub_(TransformedMNIST.MEAN).div_(TransformedMNIST.STD)
+        return out
+
+
 BENCHMARKS.register("rotated_mnist", config=RotatedMNISTConfig)(RotatedMNIST)
+BENCHMARKS.register("split_mnist", config=SplitMNISTConfig)(SplitMNIST)
 BENCHMARKS.register("permuted_mnist", config=PermutedMNISTConfig)(PermutedMNIST)

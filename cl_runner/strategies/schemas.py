@@ -384,6 +384,16 @@ class SupermaskStrategyConfig:
     """
 
     needs_supermask_model: ClassVar[bool] = True
+    #: scenario (stored value) -> why the strategy cannot run in it; checked by
+    #: :func:`cl_runner.dispatch.check_strategy_fits_scenario` before any data are read
+    unsupported_scenarios: ClassVar[dict[str, str]] = {
+        "class_incremental": (
+            "its accuracy matrix scores each task with that task's own supermask, i.e. it needs "
+            "the task id at test time, which class-incremental evaluation does not give; "
+            "without it, it would need task inference (strategy.task_inference) and then a head "
+            "per task to classify among that task's classes, while the class-incremental head "
+            "spans every class seen"),
+    }
 
     task_inference: bool = True
     inference_batch_size: int = 128
