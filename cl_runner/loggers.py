@@ -122,7 +122,7 @@ class MetricLogger(RunnerHook):
         self.num_tasks = num_tasks
         self.accuracy: list[list[float]] = []
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         self.accuracy = [list(row) for row in result.accuracy]
         self.scalars(task_scalars(task, result), "task", task)
 

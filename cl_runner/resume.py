@@ -133,7 +133,7 @@ class ResumeHook(RunnerHook):
         self.bytes_written: list[int] = []  # per task, bytes of resume.pt
         self.seconds_written: list[float] = []  # per task, seconds to build and write it
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         t0 = time.perf_counter()
         state = {"format": FORMAT, "config": self.config, "task": task,
                  "model": self.model.state_dict(), "strategy": self.strategy.state_dict(),
@@ -250,7 +250,7 @@ class InterruptHook(RunnerHook):
     def before_task(self, ctx: Any) -> None:
         self.check()
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         self.tasks_done = task
 
 

@@ -41,13 +41,13 @@ class ResultsHook(RunnerHook):
         self.strategy = strategy
         self.num_tasks = num_tasks
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         write_results(self.out_dir, result, self.num_tasks, self.strategy.accuracy_matrices())
 
 
 class CheckpointHook(RunnerHook):
     """``checkpoints.enabled``: the initialization (``before_run``) and the end-of-task
-    solutions the strategy names (``Strategy.solutions``; ``after_task``) into
+    solutions the strategy names (``Strategy.solutions``; ``after_evaluation``) into
     ``checkpoints/`` (:mod:`cl_runner.results.checkpoints`)."""
 
     def __init__(self, out_dir: str | Path, tasks: list[int] | None, model: nn.Module,
@@ -59,7 +59,7 @@ class CheckpointHook(RunnerHook):
     def before_run(self, model: nn.Module) -> None:
         self.writer.save(INIT, 0, model.state_dict())
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         self.writer.save_task(task, self.strategy.solutions(self.model))
 
     def state_dict(self) -> dict[str, Any]:

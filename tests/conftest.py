@@ -280,7 +280,7 @@ def train_resnet_head_snapshots(bench, strategy):
     snapshots = []
 
     class Snapshot(RunnerHook):
-        def after_task(self, task, result):
+        def after_evaluation(self, task, result):
             snapshots.append(model.linear.weight.detach().clone())
 
     result = train_sequence(bench, model, strategy,
@@ -296,20 +296,20 @@ class CrashAfterTask(BaseException):
 
 def run_crashing_after_task(monkeypatch, run, folder, task: int = 1) -> None:
     """Run ``run`` into ``folder`` and stop it right after the resume state of ``task`` is
-    written (the runner's ResumeHook.after_task), as a crash would; the hook is restored."""
+    written (the runner's ResumeHook.after_evaluation), as a crash would; the hook is restored."""
     from cl_runner import resume as resume_mod
     from cl_runner.experiment import run_experiment
 
-    original = resume_mod.ResumeHook.after_task
+    original = resume_mod.ResumeHook.after_evaluation
 
-    def after_task(self, done, result):
+    def after_evaluation(self, done, result):
         original(self, done, result)
         if done == task:
             raise CrashAfterTask
 
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", after_task)
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_evaluation", after_evaluation)
     try:
         with pytest.raises(CrashAfterTask):
             run_experiment(run, folder)
     finally:
-        monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+        monkeypatch.setattr(resume_mod.ResumeHook, "after_evaluation", original)

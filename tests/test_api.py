@@ -74,17 +74,17 @@ def test_run_returns_the_folders_results_and_keeps_cl_runs_folder_rules(
     # a run that crashed after task 1 resumes there when called again, ending as the
     # uninterrupted run (byte-identical accuracy matrix)
     crashed = tmp_path / "crashed"
-    original = resume_mod.ResumeHook.after_task
+    original = resume_mod.ResumeHook.after_evaluation
 
-    def after_task(self, done, res):
+    def after_evaluation(self, done, res):
         original(self, done, res)
         if done == 1:
             raise CrashAfterTask
 
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", after_task)
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_evaluation", after_evaluation)
     with pytest.raises(CrashAfterTask):
         run(OVERRIDES, out_dir=crashed)
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_evaluation", original)
     assert json.loads((crashed / "summary.json").read_text())["status"] == "failed"
     resumed = run(OVERRIDES, out_dir=str(crashed))
     assert resumed.summary["resumed_after_task"] == 1 and resumed.run_dir == crashed

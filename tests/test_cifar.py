@@ -254,7 +254,7 @@ def test_replayed_examples_are_masked_to_their_own_task(cifar_root):
     class ReplayTask1(Strategy):
         mixes_tasks = True
 
-        def after_task(self, ctx):
+        def after_training(self, ctx):
             if ctx.task == 1:
                 self.x, self.y = ctx.train_x[:5], ctx.train_y[:5]
 

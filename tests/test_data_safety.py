@@ -96,14 +96,14 @@ def interrupt_after_task_1(monkeypatch, cl_run_here, args: list[str]) -> None:
     from cl_runner import resume as resume_mod
     from cl_runner.errors import RunInterrupted
 
-    original = resume_mod.ResumeHook.after_task
+    original = resume_mod.ResumeHook.after_evaluation
 
-    def after_task(self, done, result):
+    def after_evaluation(self, done, result):
         original(self, done, result)
         raise RunInterrupted(2, done)
 
     with monkeypatch.context() as patch:
-        patch.setattr(resume_mod.ResumeHook, "after_task", after_task)
+        patch.setattr(resume_mod.ResumeHook, "after_evaluation", after_evaluation)
         code, _, err = cl_run_here(args)
     assert code == 130, err[-2000:]
 

@@ -23,7 +23,7 @@ from cl_runner.training.loop import train_sequence
 from tests.conftest import compose_run, train_resnet_head_snapshots
 
 HOOKS = ["before_task", "task_data", "train_batch", "loss", "penalty", "after_backward", "after_step",
-         "after_task"]
+         "after_training"]
 
 
 class SmallPool(ReservoirBuffer):

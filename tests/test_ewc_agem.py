@@ -56,7 +56,7 @@ def test_fisher_equals_analytic_value_on_a_linear_model():
     assert empirical_fisher(model, x, y, batch_size=2) == pytest.approx(expected, rel=1e-5)
 
     ewc = EWC(EWCConfig(fisher_samples=2, fisher_batch_size=2))
-    ewc.after_task(ctx(1, model, x, y))
+    ewc.after_training(ctx(1, model, x, y))
     assert ewc.fishers[0] == pytest.approx(expected, rel=1e-5)  # all 2 examples, in any order
 
 
@@ -140,7 +140,7 @@ def agem_with_memory(model):
     agem = AGEM(AGEMConfig(memory_per_class=1, memory_batch_size=256))
     c = ctx(1, model, torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
     agem.before_task(c)
-    agem.after_task(c)
+    agem.after_training(c)
     agem.before_task(ctx(2, model, c.train_x, c.train_y))
     return agem
 
@@ -167,7 +167,7 @@ def test_agem_changes_grad_only_when_conflicting(conflict):
         assert float(after @ g_ref) == pytest.approx(0.0, abs=1e-5)
     else:
         assert torch.equal(after, proposed)
-    agem.after_task(ctx(2, model, torch.tensor([[0.0, 1.0]]), torch.tensor([1])))
+    agem.after_training(ctx(2, model, torch.tensor([[0.0, 1.0]]), torch.tensor([1])))
     assert agem.stats()["projections"] == [
         {"task": 2, "steps": 1, "projected_fraction": 1.0 if conflict else 0.0}]
     assert agem.stats()["episodic_memory_size"] == 2

@@ -64,7 +64,7 @@ def run_task(icarl: ICaRL, c: TaskContext) -> None:
     """A task's boundary hooks without training steps (the model stays as it is)."""
     icarl.before_task(c)
     icarl.task_data(c)
-    icarl.after_task(c)
+    icarl.after_training(c)
 
 
 def test_herding_picks_the_hand_computed_order():
@@ -106,7 +106,7 @@ def test_domain_incremental_sets_per_task_and_class_means_over_all_tasks():
     c2 = ctx(2, model, x2, [0, 1], 2)
     icarl.before_task(c2)
     assert icarl.teacher is None  # every label of task 2 is new to it
-    icarl.after_task(c2)
+    icarl.after_training(c2)
     assert icarl.memory.y.tolist() == [0, 1, 0, 1] and icarl.memory.task.tolist() == [1, 1, 2, 2]
     # label 0: p0 (task 1) and (0, -1) (task 2): mean (0.5, -0.5), normalized
     s = 1 / math.sqrt(2)
@@ -179,7 +179,7 @@ def test_loss_is_the_binary_cross_entropy_with_the_previous_models_targets():
     assert model.head.weight.grad[3].abs().sum() == 0  # unit 3 (never seen) is not trained
     assert all(p.grad is None for p in icarl.teacher.parameters())
 
-    icarl.after_task(c2)
+    icarl.after_training(c2)
     assert icarl.teacher is None  # not kept beyond its task (never in a resume state)
 
 

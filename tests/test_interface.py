@@ -196,7 +196,7 @@ def test_continual_evaluation_never_switches_tasks_mid_training():
 
 def test_strategy_attributes_with_their_own_state_are_saved_and_restored():
     class Teacher(Strategy):
-        def after_task(self, ctx):
+        def after_training(self, ctx):
             self.teacher = tiny_model()
             with torch.no_grad():
                 self.teacher[1].weight.fill_(float(ctx.task))
@@ -243,3 +243,14 @@ def test_evaluation_masks_can_depend_on_the_tasks_trained_so_far():
     # after task 1 only classes {0, 1} may be predicted: the tie goes to class 0; after task 2
     # class 3 wins (task 1's labels: 0,1,2,3 x3; task 2's: 3,3,0,1 x3)
     assert result.accuracy == [[0.25, 0.25], [0.25, 0.5]]
+
+
+def test_a_hook_under_the_retired_event_name_is_refused():
+    """``after_task`` meant "before evaluation" for strategies and "after evaluation" for runner
+    hooks; a class that still defines it would never be called, so it is refused by name."""
+    from cl_runner.training.hooks import RunnerHook
+
+    with pytest.raises(TypeError, match="rename it after_training"):
+        type("OldStrategy", (Strategy,), {"after_task": lambda self, ctx: None})
+    with pytest.raises(TypeError, match="rename it after_evaluation"):
+        type("OldHook", (RunnerHook,), {"after_task": lambda self, task, result: None})

@@ -79,7 +79,7 @@ def test_lwf_loss_is_cross_entropy_plus_alpha_times_the_soft_target_cross_entrop
     lwf = LwF(LwFConfig(alpha=0.7, temperature=2.0))
     teacher = linear([[1.0], [0.0], [-1.0]], [2.0, 0.0, -2.0])
     lwf.before_task(ctx(1, teacher))
-    lwf.after_task(ctx(1, teacher))
+    lwf.after_training(ctx(1, teacher))
     student = linear([[0.0], [1.0], [0.0]], [0.0, 2.0, 0.0])
     lwf.before_task(ctx(2, student))
 
@@ -117,7 +117,7 @@ def test_lwf_distills_each_old_task_head_with_its_own_softmax_on_task_incrementa
     masks = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]]).bool()
     lwf = LwF(LwFConfig(alpha=1.0, temperature=1.0))
     teacher = linear([[0.0]] * 6, [1.0, -1.0, 0.0, 2.0, 9.0, 9.0])
-    lwf.after_task(ctx(2, teacher, masks))
+    lwf.after_training(ctx(2, teacher, masks))
     student = linear([[0.0]] * 6, [0.0, 0.0, 1.0, 1.0, -9.0, 5.0])
     lwf.before_task(ctx(3, student, masks))
     batch, output, loss = step(lwf, student, [[0]], [4], task=3)
@@ -139,7 +139,7 @@ def test_lwf_teacher_is_frozen_in_eval_mode_and_leaves_its_batchnorm_statistics_
     model.train()
     lwf = LwF(LwFConfig())
     lwf.before_task(ctx(1, model))
-    lwf.after_task(ctx(1, model))
+    lwf.after_training(ctx(1, model))
     lwf.before_task(ctx(2, model))
     running = lwf.teacher[1].running_mean.clone()
     batch = Batch(torch.randint(0, 255, (5, 3), dtype=torch.uint8), torch.tensor([0, 1, 2, 3, 0]),
@@ -159,7 +159,7 @@ def test_lwf_teacher_survives_a_resume_state_round_trip():
     cross-entropy alone."""
     lwf = LwF(LwFConfig(alpha=0.5, temperature=3.0))
     teacher = linear([[1.0], [0.0], [-1.0]], [2.0, 0.0, -2.0])
-    lwf.after_task(ctx(1, teacher))
+    lwf.after_training(ctx(1, teacher))
     student = linear([[0.0], [1.0], [0.0]], [0.0, 2.0, 0.0])
     lwf.before_task(ctx(2, student))
     _, _, loss = step(lwf, student, [[0], [1]], [0, 2], task=2)

@@ -213,7 +213,7 @@ def test_line_phase_keeps_batchnorm_statistics(train_mode):
 
 def run_tasks(s: MCSGD, model: nn.Module, tasks: list[tuple[torch.Tensor, torch.Tensor]],
               trained: list[dict[str, torch.Tensor]], spy: list) -> None:
-    """Drive ``before_task``/``after_task`` like the loop; ``trained[t]`` plays the continual
+    """Drive ``before_task``/``after_training`` like the loop; ``trained[t]`` plays the continual
     phase's result; ``spy`` records (terms, start weights) of every line phase."""
     def capture(model, terms, to_input, generator, phases=None, task=0, groups=None):
         spy.append((terms, {n: p.detach().clone() for n, p in model.named_parameters()}))
@@ -225,7 +225,7 @@ def run_tasks(s: MCSGD, model: nn.Module, tasks: list[tuple[torch.Tensor, torch.
         with torch.no_grad():
             for n, p in model.named_parameters():
                 p.copy_(trained[t - 1][n])
-        s.after_task(ctx)
+        s.after_training(ctx)
 
 
 def drive(gradient: str, n_tasks: int, n: int, **kw):

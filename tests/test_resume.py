@@ -103,7 +103,7 @@ def test_signal_in_process_stops_at_a_step_and_the_run_resumes(tmp_path, mnist_r
     files of an uninterrupted run. The real-process versions are marked slow below."""
     overrides = SHORT + [f"data.root={mnist_root}"]
     run_experiment(compose_run(overrides), tmp_path / "whole")
-    original = resume_mod.ResumeHook.after_task
+    original = resume_mod.ResumeHook.after_evaluation
     handler_before = signal.getsignal(sig)
 
     def signal_after_task_1(self, task, result):
@@ -111,7 +111,7 @@ def test_signal_in_process_stops_at_a_step_and_the_run_resumes(tmp_path, mnist_r
         if task == 1:
             os.kill(os.getpid(), sig)
 
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", signal_after_task_1)
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_evaluation", signal_after_task_1)
     with pytest.raises(resume_mod.RunInterrupted) as info:
         run_experiment(compose_run(overrides), tmp_path / "split")
     assert info.value.signum == sig and info.value.tasks_done == 1
@@ -120,7 +120,7 @@ def test_signal_in_process_stops_at_a_step_and_the_run_resumes(tmp_path, mnist_r
     assert summary["status"] == "interrupted" and summary["resume_state"] == "resume.pt"
     rows = (tmp_path / "split" / "accuracy_matrix.csv").read_text().strip().splitlines()
     assert len(rows) == 2  # header + task 1
-    monkeypatch.setattr(resume_mod.ResumeHook, "after_task", original)
+    monkeypatch.setattr(resume_mod.ResumeHook, "after_evaluation", original)
     done = run_experiment(compose_run(overrides), tmp_path / "split")
     assert done["status"] == "complete" and done["resumed_after_task"] == 1
     assert result_bytes(tmp_path / "split") == result_bytes(tmp_path / "whole")

@@ -160,7 +160,7 @@ PROBES = {Probe.gradient_conflict: GradientConflictProbe}
 
 class ProbeSet(RunnerHook):
     """The probes listed in the run config, a runner hook measuring at task boundaries
-    (``before_task``: after the strategy's ``before_task``; ``after_task``: after the
+    (``before_task``: after the strategy's ``before_task``; ``after_evaluation``: after the
     evaluation); rewrites ``diagnostics.csv`` (columns :data:`COLUMNS`, one row per probe, task
     and point) atomically after every measurement.
 
@@ -193,7 +193,7 @@ class ProbeSet(RunnerHook):
             probe.generator.set_state(saved["generator"])
             probe.samples = list(saved["samples"])
 
-    def after_task(self, task: int, result: Any) -> None:
+    def after_evaluation(self, task: int, result: Any) -> None:
         self.task_end(task, self.model)
 
     def _add(self, rows: list[dict[str, Any]]) -> None:

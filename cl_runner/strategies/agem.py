@@ -116,7 +116,7 @@ class AGEM(Strategy):
         self._projected += (dot < 0).to(torch.int64)
         self._steps += 1
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         if self._projected is not None and self._steps > 0:
             self.projection_history.append({
                 "task": ctx.task, "steps": self._steps,

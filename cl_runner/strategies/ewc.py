@@ -3,7 +3,7 @@ in neural networks", PNAS 2017, Eq. 3; online variant: Schwarz et al., "Progress
 ICML 2018, Section 2.3 and Chaudhry et al., "Riemannian Walk", ECCV 2018; docs/papers.md, "EWC";
 baseline of Mirzadeh et al. 2021, Table 1).
 
-At the end of task k (``after_task``) the diagonal *empirical* Fisher is estimated on
+At the end of task k (``after_training``) the diagonal *empirical* Fisher is estimated on
 ``fisher_samples`` random training examples of task k:
 
     F_k,i = 1/N sum_n (d log p(y_n | x_n; theta) / d theta_i)^2     at theta = theta*_k,
@@ -148,7 +148,7 @@ class EWC(Strategy):
         self.anchors: list[torch.Tensor] = []  # theta*_k per task (P,)
         self.history: list[dict[str, float]] = []
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         cfg = self.cfg
         started = time.perf_counter()
         n = min(cfg.fisher_samples, len(ctx.train_y))

@@ -227,7 +227,7 @@ class ICaRL(Strategy):
             target = torch.where(self._old_units, old.to(target.dtype), target)
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         """Alg. 2 after training: m = K // #sets, reduce the old sets (Alg. 5), herd one set
         per label of the task (Alg. 4), then the class means (Alg. 1).
 

@@ -117,7 +117,7 @@ class ImpressLearn(SupermaskStrategy):
         batch.y = batch.y.repeat(self.replicas)
         return batch
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         net = supermask_net(ctx.model, self.cfg.name)
         self.params = []
         if self.is_basis_task(ctx.task):

@@ -124,7 +124,7 @@ class LwF(Strategy):
         return loss + self.cfg.alpha * distillation_loss(output, target, self.cfg.temperature,
                                                          self._heads)
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         """Freeze a copy of the model as the next task's teacher."""
         teacher = copy.deepcopy(ctx.model).eval()
         teacher.requires_grad_(False)

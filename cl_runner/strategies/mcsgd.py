@@ -4,7 +4,7 @@ Continual Learning", ICLR 2021, Section 4 and Algorithm 1; docs/papers.md, "MC-S
 Per task t:
   1. continual phase (the loop's plain SGD) gives ``w_hat_t``, starting from ``w_hat_{t-1}``
      (``continual_start=w_hat``, the authors' code) or ``w_bar_{t-1}`` (``w_bar``, CL-Gym);
-  2. line phase (t >= 2), in ``after_task``: start at
+  2. line phase (t >= 2), in ``after_training``: start at
      ``w = w_bar_{t-1} + beta * (w_hat_t - w_bar_{t-1})`` and minimize
          sum_{alpha in {0, 1/K, ..., 1}} L_mem(w_bar_{t-1} + alpha (w - w_bar_{t-1}))
                                         + L_sub(w_hat_t   + alpha (w - w_hat_t))
@@ -101,7 +101,7 @@ class MCSGD(Strategy):
         if ctx.task > 1 and self.cfg.continual_start == ContinualStart.w_hat:
             self._load(ctx.model, self.w_hat)
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         cfg = self.cfg
         w_hat = _clone_params(ctx.model)
         self.w_hat_buffers = {n: b.detach().clone() for n, b in ctx.model.named_buffers()}

@@ -152,7 +152,7 @@ class SupermaskStrategy(Strategy):
     evaluation, runs the task-inferred evaluation and reports the parameter cost.
 
     Subclasses set ``self.params`` (what the optimizer trains) in ``before_task`` and call
-    :meth:`learned` in ``after_task`` with the task's final masks, and implement
+    :meth:`learned` in ``after_training`` with the task's final masks, and implement
     :meth:`task_floats`.
     """
 

@@ -35,7 +35,7 @@ class SupSup(SupermaskStrategy):
         net.use_slot(self.slot)
         self.params = net.slot_parameters(self.slot)
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         net = supermask_net(ctx.model, self.cfg.name)
         self.params = []
         self.learned(ctx, net.slot_masks(self.slot))

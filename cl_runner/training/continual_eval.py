@@ -100,7 +100,7 @@ class ContinualEvalHook(RunnerHook):
         if self.global_step % self.every_steps == 0:
             self._evaluate("step")
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         self._evaluate("task_end")
         if self.path is not None:
             atomic_write_csv(self.path, self.frame())

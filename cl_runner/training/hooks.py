@@ -1,4 +1,22 @@
-"""The two hook sets of the one loop (docs/design.md, principle 1).
+"""The two hook sets of the one loop (docs/design.md, principle 1), with one vocabulary of
+events whose names say when they run:
+
+==================  ==========================================  ============================
+event               when                                        who
+==================  ==========================================  ============================
+before_run          once, before the initial evaluation          runner hooks
+before_task         before task t's first step                   strategy, then runner hooks
+before/after_phase  around each training phase of a task         runner hooks
+after_backward      in each step, gradients in ``p.grad``        strategy
+after_step          after each optimizer step                    strategy, runner hooks
+after_training      task t trained, BEFORE its evaluation        strategy (may run phases)
+after_evaluation    task t evaluated (rows in the result)        runner hooks
+after_run           once, after the last task                    runner hooks
+==================  ==========================================  ============================
+
+Both receive the task's :class:`TaskContext` at ``before_task`` (the strategy also at
+``after_training``). The old name ``after_task`` meant either of the last two by hook set; a
+subclass that still defines it is refused at class creation (it would never be called).
 
 - :class:`StrategyHooks`: what a continual-learning algorithm changes in training (the data of
   a task, the batch, the loss, the gradient, the weights at task boundaries). The strategies
@@ -40,13 +58,17 @@ class RunnerHook:
         before_run(model)
         for each task t: strategy.before_task -> before_task(ctx) -> training phases, each
             before_phase(t, phase, steps) -> after_step() per step -> after_phase(t, phase)
-            -> strategy.after_task (its own phases, e.g. MC-SGD's line phase) -> evaluation
-            -> after_task(t, result)
+            -> strategy.after_training (its own phases, e.g. MC-SGD's line phase) -> evaluation
+            -> after_evaluation(t, result)
         after_run(result)
 
     ``after_step`` is called only for hooks whose class overrides it (it runs in the
     training step: keep it to a counter or a flag test, no host sync).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_old_event(cls, "after_evaluation")
 
     def before_run(self, model: nn.Module) -> None:
         """Once, before the evaluation of the initial model."""
@@ -65,7 +87,7 @@ class RunnerHook:
     def after_phase(self, task: int, phase: str) -> None:
         """After the last step of a phase."""
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         """After task ``task`` (1-based) was evaluated; ``result`` holds the rows so far."""
 
     def after_run(self, result: SequenceResult) -> None:
@@ -77,6 +99,15 @@ class RunnerHook:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def _refuse_old_event(cls: type, new_name: str) -> None:
+    """Raise ``TypeError`` when ``cls`` defines the retired event ``after_task``, naming
+    ``new_name`` (a hook under the old name would silently never run)."""
+    if "after_task" in vars(cls):
+        raise TypeError(f"{cls.__qualname__} defines after_task, an event that no longer "
+                        f"exists: rename it {new_name} (cl_runner/training/hooks.py lists the "
+                        f"events)")
 
 
 def overrides(obj: object, base: type, method: str) -> bool:
@@ -191,7 +222,7 @@ class StrategyHooks:
         ``train_batch(batch)`` -> one forward pass ``output = model(batch.inputs)``
         -> ``loss(batch, output, model)`` (+ ``penalty(model)``) -> backward
         -> ``after_backward(model)`` -> optimizer step -> ``after_step(model)``
-        -> ``after_task(ctx)`` -> evaluation of all tasks with the model as left by ``after_task``
+        -> ``after_training(ctx)`` -> evaluation of all tasks with the model as left by ``after_training``
         (``eval_task(model, j)`` before scoring task j, when overridden; each test batch
         classified by ``predict(model, inputs, task)``).
 
@@ -214,6 +245,10 @@ class StrategyHooks:
 
     mixes_tasks: bool = False
     task_given_evaluation: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_old_event(cls, "after_training")
 
     def before_task(self, ctx: TaskContext) -> None:
         """Called before the first training step of a task."""
@@ -262,7 +297,7 @@ class StrategyHooks:
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimizer step."""
 
-    def after_task(self, ctx: TaskContext) -> None:
+    def after_training(self, ctx: TaskContext) -> None:
         """Called after the last training step of a task, before evaluation."""
 
     def eval_task(self, model: nn.Module, task: int) -> None:

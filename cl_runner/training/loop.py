@@ -120,7 +120,7 @@ def train_sequence(
     Raises:
         TrainingDivergedError: the last loss of a training phase of a task is NaN or
             infinite, or its test loss on a task is NaN (checked once per task, before the runner
-            hooks' ``after_task``: no file and no resume state records a diverged task).
+            hooks' ``after_evaluation``: no file and no resume state records a diverged task).
 
     Returns:
         The :class:`SequenceResult`.
@@ -162,7 +162,7 @@ def train_sequence(
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
                            lambda: shuffled(n, generator, device), step,  # noqa: B023
                            max_steps=max_steps_per_task)
-        strategy.after_task(ctx)  # may run phases of its own (MC-SGD's line phase)
+        strategy.after_training(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
         accuracy, losses = evaluator.tasks(model, trained=task)
@@ -194,7 +194,7 @@ def train_sequence(
                     f"state records it); lower the learning rate or the penalty"
                 )
         for hook in hooks:
-            hook.after_task(task, result)
+            hook.after_evaluation(task, result)
         del train_x, train_y, ctx, step
     for hook in hooks:
         hook.after_run(result)

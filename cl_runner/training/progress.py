@@ -90,5 +90,5 @@ class ProgressHook(RunnerHook):
         self.progress.advance_steps(self._pending)
         self._pending = 0
 
-    def after_task(self, task: int, result: SequenceResult) -> None:
+    def after_evaluation(self, task: int, result: SequenceResult) -> None:
         self.progress.end_task()
