@@ -46,7 +46,7 @@ test-all: ## every test, including those marked slow
 	$(BIN)/python -m pytest -q -m ""
 
 lint: ## ruff
-	$(BIN)/ruff check cl_runner tests scripts
+	$(BIN)/ruff check cl_runner hydra_plugins tests scripts
 
 bench: ## speed figures: naive 20-task run vs a bare PyTorch loop, MC-SGD run, peak memory
 	$(BIN)/python scripts/bench.py $(ARGS)

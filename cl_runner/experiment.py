@@ -41,6 +41,7 @@ from cl_runner.resume import (
     restore,
 )
 from cl_runner.runner_hooks import CheckpointHook, ResultsHook, write_results
+from cl_runner.slurm import scheduler_stop
 from cl_runner.training.continual_eval import CONTINUAL_EVAL, ContinualEvalHook
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import train_sequence
@@ -171,8 +172,10 @@ def run_experiment(run: RunConfig, out_dir: str | Path) -> dict[str, Any]:
                 run, out_dir, config, summary, interrupt, logger)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
-        # requeued a preempted or timed-out job): finished tasks are kept, not a failure
-        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
+        # requeued a preempted or timed-out job); a scheduler stop: submitit's time limit
+        # reached once too often (not requeued). Finished tasks are kept, not a failure
+        interrupted = (isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
+                       or scheduler_stop(exc))
         summary.update(status="interrupted" if interrupted else "failed",
                        error=f"{type(exc).__name__}: {exc}",
                        wall_time_seconds=time.perf_counter() - t0)

@@ -14,8 +14,9 @@ API (:mod:`cl_runner.api`) share, so that both treat a folder the same way.
 4. runs :func:`cl_runner.experiment.run_experiment`, which resumes an unfinished run of the
    same config from its ``resume.pt``;
 5. on an exception, records the failure in ``summary.json`` (:func:`cl_runner.sweep.record_failure`)
-   and raises it again; an interruption (``summary.json`` says ``interrupted`` already) and a
-   refusal (nothing written) are raised as they are.
+   and raises it again; an interruption (``summary.json`` says ``interrupted`` already: a
+   signal, or a SLURM time limit that submitit did not requeue, :func:`cl_runner.slurm.scheduler_stop`)
+   and a refusal (nothing written) are raised as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from cl_runner.config import RunConfig
 from cl_runner.dispatch import resolve
 from cl_runner.errors import RunInterrupted
 from cl_runner.results import run_folder
+from cl_runner.slurm import scheduler_stop
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
             :class:`~cl_runner.results.run_folder.RunFolderError` (a ConfigError): the folder
             may not be used, nothing in it changed.
         RunInterrupted: SIGINT / SIGTERM; the finished tasks are saved and resumable.
+        submitit's UncompletedJobError: a SLURM time limit reached more often than
+            ``hydra.launcher.max_num_timeout`` (not requeued); saved and resumable, as above.
         Exception: whatever the run raised (missing data, a diverged loss...), after
             ``summary.json`` records it (``status: failed``).
     """
@@ -134,6 +138,8 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
     except (RunInterrupted, run_folder.RunFolderError):
         raise  # interrupted: summary.json says so already; refused: nothing was written
     except Exception as exc:
+        if scheduler_stop(exc):
+            raise  # a SLURM time limit, not requeued: summary.json says interrupted already
         if not run_folder.holds_complete_result(out_dir):
             save_hydra_record(out_dir, cfg, hydra_cfg)
         sweep.record_failure(out_dir, exc, _context(cfg))
