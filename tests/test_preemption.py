@@ -222,3 +222,33 @@ def test_submitit_local_job_stopped_reports_one_line_and_resumes(tmp_path, mnist
     assert again.returncode == 0, err
     summary = json.loads((job / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["resumed_after_task"] in (1, 2)
+
+
+def test_interrupt_message_says_whether_slurm_requeued_the_job(tmp_path, monkeypatch):
+    """Issue 30, defect 10: after ``scontrol requeue`` (its ``Restarts`` count above the job's
+    ``SLURM_RESTART_COUNT``) the job resumes by itself; after ``scancel`` the sweep command
+    resumes it; outside SLURM the message is the command. ``scontrol`` is a stand-in here
+    (tests/test_slurm.py asks the real one)."""
+    from cl_runner import slurm
+
+    again = "the same sweep command again (same hydra.sweep.dir)"
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert slurm.resume_advice(again) == f"run {again} to resume"
+
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text('#!/bin/sh\n[ -n "$FAIL" ] && exit 1\n'
+                        'echo "JobId=$4 JobName=cli JobState=COMPLETING Restarts=$RESTARTS"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "33")
+    monkeypatch.setenv("RESTARTS", "1")
+    assert slurm.requeued("33") is True
+    assert slurm.resume_advice(again) == ("SLURM requeued job 33: it resumes by itself when it "
+                                          "starts again")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued job, then cancelled
+    assert slurm.resume_advice(again) == (f"SLURM job 33 was not requeued (cancelled); run "
+                                          f"{again} to resume")
+    monkeypatch.setenv("FAIL", "1")
+    assert slurm.requeued("33") is None
+    assert slurm.resume_advice(again).startswith("if SLURM requeues job 33 it resumes by itself")
