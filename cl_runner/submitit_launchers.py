@@ -115,8 +115,6 @@ class OneLineReports:
         try:
             ret = job.results()[0]
         except UncompletedJobError:  # no result: cancelled, killed, node failure
-            log.error("sweep job #%d (submitit job %s) ended without a result; its log: %s",
-                      idx, job.job_id, job.paths.stderr)
             return _stopped(overrides, idx, f"ended without a result (submitit job {job.job_id}, "
                             f"state {job.state}; log {job.paths.stderr})",
                             self._job_folder(overrides))
