@@ -62,11 +62,12 @@ def _cmd(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 def cluster_missing() -> str | None:
     """Why no SLURM cluster can run these tests, or None when one can."""
     if shutil.which("sbatch") is None:
-        return ("no SLURM here (sbatch not on PATH); start one with "
-                "`sudo ../shared/tools/slurm-ci.sh start` and run `make test-slurm`")
+        return ("no SLURM here (sbatch not on PATH): start a single-node cluster with "
+                "`make slurm-up` (root, Debian 12) and run `make test-slurm`")
     try:
         if _cmd("scontrol", "ping").returncode != 0:
-            return "slurmctld does not answer `scontrol ping` (slurm-ci.sh status)"
+            return ("slurmctld does not answer `scontrol ping`: start a cluster with `make slurm-up` "
+                    "(root; `make slurm-down` stops it)")
         states = _cmd("sinfo", "-h", "-o", "%t").stdout.split()
         if not {"idle", "mix", "alloc"} & set(states):
             return f"no SLURM node is up (sinfo states: {states})"
