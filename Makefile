@@ -11,9 +11,11 @@ SEED ?= 1
 # running `make sweep` again resumes it: complete jobs are skipped)
 SWEEP_DIR ?= outputs/multirun/demo
 JOBS ?= 2
+# make slurm-up / test-slurm: the script that starts a single-node SLURM cluster on this machine
+SLURM_CI ?= ../shared/tools/slurm-ci.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep summarize reproduce test test-all lint bench clean
+.PHONY: help setup run sweep summarize reproduce test test-all test-slurm slurm-up slurm-down lint bench clean
 
 help: ## list the targets (in colour only on a terminal, and not with NO_COLOR set)
 	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
@@ -42,11 +44,20 @@ reproduce: ## Table 1 on Rotated/Permuted MNIST: 7 methods x 2 benchmarks x 3 se
 test: ## the fast test suite (real MNIST subsets, CPU, no network)
 	$(BIN)/python -m pytest -q --durations=15
 
-test-all: ## every test, including those marked slow
+test-all: ## every test, including those marked slow (and slurm: skipped without a cluster)
 	$(BIN)/python -m pytest -q -m ""
 
+test-slurm: ## sweeps on a real SLURM cluster on this machine (make slurm-up first; skipped, saying why, without one): ~4 min
+	$(BIN)/python -m pytest -q -rs -m slurm --durations=10 tests/test_slurm.py
+
+slurm-up: ## start a single-node SLURM cluster with accounting here (root, Debian 12: apt slurm-wlm 22.05, munge, slurmdbd)
+	bash $(SLURM_CI) start
+
+slurm-down: ## stop the daemons slurm-up started
+	bash $(SLURM_CI) stop
+
 lint: ## ruff
-	$(BIN)/ruff check cl_runner tests scripts
+	$(BIN)/ruff check cl_runner hydra_plugins tests scripts
 
 bench: ## speed figures: naive 20-task run vs a bare PyTorch loop, MC-SGD run, peak memory
 	$(BIN)/python scripts/bench.py $(ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def app(cfg: DictConfig) -> float | None:
     :class:`~cl_runner.errors.CLRunnerError` (an invalid value, missing or corrupt data, a
     refused run folder), 130 / 143 interrupted by SIGINT / SIGTERM (resumable).
     """
-    from cl_runner import job, objective, sweep
+    from cl_runner import job, objective, slurm, sweep
     from cl_runner.results import run_folder
 
     console = make_console(stderr=True)
@@ -150,7 +151,7 @@ def app(cfg: DictConfig) -> float | None:
         again = ("the same sweep command again (same hydra.sweep.dir)" if multirun else
                  f"the same command again with {override_arg('hydra.run.dir', out_dir)}")
         kept = (f"the rows and the resume state of tasks 1..{exc.tasks_done} are in {out_dir}; "
-                f"run {again} to resume" if exc.tasks_done else
+                f"{slurm.resume_advice(again)}" if exc.tasks_done else
                 f"no task was finished, nothing to resume; run {again} to start it")
         console.print(f"{exc}: {kept}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -161,6 +162,17 @@ def app(cfg: DictConfig) -> float | None:
         console.print(error_line(exc), soft_wrap=True)
         sys.exit(2)
     except Exception as exc:  # recorded in the folder's summary.json by job.execute
+        if multirun and slurm.scheduler_stop(exc):  # summary.json says interrupted
+            job_id = slurm.slurm_job_id()
+            if job_id is not None and slurm.requeued(job_id):
+                log.warning("stopped by the scheduler (%s); SLURM requeued job %s: it resumes "
+                            "by itself from %s when it starts again", exc, job_id, out_dir)
+                sys.exit(128 + signal.SIGTERM)  # no result: the sweep waits for the job
+            log.error("job stopped at its SLURM time limit and not requeued (%s): the finished "
+                      "tasks and their resume state are in %s; run the same sweep command again "
+                      "(same hydra.sweep.dir) to resume; hydra.launcher.max_num_timeout sets how "
+                      "often submitit requeues a job", exc, out_dir)
+            raise
         if multirun:
             recorded = job.failure_record(out_dir, exc)
             where = (f"recorded in {recorded}" if recorded is not None else

@@ -44,6 +44,7 @@ from cl_runner.resume import (
     restore,
 )
 from cl_runner.runner_hooks import CheckpointHook, ResultsHook, write_results
+from cl_runner.slurm import scheduler_stop
 from cl_runner.training.continual_eval import CONTINUAL_EVAL, ContinualEvalHook
 from cl_runner.training.evaluate import Evaluator
 from cl_runner.training.hooks import RunnerHook
@@ -230,8 +231,10 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
                 run, out_dir, config, summary, interrupt, logger, prepared, attempts)
     except BaseException as exc:
         # SystemExit: the process was told to exit mid-run (submitit exits so after it
-        # requeued a preempted or timed-out job): finished tasks are kept, not a failure
-        interrupted = isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
+        # requeued a preempted or timed-out job); a scheduler stop: submitit's time limit
+        # reached once too often (not requeued). Finished tasks are kept, not a failure
+        interrupted = (isinstance(exc, RunInterrupted | KeyboardInterrupt | SystemExit)
+                       or scheduler_stop(exc))
         summary.update(status="interrupted" if interrupted else "failed",
                        error=f"{type(exc).__name__}: {exc}",
                        **Attempts.totals(attempts.records()))

@@ -17,7 +17,8 @@ API (:mod:`cl_runner.api`) share, so that both treat a folder the same way.
 4. on an exception of a run that started, records the failure in ``summary.json``
    (:func:`cl_runner.sweep.record_failure`) and raises it again; an invalid value or a refusal
    (raised before the run started: nothing written) and an interruption (``summary.json`` says
-   ``interrupted`` already) are raised as they are.
+   ``interrupted`` already: a signal, or a SLURM time limit that submitit did not requeue,
+   :func:`cl_runner.slurm.scheduler_stop`) are raised as they are.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cl_runner.config import RunConfig
 from cl_runner.dispatch import resolve
 from cl_runner.errors import CLRunnerError, RunInterrupted
 from cl_runner.results import run_folder
+from cl_runner.slurm import scheduler_stop
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +119,10 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
             may not be used (another config's result or resume state, a live run), nothing in
             it changed.
         RunInterrupted: SIGINT / SIGTERM; the finished tasks are saved and resumable.
-        Exception: whatever the started run raised (missing data, a diverged loss...),
-            after ``summary.json`` records it (``status: failed``).
+        submitit's UncompletedJobError: a SLURM time limit reached more often than
+            ``hydra.launcher.max_num_timeout`` (not requeued); saved and resumable, as above.
+        Exception: whatever the run raised (missing data, a diverged loss...), after
+            ``summary.json`` records it (``status: failed``).
     """
     run = resolve(cfg)  # config errors answer here, before PyTorch is imported
     from cl_runner.experiment import config_dict, run_experiment  # imports torch
@@ -146,6 +150,8 @@ def execute(cfg: DictConfig, out_dir: str | Path, hydra_cfg: DictConfig | None) 
         except (RunInterrupted, run_folder.RunFolderError):
             raise  # interrupted: summary.json says so already; refused: nothing written
         except Exception as exc:
+            if scheduler_stop(exc):
+                raise  # a SLURM time limit, not requeued: summary.json says interrupted already
             if started:  # a failure of a run that started is recorded; a refusal is not
                 try:
                     sweep.record_failure(out_dir, exc, _context(cfg))

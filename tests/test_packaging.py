@@ -8,6 +8,7 @@ imported from the wheel, not from this checkout.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -36,8 +37,9 @@ def wheel_venv(tmp_path_factory) -> Path:
     (src).mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "cl_runner", src / "cl_runner",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in ("cl_runner", "hydra_plugins"):
+        shutil.copytree(REPO / package, src / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = root / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", str(src), "-w", str(dist)],
@@ -86,6 +88,13 @@ def test_wheel_cl_run_composes(wheel_venv, tmp_path):
     assert cfg["strategy"]["name"] == "mcsgd" and cfg["benchmark"]["name"] == "permuted_mnist"
     assert cfg["model"]["name"] == "mlp" and cfg["optimizer"]["name"] == "sgd"
     assert not list(tmp_path.iterdir()), "--cfg wrote files"
+    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
+        launcher = subprocess.run([cl_run, "hydra/launcher=submitit_slurm", "--cfg", "hydra", "-p",
+                                   "hydra.launcher._target_"], capture_output=True, text=True,
+                                  timeout=120, cwd=tmp_path, env=WHEEL_ENV)
+        # the wheel's launcher plugin (one-line reports of stopped sweep jobs)
+        assert launcher.stdout.strip() == "hydra_plugins.cl_runner_launchers.SlurmLauncher", (
+            launcher.stdout + launcher.stderr[-2000:])
 
 
 # slow: in make test the installed cl-run finds its config tree (above), the wheel holds

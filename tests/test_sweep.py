@@ -144,10 +144,11 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path
 
 @pytest.mark.parametrize("launcher, target", [
     ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
-    ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ("submitit_slurm", "hydra_plugins.cl_runner_launchers.SlurmLauncher"),  # the plugin's, one-line reports
+    ("submitit_local", "hydra_plugins.cl_runner_launchers.LocalLauncher"),
 ])
 def test_launcher_configs_compose(launcher, target):
-    if launcher == "submitit_slurm":
+    if launcher.startswith("submitit"):
         pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
                             reason="the slurm extra: pip install -e '.[slurm]'")
     overrides = [f"hydra/launcher={launcher}", "strategy=naive", "seed=1"]
