@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"strategies"},
     {"config", "dispatch", "resume", "runner_hooks", "loggers", "experiment", "sweep", "job",
-     "objective", "summarize", "analysis", "analyze", "plotting"},
+     "objective", "summarize", "analysis", "analyze", "plotting", "slurm", "submitit_launchers"},
     {"cli", "api", "__main__", "__init__"},
 ]
 
