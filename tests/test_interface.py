@@ -119,40 +119,37 @@ def test_train_batch_can_append_examples_and_the_loss_sees_them():
     assert after < 0.5 * before
 
 
+class AlwaysThree(Strategy):
+    """Classifies every test example as class 3 (scores 0, 0, 0, 1), recording the task ids
+    the evaluation gives it."""
+
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        self.tasks_given = []
+
+    def predict(self, model, inputs, task):
+        self.tasks_given.append(task)
+        scores = torch.zeros(len(inputs), 4)
+        scores[:, 3] = 1.0
+        return scores
+
+
 def test_predict_hook_classifies_and_gets_no_task_id_outside_task_incremental():
-    tasks_given = []
-
-    class AlwaysThree(Strategy):
-        def predict(self, model, inputs, task):
-            tasks_given.append(task)
-            scores = torch.zeros(len(inputs), 4)
-            scores[:, 3] = 1.0
-            return scores
-
-    bench = TinyBenchmark()
-    result = train(bench, tiny_model(), AlwaysThree(None))
+    bench, strategy = TinyBenchmark(), AlwaysThree()
+    result = train(bench, tiny_model(), strategy)
     # task 1's labels are 0,1,2,3 x3 (a quarter are 3s), task 2's 3,3,0,1 x3 (half)
     assert result.initial_accuracy == [0.25, 0.5]
     assert result.accuracy == [[0.25, 0.5], [0.25, 0.5]]
     # cross-entropy of scores (0,0,0,1): log(3+e) - 1 for a 3, log(3+e) for the others
     base = torch.log(torch.tensor(3 + torch.e)).item()
     assert result.initial_loss == pytest.approx([base - 0.25, base - 0.5])
-    assert set(tasks_given) == {None}
+    assert set(strategy.tasks_given) == {None}
 
 
 def test_task_incremental_benchmark_gives_predict_the_task_and_masks_its_scores():
-    tasks_given = []
-
-    class AlwaysThree(Strategy):
-        def predict(self, model, inputs, task):
-            tasks_given.append(task)
-            scores = torch.zeros(len(inputs), 4)
-            scores[:, 3] = 1.0
-            return scores
-
-    bench = TinyBenchmark(task_incremental=True)
-    acc, _ = Evaluator(bench, AlwaysThree(None), 5).tasks(tiny_model())
-    assert set(tasks_given) == {1, 2}
+    bench, strategy = TinyBenchmark(task_incremental=True), AlwaysThree()
+    acc, _ = Evaluator(bench, strategy, 5).tasks(tiny_model())
+    assert set(strategy.tasks_given) == {1, 2}
     # task 1 scored over classes {0, 1}: the scores tie, argmax takes class 0 (labels y % 2:
     # 0,1,0,1,1,1,... -> half are 0); task 2 over {2, 3}: class 3 wins
     y1, y2 = bench.data[0][1], bench.data[1][1]
@@ -231,14 +228,8 @@ def test_evaluation_masks_can_depend_on_the_tasks_trained_so_far():
             mask[: 2 * max(trained, 1)] = True  # task 1 brings classes 0-1, task 2 classes 2-3
             return mask
 
-    class AlwaysThree(Strategy):
-        def predict(self, model, inputs, task):
-            scores = torch.zeros(len(inputs), 4)
-            scores[:, 3] = 1.0
-            return scores
-
     bench = SeenSoFar()
-    result = train(bench, tiny_model(), AlwaysThree(None))
+    result = train(bench, tiny_model(), AlwaysThree())
     assert asked == [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
     # after task 1 only classes {0, 1} may be predicted: the tie goes to class 0; after task 2
     # class 3 wins (task 1's labels: 0,1,2,3 x3; task 2's: 3,3,0,1 x3)
