@@ -121,6 +121,15 @@ def run() -> float | None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig) -> float | None:
+    """``cl-run``: :func:`run_job`; in a joblib worker, the worker leaves once the job is done
+    if its ``cl-run -m`` is gone (:func:`cl_runner.sweep.leave_when_orphaned`)."""
+    from cl_runner import sweep
+
+    with sweep.leave_when_orphaned():
+        return run_job(cfg)
+
+
+def run_job(cfg: DictConfig) -> float | None:
     """``cl-run``: train one task sequence; returns the final average accuracy (to a sweeper:
     the objective of :mod:`cl_runner.objective`, e.g. the mean over ``objective.seeds``).
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -140,6 +142,53 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path
         pd.testing.assert_frame_equal(
             pd.read_csv(sweep_dir / name / "accuracy_matrix.csv"),
             pd.read_csv(sweep_2x2 / name / "accuracy_matrix.csv"))
+
+
+def session_processes(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``, read from ``/proc``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or gone meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_joblib_workers_leave_after_their_job_when_the_sweep_is_killed(tmp_path, mnist_root):
+    # kill -9 of cl-run -m: each loky worker finishes its job, then leaves (it used to block
+    # for ever writing its result into a pipe nobody reads)
+    sweep_dir = tmp_path / "orphans"
+    env = dict(os.environ, CL_RUNNER_DATA=str(mnist_root))
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
+            "benchmark.num_tasks=3", "benchmark.train_samples_per_task=2000", "progress=false",
+            "hardware.num_threads=1", f"hydra.sweep.dir={sweep_dir}"]
+    parent = subprocess.Popen([sys.executable, "-m", "cl_runner", *args], env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    sid = parent.pid
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(sweep_dir.glob("*/.hydra/config.yaml"))) < 2:  # both jobs started
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert len(session_processes(sid)) >= 3  # the sweep and its two workers
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 90
+        while session_processes(sid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = session_processes(sid)
+    finally:
+        for pid in session_processes(sid):  # only processes this test started
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    runs = summaries(sweep_dir)
+    assert len(runs) == 2 and all(r["status"] == "complete" for r in runs.values())
 
 
 @pytest.mark.parametrize("launcher, target", [
