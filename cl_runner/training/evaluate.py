@@ -29,8 +29,8 @@ TASK_INCREMENTAL = "task_incremental"
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch_size: int,
-             allowed: torch.Tensor | None = None, predict: Predictor | None = None,
-             order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             allowed: torch.Tensor | None = None,
+             predict: Predictor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Correct predictions and summed cross-entropy of ``model`` on one data set, in eval mode.
 
     Args:
@@ -41,8 +41,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
             loss range over the allowed classes only), or ``None`` (all classes).
         predict: the class scores of a batch of model inputs, float ``(B, C)`` (a strategy's
             ``predict``, e.g. iCaRL's nearest mean of exemplars); None: ``model(inputs)``.
-        order: int64 ``(N,)`` order in which the examples are cut into batches, or None
-            (their stored order). Only matters to a ``predict`` that looks at whole batches.
 
     Returns:
         ``(correct, loss_sum)``: 0-dim tensors on the model's device: the number of correct
@@ -55,8 +53,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, to_input, batch
     correct = torch.zeros((), dtype=torch.long, device=y.device)
     loss_sum = torch.zeros((), dtype=torch.float32, device=y.device)
     for start in range(0, len(y), batch_size):
-        part = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
-        xb, yb = to_input(x[part]), y[part]
+        xb, yb = to_input(x[start : start + batch_size]), y[start : start + batch_size]
         logits = forward(xb)
         if allowed is not None:
             logits = mask_logits(logits, allowed)
