@@ -94,8 +94,9 @@ def check_model_fits_strategy(run: RunConfig) -> None:
 def check_strategy_fits_scenario(run: RunConfig) -> None:
     """Refuse a strategy in a scenario its config class lists in the ClassVar
     ``unsupported_scenarios`` (scenario value -> reason; the supermask strategies refuse
-    ``class_incremental``). A benchmark config without ``scenario`` is domain-incremental
-    (Rotated/Permuted MNIST).
+    ``class_incremental``), or whose config's ``scenario_problem(scenario)`` names a reason
+    (a value that does not fit the scenario). A benchmark config without ``scenario`` is
+    domain-incremental (Rotated/Permuted MNIST).
 
     Raises:
         ConfigError: naming the strategy, the benchmark, its scenario, the reason and the
@@ -109,6 +110,11 @@ def check_strategy_fits_scenario(run: RunConfig) -> None:
             f"strategy={run.strategy.name} does not run on benchmark={run.benchmark.name} "
             f"with benchmark.scenario={value}: {refused[value]}. Use benchmark.scenario=task "
             "(the task id given) on a split benchmark.")
+    problem = getattr(run.strategy, "scenario_problem", None)
+    reason = problem(value) if problem is not None else None
+    if reason is not None:
+        raise ConfigError(f"strategy={run.strategy.name} on benchmark={run.benchmark.name} "
+                          f"({value}): {reason}")
 
 
 def setup_hardware(cfg: HardwareConfig) -> torch.device:

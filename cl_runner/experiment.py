@@ -46,7 +46,7 @@ from cl_runner.resume import (
 from cl_runner.runner_hooks import CheckpointHook, ResultsHook, write_results
 from cl_runner.slurm import scheduler_stop
 from cl_runner.training.continual_eval import CONTINUAL_EVAL, ContinualEvalHook
-from cl_runner.training.evaluate import Evaluator
+from cl_runner.training.evaluate import Evaluator, task_of_class
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.loop import train_sequence
 from cl_runner.training.progress import ProgressHook, TrainingProgress
@@ -108,7 +108,8 @@ def parameter_cost_summary(cost: dict[str, Any]) -> dict[str, Any]:
 
 
 def extra_matrix_summary(matrices: dict[str, list[list[float]]]) -> dict[str, Any]:
-    """``summary.json`` fields of a strategy's extra accuracy matrices: per name, all metrics
+    """``summary.json`` fields of the matrices beside the headline (``task_il``,
+    ``task_inferred``, ``task_inference``): per name, all metrics
     of the matrix under ``<name>``, and ``<name>_average_accuracy`` and ``<name>_forgetting``
     at the top level (for ``cl-summarize``). Rows may hold NaN for tasks not evaluated (not
     learned yet); the metrics only read learned tasks' entries."""
@@ -169,7 +170,8 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
     """Run the configured task sequence and write every run file into ``out_dir``.
 
     Files: ``accuracy_matrix.csv`` and ``metrics.csv`` (rewritten after every task; also a
-    strategy's extra matrices, e.g. ``accuracy_matrix_task_inferred.csv`` for supermasks),
+    matrices beside the headline, e.g. ``accuracy_matrix_task_il.csv``; ``confusion.csv`` on
+    class-incremental benchmarks),
     ``summary.json`` (``status: running`` and the process's ``pid``, ``host`` and
     ``pid_start`` at the start; ``complete``, ``failed`` or ``interrupted`` at the end),
     ``resume.pt`` (the resume state, rewritten after every task,
@@ -260,7 +262,9 @@ def run_experiment(run: RunConfig, out_dir: str | Path,
         strategy_stats=strategy.stats(),
     )
     summary.update(parameter_cost_summary(strategy.parameter_cost(model, benchmark.num_tasks)))
-    summary.update(extra_matrix_summary(strategy.accuracy_matrices()))
+    summary.update(extra_matrix_summary(result.matrices))
+    if result.confusion:
+        summary.update(metrics.confusion_metrics(result.confusion, task_of_class(benchmark)))
     summary.update(continual_eval_summary(hooks, benchmark.num_tasks))
     summary.update(Attempts.totals(attempts.records()))  # every attempt, not only this one
     if resume_hook.bytes_written:
@@ -297,10 +301,9 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
     benchmark = dispatch.build_benchmark(run, device)
     summary["evaluated_on"] = ("validation" if run.benchmark.validation_fraction > 0
                                else "test")
-    # what the accuracy matrix measures: the benchmark's scenario, or task-incremental when the
-    # strategy is given the task id at test time (a task-given diagnostic, never the scenario's)
-    summary["scenario"] = getattr(benchmark.scenario, "value", benchmark.scenario)
-    summary["evaluation_scenario"] = Evaluator(benchmark, strategy, 1).scenario
+    # what the headline accuracy matrix measures: always the benchmark's scenario (a
+    # task-given evaluation of another scenario is the task_il matrix beside it)
+    summary["scenario"] = Evaluator(benchmark, strategy, 1).scenario
     model = dispatch.build_model(run, benchmark, device)
     for name, frame in benchmark.artifacts().items():
         atomic_write_csv(out_dir / name, frame)

@@ -12,24 +12,31 @@ from typing import Any
 from torch import nn
 
 from cl_runner.results.checkpoints import INIT, CheckpointWriter
-from cl_runner.results.run_folder import ACCURACY_MATRIX, METRICS, extra_matrix_file
-from cl_runner.results.writer import accuracy_matrix_frame, atomic_write_csv, metrics_frame
+from cl_runner.results.run_folder import ACCURACY_MATRIX, CONFUSION, METRICS, extra_matrix_file
+from cl_runner.results.writer import (
+    accuracy_matrix_frame,
+    atomic_write_csv,
+    confusion_frame,
+    metrics_frame,
+)
 from cl_runner.strategies.base import Strategy
 from cl_runner.training.hooks import RunnerHook
 from cl_runner.training.result import SequenceResult
 
 
-def write_results(out_dir: Path, result: SequenceResult, num_tasks: int,
-                  extra: dict[str, list[list[float]]] | None = None) -> None:
-    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far, and each
-    of the strategy's extra matrices (``Strategy.accuracy_matrices``) as
-    ``accuracy_matrix_<name>.csv`` (empty cells: not evaluated)."""
+def write_results(out_dir: Path, result: SequenceResult, num_tasks: int) -> None:
+    """Write ``accuracy_matrix.csv`` and ``metrics.csv`` for the rows trained so far, each
+    matrix the evaluation measured beside the headline (``result.matrices``) as
+    ``accuracy_matrix_<name>.csv`` (empty cells: not evaluated) and, on class-incremental
+    benchmarks, the confusion counts (``confusion.csv``)."""
     atomic_write_csv(out_dir / ACCURACY_MATRIX, accuracy_matrix_frame(result.accuracy, num_tasks),
                      index=True)
     atomic_write_csv(out_dir / METRICS, metrics_frame(result.accuracy, result.loss))
-    for name, rows in (extra or {}).items():
+    for name, rows in result.matrices.items():
         atomic_write_csv(out_dir / extra_matrix_file(name),
                          accuracy_matrix_frame(rows, num_tasks), index=True)
+    if result.confusion:
+        atomic_write_csv(out_dir / CONFUSION, confusion_frame(result.confusion))
 
 
 class ResultsHook(RunnerHook):
@@ -42,7 +49,7 @@ class ResultsHook(RunnerHook):
         self.num_tasks = num_tasks
 
     def after_evaluation(self, task: int, result: SequenceResult) -> None:
-        write_results(self.out_dir, result, self.num_tasks, self.strategy.accuracy_matrices())
+        write_results(self.out_dir, result, self.num_tasks)
 
 
 class CheckpointHook(RunnerHook):

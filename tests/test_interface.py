@@ -176,8 +176,10 @@ def test_eval_task_is_refused_the_task_id_on_a_domain_incremental_benchmark():
 
     given = TaskGiven()
     evaluator = Evaluator(TinyBenchmark(), given, 5)
-    evaluator.tasks(tiny_model())
-    assert given.called == [1, 2] and evaluator.scenario == "task_incremental"
+    evaluation = evaluator.evaluate(tiny_model())
+    # the task id is given only in the task-incremental matrix beside the headline
+    assert given.called == [1, 2] and evaluator.scenario == "domain_incremental"
+    assert set(evaluation.matrices) == {"task_il"}
     # on a task-incremental benchmark every strategy may use the task id
     plain = SwitchesOnTaskId()
     Evaluator(TinyBenchmark(task_incremental=True), plain, 5).tasks(tiny_model())

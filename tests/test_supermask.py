@@ -149,11 +149,11 @@ def test_ordinary_strategies_count_the_whole_model_as_shared():
 @pytest.mark.usefixtures("mnist_small_test_set")
 def test_fixed_weights_unchanged_and_no_forgetting_with_the_task_given(mnist_root, overrides):
     result, model, strategy, fixed = build_and_train(
-        mnist_root, overrides + ["benchmark=permuted_mnist", "strategy.task_inference=false"])
+        mnist_root, overrides + ["benchmark=permuted_mnist"])
     after = model.fixed_state()
     assert fixed.keys() == after.keys() and len(fixed) == 3
     assert all(torch.equal(fixed[k], after[k]) for k in fixed)  # bit-identical
-    acc = result.accuracy
+    acc = result.matrices["task_il"]  # the task given (the headline infers it on this benchmark)
     for j in range(3):  # each task's accuracy never changes once learned: forgetting exactly 0
         assert [acc[i][j] for i in range(j, 3)] == [acc[j][j]] * (3 - j)
     if overrides == ["strategy=supsup"]:  # masks learned in 8 steps are above chance (10%)
@@ -162,26 +162,32 @@ def test_fixed_weights_unchanged_and_no_forgetting_with_the_task_given(mnist_roo
 
 def test_supsup_one_shot_inference_recovers_the_task(tmp_path, mnist_root):
     """3 permuted tasks: with batches of 128 test images, one-shot inference names the right
-    task for every batch, so the task-inferred accuracy equals the task-given accuracy."""
+    task for every batch, so the task-inferred accuracy (the headline on this
+    domain-incremental benchmark) equals the task-given accuracy (the task-incremental matrix
+    beside it)."""
     run = compose_run(SHORT + [f"data.root={mnist_root}", "strategy=supsup",
                                "benchmark=permuted_mnist", "benchmark.train_samples_per_task=2000"])
     run_experiment(run, tmp_path)
     inference = pd.read_csv(tmp_path / "accuracy_matrix_task_inference.csv", index_col=0)
-    inferred = pd.read_csv(tmp_path / "accuracy_matrix_task_inferred.csv", index_col=0)
-    given = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0)
-    assert inference.shape == inferred.shape == (3, 3)
+    inferred = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0)
+    given = pd.read_csv(tmp_path / "accuracy_matrix_task_il.csv", index_col=0)
+    assert not (tmp_path / "accuracy_matrix_task_inferred.csv").exists()
+    assert inference.shape == inferred.shape == given.shape == (3, 3)
     assert inference.iloc[-1].tolist() == [1.0, 1.0, 1.0]
     assert inferred.iloc[-1].to_numpy() == pytest.approx(given.iloc[-1].to_numpy())
-    assert math.isnan(inferred.iloc[0, 1])  # not evaluated before the task is learned
+    assert math.isnan(inference.iloc[0, 1])  # no inference accuracy before the task is learned
+    assert not math.isnan(inferred.iloc[0, 1])  # the headline scores every task, as for all
     on_disk = json.loads((tmp_path / "summary.json").read_text())
-    assert on_disk["forgetting"] == 0.0
+    assert on_disk["scenario"] == "domain_incremental"
+    assert on_disk["task_il"]["forgetting"] == 0.0 and on_disk["forgetting"] == 0.0
     assert on_disk["task_inference_average_accuracy"] == 1.0
-    assert on_disk["task_inferred"]["average_accuracy"] == pytest.approx(on_disk["average_accuracy"])
+    assert on_disk["task_il_average_accuracy"] == pytest.approx(on_disk["average_accuracy"])
+    assert "task_inferred_average_accuracy" not in on_disk
     mask_floats = (784 * 64 + 64 * 64 + 64 * 10) / 32
     assert on_disk["parameter_cost"]["task_floats"] == [mask_floats] * 3
     assert on_disk["task_cost_floats"] == mask_floats
     # cl-summarize shows the supermask columns
-    table = summarize([tmp_path], metrics=["average_accuracy", "task_inferred_average_accuracy",
+    table = summarize([tmp_path], metrics=["average_accuracy", "task_il_average_accuracy",
                                            "task_inference_average_accuracy", "task_cost_floats"],
                       out=tmp_path / "summary", plots=False).table.set_index("metric")["mean"]
     assert table["task_inference_average_accuracy"] == 1.0
@@ -193,7 +199,7 @@ def test_supsup_one_shot_inference_recovers_the_task(tmp_path, mnist_root):
 def test_impresslearn_task_stores_only_its_coefficients(mnist_root, scope, per_task):
     result, model, strategy, _ = build_and_train(
         mnist_root, ["strategy=impresslearn", "strategy.basis_size=2",
-                     f"strategy.coefficients={scope}", "strategy.task_inference=false"])
+                     f"strategy.coefficients={scope}"])
     # tasks 1 and 2 made the basis; task 3 trained only B coefficients (per layer)
     assert len(model.coefficients) == 1
     assert model.coefficients[0].numel() == per_task

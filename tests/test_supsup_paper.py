@@ -44,7 +44,9 @@ def test_superfluous_neurons_make_one_shot_inference_find_the_task(tmp_path, mni
     assert min(wide) >= 0.95
     assert sum(wide) / 10 > sum(narrow) / 10 + 0.2
     # with the task given, the real classes are scored: accuracies of a trained network
-    assert with_extra["average_accuracy"] > 0.7 and plain["average_accuracy"] > 0.7
+    assert with_extra["task_il_average_accuracy"] > 0.7 and plain["task_il_average_accuracy"] > 0.7
+    # without it (the headline here), only where the task is found
+    assert with_extra["average_accuracy"] > 0.7 > plain["average_accuracy"]
 
 
 def toy_problem(output_size: int | None, candidates: int = 5):
@@ -112,7 +114,8 @@ def test_a_wrongly_inferred_batch_scores_zero_under_the_papers_rule(tmp_path, mn
                        "benchmark.train_samples_per_task=500", "progress=false",
                        f"data.root={mnist_root}", f"strategy.wrong_inference={rule}"])
     run_experiment(run, tmp_path)
-    inferred = pd.read_csv(tmp_path / "accuracy_matrix_task_inferred.csv", index_col=0)
+    # permuted MNIST gives no task id: the task-inferred accuracy is the headline
+    inferred = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0)
     assert inference_row(tmp_path) == [1.0, 0.0]
     assert bool(inferred.iloc[-1, 1] == 0.0) is expect_zero
     assert inferred.iloc[-1, 0] > 0.5  # task 1, inferred right, is classified either way
@@ -189,7 +192,8 @@ def test_shuffled_inference_batches_cover_the_test_set_in_a_fixed_random_order(m
     """``strategy.inference_shuffle`` (the authors' shuffled test loaders): the batches are
     not the file order's, together they hold every test image once, and they are the same at
     every evaluation (seeded by the task id, not by the training's random stream)."""
-    from cl_runner.strategies.schemas import SupermaskStrategyConfig
+    from cl_runner.strategies.supsup import SupSup
+    from cl_runner.training.evaluate import Evaluator
 
     run = compose_run(["strategy=supsup", "benchmark.num_tasks=2", f"data.root={mnist_root}"])
     benchmark = dispatch.build_benchmark(run, torch.device("cpu"))
@@ -202,12 +206,12 @@ def test_shuffled_inference_batches_cover_the_test_set_in_a_fixed_random_order(m
         return real(model, x, stacks, *settings)
 
     monkeypatch.setattr(supermask_mod, "infer_task", spy)
-    masks = [model.slot_masks(0)]
 
     def batches(shuffle: bool) -> list[torch.Tensor]:
+        strategy = SupSup(type(run.strategy)(inference_shuffle=shuffle))
+        strategy.task_masks[1] = model.slot_masks(0)
         seen.clear()
-        supermask_mod.evaluate_task_inferred(model, benchmark, masks, range(2, 3), 128,
-                                             SupermaskStrategyConfig(inference_shuffle=shuffle))
+        Evaluator(benchmark, strategy, 1000).evaluate(model, trained=1, tasks=[2])
         return list(seen)
 
     in_file_order, shuffled, again = batches(False), batches(True), batches(True)
@@ -231,6 +235,6 @@ def test_shuffled_inference_batches_keep_images_and_labels_together(tmp_path, mn
                        f"data.root={mnist_root}"])
     assert run.strategy.inference_shuffle
     run_experiment(run, tmp_path)
-    given = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0).iloc[-1, 0]
-    inferred = pd.read_csv(tmp_path / "accuracy_matrix_task_inferred.csv", index_col=0)
+    given = pd.read_csv(tmp_path / "accuracy_matrix_task_il.csv", index_col=0).iloc[-1, 0]
+    inferred = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0)
     assert inferred.iloc[-1, 0] == pytest.approx(given, abs=1e-9) and given > 0.8

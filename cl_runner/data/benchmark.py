@@ -103,6 +103,16 @@ class Benchmark(ABC):
         masks = self.class_masks("test")
         return None if masks is None else masks[task - 1]
 
+    def task_mask(self, task: int) -> torch.Tensor | None:
+        """The classes of task ``task`` alone, bool ``(C,)`` on :attr:`device`, where tasks
+        have classes of their own: the mask of the task-incremental matrix that the
+        evaluation writes beside a class-incremental headline (the same logits, masked to
+        the evaluated task's classes at evaluation only). None where the tasks share every
+        output (Rotated/Permuted MNIST, domain-incremental splits). Default: task ``task``'s
+        row of ``class_masks("test")``, else None."""
+        masks = self.class_masks("test")
+        return None if masks is None else masks[task - 1]
+
     def check_task(self, task: int) -> None:
         """Raise ``IndexError`` unless ``1 <= task <= num_tasks``."""
         if not 1 <= task <= self.num_tasks:

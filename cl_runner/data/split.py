@@ -143,6 +143,13 @@ class ClassSplit(Benchmark):
             return self.task_masks[: max(trained, 1)].any(0)
         return super().eval_mask(task, trained)
 
+    def task_mask(self, task: int) -> torch.Tensor | None:
+        """Task ``task``'s classes (``task_masks`` row) on task- and class-incremental splits;
+        None on domain-incremental (every task uses all k outputs)."""
+        if self.scenario == Scenario.domain_incremental:
+            return None
+        return self.task_masks[task - 1]
+
     def artifacts(self) -> dict[str, pd.DataFrame]:
         """``classes.csv``: one row per (task, class): ``task`` (1-based), ``class_id`` (the
         dataset's id), ``class_name``; on domain-incremental also ``label`` (the shared

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from cl_runner.results import class_metrics
 
 Matrix = Sequence[Sequence[float]] | np.ndarray
 
@@ -106,15 +109,17 @@ class Metric:
         kind: one of :data:`KINDS`.
         table: its row label in ``cl-run``'s end-of-run table; None: not shown there.
         compute: for a metric of the accuracy matrix, ``compute(a)`` (or
-            ``compute(a, initial)`` when ``needs_initial``) -> float; None for a metric whose
-            value another part of the run writes (wall time, continual evaluation, a
-            strategy's extra matrices, parameter cost).
+            ``compute(a, initial)`` when ``needs_initial``) -> float; for ``source =
+            "confusion"``, ``compute(confusions (T, C, C), task_of_class (C,))`` -> float
+            (:func:`confusion_metrics`); None for a metric whose value another part of the
+            run writes (wall time, continual evaluation, the matrices beside the headline,
+            parameter cost).
         needs_initial: ``compute`` also takes the untrained model's accuracies (length T).
         default: one of cl-summarize's default columns.
         shown_if: a boolean ``summary.json`` field that must be true for the end-of-run
             table to show the row (``stores_per_task``); None: shown whenever present.
         source: where the value comes from, for the reader (``matrix``, ``run``,
-            ``continual``, ``task_inferred``, ``cost``).
+            ``continual``, ``task_il``, ``task_inferred``, ``confusion``, ``cost``).
     """
 
     name: str
@@ -175,8 +180,29 @@ for _metric in (
            "learning accuracy", learning_accuracy, default=True),
     Metric("forward_transfer", "FWT", "FWT", "fraction", "forward transfer", forward_transfer,
            needs_initial=True),
-    # supermask strategies (absent from the others' summary.json, so n/a): average accuracy
-    # and forgetting with the task inferred, task-inference accuracy (accuracy_matrix_task_*.csv)
+    # the task-incremental matrix beside a headline that is not task-incremental
+    # (accuracy_matrix_task_il.csv: class-incremental benchmarks, the same logits masked to
+    # each task's classes; supermask strategies on domain-incremental ones, the task given)
+    Metric("task_il_average_accuracy", "avg acc, task-IL (%)", r"Avg.\ acc., task-IL (\%)",
+           "percent", "average accuracy, task-incremental", source="task_il"),
+    Metric("task_il_forgetting", "forgetting, task-IL", "Forgetting, task-IL", "fraction",
+           "forgetting, task-incremental", source="task_il"),
+    # class-incremental benchmarks, from the confusion counts of every task end
+    # (confusion.csv; cl_runner.results.class_metrics gives each one's source)
+    Metric("average_incremental_accuracy", "avg incremental acc (%)",
+           r"Avg.\ incr.\ acc.\ (\%)", "percent", "average incremental accuracy",
+           class_metrics.average_incremental_accuracy, source="confusion"),
+    Metric("old_class_accuracy", "old-class acc (%)", r"Old-class acc.\ (\%)", "percent",
+           "accuracy on old classes", class_metrics.final_old_class_accuracy,
+           source="confusion"),
+    Metric("new_class_accuracy", "new-class acc (%)", r"New-class acc.\ (\%)", "percent",
+           "accuracy on new classes", class_metrics.final_new_class_accuracy,
+           source="confusion"),
+    Metric("task_recency_bias", "task-recency bias", "Task-recency bias", "fraction",
+           "task-recency bias", class_metrics.final_task_recency_bias, source="confusion"),
+    # supermask strategies on task-incremental benchmarks (absent elsewhere, so n/a): average
+    # accuracy and forgetting with the task inferred (a diagnostic: on the other scenarios it
+    # is the headline); task-inference accuracy (accuracy_matrix_task_*.csv)
     Metric("task_inferred_average_accuracy", "avg acc, task inferred (%)",
            r"Avg.\ acc., task inferred (\%)", "percent", "average accuracy, task inferred",
            source="task_inferred"),
@@ -210,8 +236,31 @@ def all_metrics(a: Matrix, initial: Sequence[float] | None = None) -> dict[str, 
     need the initial accuracies only when ``initial`` is given."""
     out = {}
     for metric in METRICS.values():
-        if metric.compute is None or (metric.needs_initial and initial is None):
+        if metric.source != "matrix" or metric.compute is None or (
+                metric.needs_initial and initial is None):
             continue
         out[metric.name] = (metric.compute(a, initial) if metric.needs_initial
                             else metric.compute(a))
+    return out
+
+
+def confusion_metrics(confusions: Sequence[Sequence[Sequence[int]]] | np.ndarray,
+                      task_of_class: Sequence[int]) -> dict[str, Any]:
+    """Every declared metric of the confusion counts (:data:`METRICS` entries with
+    ``source="confusion"``), keyed by name, plus each per-task-end curve of
+    :data:`cl_runner.results.class_metrics.CURVES` as ``<name>_per_task``.
+
+    Args:
+        confusions: ``(T', C, C)`` counts ``[task end][true][predicted]`` (T' task ends).
+        task_of_class: ``(C,)`` the 0-based task of each class (-1: none).
+
+    Returns:
+        An empty dict when there are no counts (not a class-incremental run).
+    """
+    if len(confusions) == 0:
+        return {}
+    out: dict[str, Any] = {m.name: m.compute(confusions, task_of_class)
+                           for m in METRICS.values() if m.source == "confusion" and m.compute}
+    for name, curve in class_metrics.CURVES.items():
+        out[f"{name}_per_task"] = curve(confusions, task_of_class)
     return out

@@ -40,6 +40,8 @@ RESUME_FILE = "resume.pt"
 DIAGNOSTICS = "diagnostics.csv"
 HYDRA_DIR = ".hydra"
 CONTINUAL_EVAL = "continual_eval.csv"
+#: class-incremental benchmarks: the headline's confusion counts at every task end
+CONFUSION = "confusion.csv"
 OBJECTIVE = "objective.json"
 TENSORBOARD = "tensorboard"
 WANDB_RUN_ID = "wandb_run_id.txt"
@@ -55,7 +57,9 @@ RESULT_FILES: tuple[tuple[str, str], ...] = (
     (SUMMARY, "status, metrics, config, attempts"),
     (ACCURACY_MATRIX, "the accuracy matrix, rewritten after every task"),
     (METRICS, "the tidy metrics"),
-    ("accuracy_matrix_*.csv", "a strategy's extra matrices (supermasks: task inferred)"),
+    ("accuracy_matrix_*.csv", "the matrices beside the headline: task_il (task-incremental), "
+                              "task_inferred and task_inference (supermask strategies)"),
+    (CONFUSION, "the confusion counts at every task end (class-incremental benchmarks)"),
     (RESUME_FILE, "the resume state of an unfinished run"),
     (DIAGNOSTICS, "probes (probes=[...])"),
     (CONTINUAL_EVAL, "continual evaluation (eval.every_steps)"),
@@ -102,7 +106,8 @@ class SummaryUnreadable(ValueError):
 
 
 def extra_matrix_file(name: str) -> str:
-    """The file of a strategy's extra accuracy matrix ``name``: ``accuracy_matrix_<name>.csv``."""
+    """The file of the matrix ``name`` beside the headline: ``accuracy_matrix_<name>.csv``
+    (``task_il``: the task-incremental matrix)."""
     return f"accuracy_matrix_{name}.csv"
 
 

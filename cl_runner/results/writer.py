@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from cl_runner.errors import DiskFullError
@@ -119,3 +120,21 @@ def metrics_frame(accuracy: Sequence[Sequence[float]], loss: Sequence[Sequence[f
         for j, (acc, lss) in enumerate(zip(acc_row, loss_row, strict=True), start=1)
     ]
     return pd.DataFrame(rows, columns=["train_task", "eval_task", "accuracy", "loss", "trained"])
+
+
+#: the columns of ``confusion.csv``
+CONFUSION_COLUMNS = ("trained_task", "true_class", "predicted_class", "count")
+
+
+def confusion_frame(confusion: Sequence[Sequence[Sequence[int]]]) -> pd.DataFrame:
+    """Tidy confusion counts: one row per (trained_task, true_class, predicted_class) with a
+    non-zero ``count`` (absent rows count 0), tasks 1-based, classes the output indices.
+
+    Args:
+        confusion: per task end, ``C x C`` counts ``[true][predicted]``.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)  # (T', C, C)
+    task, true, predicted = np.nonzero(counts)
+    return pd.DataFrame({"trained_task": task + 1, "true_class": true,
+                         "predicted_class": predicted, "count": counts[task, true, predicted]},
+                        columns=list(CONFUSION_COLUMNS))

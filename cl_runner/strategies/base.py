@@ -25,8 +25,9 @@ class Strategy(StrategyHooks):
     """Base class: plain fine-tuning. Every hook is a no-op; the hooks and their order are
     documented in :class:`~cl_runner.training.hooks.StrategyHooks`.
 
-    After the run the runner reads ``stats()``, ``parameter_cost(model, T)`` and
-    ``accuracy_matrices()`` into the run files.
+    After the run the runner reads ``stats()`` and ``parameter_cost(model, T)`` into the run
+    files. Every accuracy matrix comes from the one evaluation
+    (:mod:`cl_runner.training.evaluate`), never from a strategy.
 
     Resume: at every task end the runner saves :meth:`state_dict` with the model and the
     run's generators, and a resumed run calls :meth:`load_state_dict` on a freshly built
@@ -83,13 +84,6 @@ class Strategy(StrategyHooks):
             ``{"w_hat": model.state_dict()}``: the evaluated model is the continual minimum.
         """
         return {"w_hat": model.state_dict()}
-
-    def accuracy_matrices(self) -> dict[str, list[list[float]]]:
-        """Further accuracy matrices the strategy measured, ``name -> rows so far`` (same
-        layout as the loop's; NaN where not evaluated). The runner writes each as
-        ``accuracy_matrix_<name>.csv`` after every task and its metrics into ``summary.json``
-        under ``<name>``. Default: none."""
-        return {}
 
     def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
         """What the strategy stores to solve the task sequence, for ``summary.json``, read

@@ -24,28 +24,25 @@ superposed (:func:`equal_scale`; this project's choice).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from cl_runner.data.benchmark import Benchmark
-from cl_runner.data.masking import mask_logits
 from cl_runner.errors import ConfigError
 from cl_runner.models.supermask import SupermaskNet
 from cl_runner.strategies.base import Strategy, TaskContext
 from cl_runner.strategies.schemas import (
-    InferenceMethod,
-    InferenceObjective,
     SupermaskStrategyConfig,
     WrongInference,
 )
 from cl_runner.strategies.task_inference import infer_task
+from cl_runner.training import evaluate
+from cl_runner.training.hooks import InferenceProtocol
 
-#: names of the extra accuracy matrices (``accuracy_matrix_<name>.csv``)
-TASK_INFERRED = "task_inferred"
-TASK_INFERENCE = "task_inference"
+#: names of the matrices beside the headline (``accuracy_matrix_<name>.csv``; written by the
+#: one evaluation, :mod:`cl_runner.training.evaluate`)
+TASK_INFERRED, TASK_INFERENCE, TASK_IL = evaluate.TASK_INFERRED, evaluate.TASK_INFERENCE, evaluate.TASK_IL
 
 
 def supermask_net(model: nn.Module, strategy: str) -> SupermaskNet:
@@ -84,112 +81,73 @@ def equal_scale(mask: torch.Tensor, keep_fraction: float) -> torch.Tensor:
     return mask * (keep_fraction / mask.abs().mean().clamp_min(1e-12))
 
 
-def evaluate_task_inferred(model: SupermaskNet, benchmark: Benchmark,
-                           task_masks: list[list[torch.Tensor]], tasks: range,
-                           batch_size: int, cfg: SupermaskStrategyConfig | None = None
-                           ) -> tuple[list[float], list[float]]:
-    """Accuracy with the task inferred, and task-inference accuracy, on ``tasks``' test sets.
-
-    Each test set is cut into batches of ``batch_size``; per batch the task is inferred among
-    the ``K = len(task_masks)`` candidates (:func:`~cl_runner.strategies.task_inference.infer_task`
-    with ``cfg``'s ``inference``, ``inference_objective`` and ``inference_images``; default
-    one-shot on H over the whole batch) and the batch is scored with that task's masks (and,
-    on task-incremental benchmarks, that task's classes); with ``wrong_inference=zero`` a
-    wrongly inferred batch scores 0 (SupSup's rule). With ``inference_shuffle`` the batches
-    are cut from a random order of the test set, seeded by the task id (a generator of its
-    own: the training's random stream is untouched). Candidates enter the superposition
-    through :func:`equal_scale`.
-
-    Args:
-        task_masks: for candidate task i (0-based, task i+1), its per-layer masks.
-        tasks: 1-based ids of the test sets to score.
-        cfg: the strategy's inference settings (None: the defaults above).
-
-    Returns:
-        ``(accuracy, inference_accuracy)``: per task in ``tasks``, fractions of its test
-        examples classified right / whose task was inferred right.
-    """
-    was_training = model.training
-    model.eval()
-    stacks = [torch.stack([equal_scale(m[layer], model.keep_fraction) for m in task_masks])
-              for layer in range(len(task_masks[0]))]
-    test_masks = benchmark.class_masks("test")
-    settings = ((cfg.inference, cfg.inference_objective, cfg.inference_images) if cfg
-                else (InferenceMethod.one_shot, InferenceObjective.H, None))
-    zero_if_wrong = cfg is not None and cfg.wrong_inference == WrongInference.zero
-    shuffle = cfg is not None and cfg.inference_shuffle
-    accuracy, inferred_right = [], []
-    for task in tasks:
-        x_all, y_all = benchmark.test_data(task)
-        correct = torch.zeros((), dtype=torch.long, device=y_all.device)
-        right = torch.zeros((), dtype=torch.long, device=y_all.device)
-        order = (torch.randperm(len(y_all), generator=torch.Generator().manual_seed(task))
-                 .to(y_all.device) if shuffle else None)
-        for start in range(0, len(y_all), batch_size):
-            part = (slice(start, start + batch_size) if order is None
-                    else order[start : start + batch_size])
-            x = benchmark.to_input(x_all[part])
-            y = y_all[part]
-            guess = infer_task(model, x, stacks, *settings)
-            right += len(y) if guess == task - 1 else 0
-            if guess != task - 1 and zero_if_wrong:
-                continue
-            model.use_masks(task_masks[guess])
-            with torch.no_grad():
-                logits = model(x)
-            if test_masks is not None:
-                logits = mask_logits(logits, test_masks[guess])
-            correct += (logits.argmax(1) == y).sum()
-        n = max(len(y_all), 1)
-        accuracy.append(float(correct) / n)
-        inferred_right.append(float(right) / n)
-    model.train(was_training)
-    return accuracy, inferred_right
-
-
 class SupermaskStrategy(Strategy):
     """Base of SupSup and ImpressLearn: keeps the mask of every learned task, selects it for
-    evaluation, runs the task-inferred evaluation and reports the parameter cost.
+    evaluation (``eval_task``), infers the task of a test batch (``infer_task``, with
+    ``task_inference``) and reports the parameter cost.
+
+    The one evaluation (:mod:`cl_runner.training.evaluate`) scores it. On a benchmark that
+    does not give the task id at test time (Rotated/Permuted MNIST: domain-incremental) the
+    headline ``accuracy_matrix.csv`` is the task-inferred accuracy and the task-given one is
+    the task-incremental matrix beside it (``accuracy_matrix_task_il.csv``); on a
+    task-incremental benchmark the headline is task-given and the task-inferred accuracy a
+    diagnostic (``accuracy_matrix_task_inferred.csv``). ``accuracy_matrix_task_inference.csv``:
+    the fraction of examples whose task was inferred right. Without ``task_inference`` the
+    strategy runs only where the task id is given (:meth:`SupermaskStrategyConfig.check_scenario`).
 
     Subclasses set ``self.params`` (what the optimizer trains) in ``before_task`` and call
     :meth:`learned` in ``after_training`` with the task's final masks, and implement
     :meth:`task_floats`.
     """
 
-    #: the current task's trainable parameters (the model's own): set in before_task
-    transient_attributes = ("params",)
-    #: the accuracy matrix scores each task with its own mask: the task id is given at test
-    #: time (task-incremental) whatever the benchmark; the task-inferred matrix is the
-    #: scenario's own (``task_inference``)
+    #: the current task's trainable parameters (the model's own): set in before_task; the
+    #: candidates' superposition stacks of the task inference (rebuilt when a task is learned)
+    transient_attributes = ("params", "_stacks")
+    #: ``eval_task`` selects the task's own mask: with the true task id it scores the
+    #: task-incremental matrix (beside the headline where the scenario does not give the id)
     task_given_evaluation = True
+    #: one-shot inference differentiates the output entropy by the masks' coefficients
+    predict_needs_grad = True
 
     def __init__(self, cfg: SupermaskStrategyConfig) -> None:
         super().__init__(cfg)
         cfg.validate()
         self.params: list = []  # parameters or parameter-group dicts
         self.task_masks: dict[int, list[torch.Tensor]] = {}
-        self.inferred_rows: list[list[float]] = []
-        self.inference_rows: list[list[float]] = []
+        self._stacks: list[torch.Tensor] | None = None
 
     def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return self.params
 
     def learned(self, ctx: TaskContext, masks: list[torch.Tensor]) -> None:
-        """Record task ``ctx.task``'s masks and, with ``task_inference``, evaluate the learned
-        tasks with the task inferred (one new row of each extra matrix; NaN for tasks not
-        learned yet)."""
+        """Record task ``ctx.task``'s masks (the evaluation that follows scores it)."""
         self.task_masks[ctx.task] = masks
+        self._stacks = None
+
+    def inference_protocol(self) -> InferenceProtocol | None:
+        """With ``task_inference``: batches of ``inference_batch_size``, shuffled with
+        ``inference_shuffle``, scored 0 when wrong with ``wrong_inference=zero``."""
         if not self.cfg.task_inference:
-            return
-        model = supermask_net(ctx.model, self.cfg.name)
+            return None
+        return InferenceProtocol(self.cfg.inference_batch_size, bool(self.cfg.inference_shuffle),
+                                 self.cfg.wrong_inference == WrongInference.zero)
+
+    def infer_task(self, model: nn.Module, inputs: torch.Tensor) -> int:
+        """The learned task whose mask fits ``inputs`` (module docstring; ``cfg``'s
+        ``inference``, ``inference_objective``, ``inference_images``), among the K tasks
+        learned so far, their masks entering the superposition through :func:`equal_scale`;
+        1 before any task is learned (``eval_task`` then scores slot 0, untrained)."""
+        if not self.task_masks:
+            return 1
+        net = supermask_net(model, self.cfg.name)
         learned = sorted(self.task_masks)
-        acc, right = evaluate_task_inferred(model, ctx.benchmark,
-                                            [self.task_masks[t] for t in learned],
-                                            range(1, ctx.task + 1), self.cfg.inference_batch_size,
-                                            self.cfg)
-        pad = [math.nan] * (ctx.benchmark.num_tasks - ctx.task)
-        self.inferred_rows.append(acc + pad)
-        self.inference_rows.append(right + pad)
+        if self._stacks is None:
+            masks = [self.task_masks[t] for t in learned]
+            self._stacks = [torch.stack([equal_scale(m[layer], net.keep_fraction) for m in masks])
+                            for layer in range(len(masks[0]))]
+        guess = infer_task(net, inputs, self._stacks, self.cfg.inference,
+                           self.cfg.inference_objective, self.cfg.inference_images)
+        return learned[guess]
 
     def eval_task(self, model: nn.Module, task: int) -> None:
         """Task ``task``'s own masks; a task not learned yet gets the latest learned task's
@@ -201,11 +159,6 @@ class SupermaskStrategy(Strategy):
             net.use_masks(self.task_masks[max(self.task_masks)])
         else:
             net.use_slot(0)
-
-    def accuracy_matrices(self) -> dict[str, list[list[float]]]:
-        if not self.cfg.task_inference:
-            return {}
-        return {TASK_INFERRED: self.inferred_rows, TASK_INFERENCE: self.inference_rows}
 
     def task_floats(self, model: SupermaskNet, num_tasks: int) -> tuple[list[float], float, str]:
         """Per task, the float32-equivalents stored for it alone; extra shared storage beyond

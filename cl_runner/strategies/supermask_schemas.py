@@ -37,10 +37,13 @@ class SupermaskStrategyConfig:
     """Keys shared by the supermask strategies.
 
     Attributes:
-        task_inference: after every task, also evaluate the learned tasks with the task
-            inferred (``accuracy_matrix_task_inferred.csv``: accuracy;
-            ``accuracy_matrix_task_inference.csv``: fraction of examples whose task was
-            inferred right). One-shot costs about three forward passes per test batch.
+        task_inference: infer the task of each test batch. Where the benchmark does not give
+            the task id at test time (Rotated/Permuted MNIST) this is the headline accuracy
+            (``accuracy_matrix.csv``; the task-given one beside it:
+            ``accuracy_matrix_task_il.csv``) and it must be true; on a task-incremental
+            benchmark a diagnostic (``accuracy_matrix_task_inferred.csv``, tasks learned so
+            far). ``accuracy_matrix_task_inference.csv``: fraction of examples whose task was
+            inferred right. One-shot costs about three forward passes per test batch.
         inference_batch_size: test examples per inferred batch (one task per batch; 1 =
             single-image inference).
         inference: ``one_shot`` (default), ``binary`` or ``exhaustive``.
@@ -74,6 +77,19 @@ class SupermaskStrategyConfig:
     inference_images: int | None = None
     wrong_inference: WrongInference = WrongInference.classify
     inference_shuffle: bool = False
+
+    def scenario_problem(self, scenario: str) -> str | None:
+        """Why this config cannot run in ``scenario`` (a scenario value), or None. Without
+        ``task_inference`` the strategy has no accuracy without the task id, and only a
+        task-incremental benchmark gives it at test time (the headline there); elsewhere the
+        headline is the task-inferred accuracy (cl_runner/training/evaluate.py)."""
+        if scenario != "task_incremental" and not self.task_inference:
+            return ("strategy.task_inference=false leaves no accuracy without the task id, which "
+                    "this scenario does not give at test time (its accuracy matrix is the "
+                    "task-inferred one; the task-given one is written beside it as "
+                    "accuracy_matrix_task_il.csv); set strategy.task_inference=true, or use "
+                    "benchmark.scenario=task on a split benchmark")
+        return None
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""

@@ -184,6 +184,23 @@ class PhaseRunner:
         return out
 
 
+@dataclass(frozen=True)
+class InferenceProtocol:
+    """How a strategy that infers the task at test time has its test sets scored
+    (:meth:`StrategyHooks.inference_protocol`).
+
+    Attributes:
+        batch_size: test examples per inferred batch (one task per batch; 1: per image).
+        shuffle: cut each test set in a fixed random order seeded by the task id (a
+            generator of its own), instead of its file order.
+        zero_if_wrong: a batch whose task is inferred wrong scores 0 (SupSup's rule).
+    """
+
+    batch_size: int
+    shuffle: bool = False
+    zero_if_wrong: bool = False
+
+
 @dataclass
 class TaskContext:
     """What a strategy sees at a task boundary.
@@ -237,14 +254,20 @@ class StrategyHooks:
             the strategy (default False).
         task_given_evaluation: the strategy's ``eval_task`` needs the true task id at test
             time (SupSup's and ImpressLearn's per-task masks). On a benchmark that is not
-            task-incremental the accuracy matrix it produces is then a task-given diagnostic,
-            labelled so in ``summary.json`` (``evaluation_scenario``); other strategies never
-            receive a task id at test time there (default False: ``eval_task`` is not called
-            and ``predict`` gets ``task=None``).
+            task-incremental the evaluation then also scores it with the task given, as the
+            task-incremental matrix beside the headline (``accuracy_matrix_task_il.csv``),
+            never as the headline, which there is always scored without the task id
+            (:class:`~cl_runner.training.evaluate.Evaluator`). Default False.
+        predict_needs_grad: the strategy's test-time hooks (``infer_task``) need autograd
+            (SupSup's one-shot inference differentiates the output entropy by the mask
+            coefficients): the evaluation runs this strategy under ``torch.no_grad`` (the
+            hook enables gradients where it needs them) instead of ``torch.inference_mode``,
+            which every other strategy keeps. Default False.
     """
 
     mixes_tasks: bool = False
     task_given_evaluation: bool = False
+    predict_needs_grad: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -303,8 +326,29 @@ class StrategyHooks:
     def eval_task(self, model: nn.Module, task: int) -> None:
         """Called by the evaluation before it scores task ``task`` (1-based), including the
         evaluation before any training; only when overridden, and on a benchmark that is not
-        task-incremental only when :attr:`task_given_evaluation` is declared (supermask
-        strategies switch the model to the task's mask here)."""
+        task-incremental only when :attr:`task_given_evaluation` is declared (for the
+        task-incremental matrix beside the headline) or with the task the strategy inferred
+        itself (:meth:`infer_task`). Supermask strategies switch the model to the task's
+        mask here."""
+
+    def inference_protocol(self) -> InferenceProtocol | None:
+        """How the strategy infers the task of a test batch itself (SupSup's one-shot
+        inference), or None (default): the strategy does not infer tasks. When set, the
+        evaluation cuts each test set as the protocol says and, per batch, calls
+        :meth:`infer_task`, then ``eval_task(model, inferred)`` and ``predict(model, inputs,
+        None)``: the headline matrix on benchmarks that do not give the task id, a
+        ``task_inferred`` diagnostic matrix on task-incremental ones; the fraction of
+        examples whose task was inferred right is the ``task_inference`` matrix."""
+        return None
+
+    def infer_task(self, model: nn.Module, inputs: torch.Tensor) -> int:
+        """The 1-based id of the learned task a test batch (model inputs ``(B, ...)``, all of
+        one unknown task) is inferred to belong to; before any task is learned, any id
+        (``eval_task`` then selects the untrained state). Called only when
+        :meth:`inference_protocol` is set, in eval mode; may sync with the host once per
+        batch (the id selects the task's masks)."""
+        raise NotImplementedError(f"{type(self).__name__} sets inference_protocol but does not "
+                                  "implement infer_task")
 
     def predict(self, model: nn.Module, inputs: torch.Tensor, task: int | None) -> torch.Tensor:
         """Class scores of a test batch, float ``(B, C)``: the evaluation takes their argmax

@@ -165,8 +165,10 @@ def train_sequence(
         strategy.after_training(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
-        accuracy, losses = evaluator.tasks(model, trained=task)
+        evaluation = evaluator.evaluate(model, trained=task)
+        accuracy, losses = evaluation.accuracy, evaluation.loss
         result.eval_seconds.append(time.perf_counter() - evaluated)
+        result.add_matrices(evaluation.matrices, evaluation.confusion)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
         result.steps.append(steps)

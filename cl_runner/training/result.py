@@ -21,6 +21,13 @@ class SequenceResult:
             one first, then one per task (each also counted in that task's ``task_seconds``).
         steps: optimizer steps of the continual phase, per task.
         learning_rates: learning rate of each task.
+        matrices: the accuracy matrices the evaluation measured beside the headline, by name
+            (:data:`~cl_runner.training.evaluate.MATRICES`: ``task_il``, the
+            task-incremental matrix; ``task_inferred`` and ``task_inference`` of a strategy
+            that infers the task), rows as ``accuracy`` (NaN: not evaluated).
+        confusion: on class-incremental benchmarks, per task end, the headline's confusion
+            counts ``confusion[i][true][predicted]`` over the test sets of all T tasks
+            (``C x C`` ints); empty elsewhere.
     """
 
     accuracy: list[list[float]] = field(default_factory=list)
@@ -31,3 +38,14 @@ class SequenceResult:
     eval_seconds: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
+    matrices: dict[str, list[list[float]]] = field(default_factory=dict)
+    confusion: list[list[list[int]]] = field(default_factory=list)
+
+    def add_matrices(self, rows: dict[str, list[float]],
+                     confusion: list[list[int]] | None) -> None:
+        """Append one task end's rows of the matrices beside the headline (``rows``: name ->
+        one value per task) and its confusion counts (None: not measured)."""
+        for name, row in rows.items():
+            self.matrices.setdefault(name, []).append(row)
+        if confusion is not None:
+            self.confusion.append(confusion)
