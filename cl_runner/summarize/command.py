@@ -16,6 +16,7 @@ from cl_runner.console import console as make_console
 from cl_runner.options import parse_options
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 from cl_runner.summarize.aggregation import Summary, aggregate
+from cl_runner.summarize.confusion import plot_confusion
 from cl_runner.summarize.continual import plot_continual
 from cl_runner.summarize.formatting import rich_tables, to_latex, to_markdown
 from cl_runner.summarize.grouping import group_label, slug
@@ -112,6 +113,7 @@ def summarize(paths: Sequence[str | Path], group_by: Sequence[str] | None = None
         files += plot_heatmaps(summary, plot_dir)
         files += plot_final_accuracy(summary, plot_dir)
         files += plot_continual(summary, plot_dir)
+        files += plot_confusion(summary, plot_dir)
     summary.files = files
     return summary
 

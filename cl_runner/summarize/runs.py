@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from cl_runner.results.metrics import METRICS, Metric  # noqa: F401  (Metric: re-exported)
@@ -132,6 +133,62 @@ def stores_per_task(record: RunRecord) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+#: the task-inferred matrix of a supermask run (its headline where the task id is not given)
+TASK_INFERRED_FILE = "accuracy_matrix_task_inferred.csv"
+
+
+def relabel_task_given_headline(summary: dict[str, Any]) -> bool:
+    """Relabel, in memory, the ``summary.json`` of a supermask run written before the scenario
+    decided the headline (2026-12-06): on a benchmark that does not give the task id at test
+    time its ``average_accuracy``, ``forgetting``... were task-given. A summary with
+    ``task_inferred_average_accuracy`` and a scenario other than task-incremental is one
+    (runs written since have the task-inferred accuracy as the headline and no
+    ``task_inferred_*`` keys there). The task-given values move to ``task_il_*`` (the
+    task-incremental matrix beside the headline), the task-inferred ones become the
+    headline; ``forward_transfer`` was not measured with the task inferred: removed.
+    The file on disk is never changed. Returns whether the summary was relabelled."""
+    scenario = summary.get("scenario") or (
+        (summary.get("config") or {}).get("benchmark", {}).get("scenario")) or "domain_incremental"
+    scenario = {"task": "task_incremental"}.get(scenario, scenario)
+    inferred = summary.get("task_inferred")
+    if ("task_inferred_average_accuracy" not in summary or scenario == "task_incremental"
+            or not isinstance(inferred, dict)):
+        return False
+    given = {k: summary.get(k) for k in ("average_accuracy", "forgetting", "backward_transfer",
+                                         "learning_accuracy", "forward_transfer")}
+    summary["task_il"] = given
+    summary["task_il_average_accuracy"] = given["average_accuracy"]
+    summary["task_il_forgetting"] = given["forgetting"]
+    for key in ("average_accuracy", "forgetting", "backward_transfer", "learning_accuracy"):
+        summary[key] = inferred.get(key)
+    summary.pop("forward_transfer", None)
+    for key in ("task_inferred", "task_inferred_average_accuracy", "task_inferred_forgetting"):
+        summary.pop(key, None)
+    summary["relabelled"] = ("written when the task-given accuracy was this run's headline; "
+                             "read with the task-inferred one as the headline")
+    return True
+
+
+def read_inferred_matrix(path: Path, num_tasks: int | None) -> np.ndarray:
+    """The task-inferred matrix of a run relabelled by :func:`relabel_task_given_headline`:
+    as :func:`~cl_runner.results.run_folder.read_accuracy_matrix`, except that the cells
+    above the diagonal (tasks not learned yet, not evaluated then) are NaN.
+
+    Raises:
+        ValueError: the file is missing or not such a table (names it).
+    """
+    try:
+        values = pd.read_csv(path, index_col=0).to_numpy(dtype=np.float64)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: not a numeric accuracy table ({exc})") from exc
+    if values.ndim != 2 or (num_tasks is not None and values.shape[1] != num_tasks):
+        raise ValueError(f"{path}: expected {num_tasks} task columns, got shape {values.shape}")
+    lower = values[np.tril_indices(min(values.shape))]
+    if not np.all(np.isfinite(lower)) or lower.min() < 0 or lower.max() > 1:
+        raise ValueError(f"{path}: accuracies of learned tasks must be fractions in [0, 1]")
+    return values
+
+
 def read_run(path: str | Path) -> RunRecord:
     """Read one run folder; never raises for bad or missing files (they set ``status``).
 
@@ -203,7 +260,12 @@ def read_run(path: str | Path) -> RunRecord:
         return record
     num_tasks = summary.get("num_tasks")
     try:
-        matrix = read_accuracy_matrix(matrix_path, num_tasks if isinstance(num_tasks, int) else None)
+        if relabel_task_given_headline(summary):
+            matrix = read_inferred_matrix(path / TASK_INFERRED_FILE,
+                                          num_tasks if isinstance(num_tasks, int) else None)
+        else:
+            matrix = read_accuracy_matrix(matrix_path,
+                                          num_tasks if isinstance(num_tasks, int) else None)
     except ValueError as exc:
         record.reason = str(exc)
         return record

@@ -272,6 +272,11 @@ class StrategyHooks:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _refuse_old_event(cls, "after_training")
+        if "accuracy_matrices" in vars(cls):  # the retired side path around the evaluation
+            raise TypeError(f"{cls.__qualname__} defines accuracy_matrices: every accuracy "
+                            "matrix now comes from the one evaluation (cl_runner/training/"
+                            "evaluate.py, which decides the headline by the scenario); use "
+                            "eval_task / predict / inference_protocol instead")
 
     def before_task(self, ctx: TaskContext) -> None:
         """Called before the first training step of a task."""
