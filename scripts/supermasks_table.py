@@ -3,13 +3,20 @@
     python scripts/supermasks_table.py outputs/supermasks/*_seed1
     python scripts/supermasks_table.py --mean outputs/impresslearn_paper/*   # mean ± std per method
 
-One row per run folder: average accuracy and forgetting with the task given (accuracy_matrix.csv)
-and inferred (accuracy_matrix_task_inferred.csv), task-inference accuracy after the last task
+One row per run folder: average accuracy and forgetting with the task given and with the task
+inferred, task-inference accuracy after the last task
 (accuracy_matrix_task_inference.csv), ImpressLearn's final accuracy on its basis tasks and on its
 coefficient tasks separately and on the three tasks right after the basis, the floats stored per
 task (summary.json's parameter_cost) and the wall time. Accuracies in %, forgetting as a
 fraction; ``-`` where a run has no such figure (no task inference). With ``--mean`` the runs of
 one benchmark and method (e.g. the seeds) make one row: mean ± std (n - 1).
+
+Where the matrices are (:func:`given_and_inferred`): on a benchmark that gives no task id at
+test time (Rotated/Permuted MNIST) the headline accuracy_matrix.csv is the task-inferred one
+and accuracy_matrix_task_il.csv the task-given one; on a task-incremental benchmark the
+headline is task-given and accuracy_matrix_task_inferred.csv the task-inferred diagnostic.
+Run folders written before 2026-12-06 (the headline was task-given everywhere) are read by
+the files they have: accuracy_matrix.csv given, accuracy_matrix_task_inferred.csv inferred.
 """
 
 from __future__ import annotations
@@ -30,12 +37,21 @@ def read_matrix(path: Path) -> np.ndarray | None:
     return pd.read_csv(path, index_col=0).to_numpy() if path.exists() else None
 
 
+def given_and_inferred(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The task-given and the task-inferred matrix of a run folder (module docstring); the
+    inferred one None when the run did not infer tasks."""
+    headline = pd.read_csv(folder / "accuracy_matrix.csv", index_col=0).to_numpy()
+    task_il = read_matrix(folder / "accuracy_matrix_task_il.csv")
+    if task_il is not None:  # the headline is task-inferred (no task id given at test time)
+        return task_il, headline
+    return headline, read_matrix(folder / "accuracy_matrix_task_inferred.csv")
+
+
 def row(folder: Path) -> dict[str, object]:
     """One table row for a complete run folder: the labels (benchmark, method) and the numbers
     (None where the run has no such figure)."""
     summary = json.loads((folder / "summary.json").read_text())
-    given = pd.read_csv(folder / "accuracy_matrix.csv", index_col=0).to_numpy()
-    inferred = read_matrix(folder / "accuracy_matrix_task_inferred.csv")
+    given, inferred = given_and_inferred(folder)
     inference = read_matrix(folder / "accuracy_matrix_task_inference.csv")
     strategy = summary["config"]["strategy"]
     method = strategy["name"]

@@ -50,3 +50,18 @@ def test_rows_and_mean_over_seeds(tmp_path, capsys):
     # seeds 1 and 2: average accuracy 75 and 60 -> 67.50 ± 10.61 (std with n - 1)
     assert last[0] == "| 2" and "67.50 ± 10.61" in last and "-" in last
     assert "running" in err
+
+
+def test_a_run_with_the_task_inferred_headline_is_read_from_its_files(tmp_path):
+    """Since the scenario decides the headline, a SupSup run on Rotated MNIST writes the
+    task-inferred matrix as accuracy_matrix.csv and the task-given one beside it as
+    accuracy_matrix_task_il.csv: the table's 'task given' and 'task inferred' columns keep
+    their meaning."""
+    script = load_script()
+    folder = fake_run(tmp_path / "new", [0.5, 0.5, 0.5, 0.5])  # the headline: task inferred
+    given = pd.DataFrame([[0.9] * 4] * 4, columns=[f"task_{i}" for i in range(1, 5)],
+                         index=[f"after_task_{i}" for i in range(1, 5)])
+    given.to_csv(folder / "accuracy_matrix_task_il.csv")
+    row = script.row(folder)
+    assert abs(row["avg acc, task given (%)"] - 90.0) < 1e-9
+    assert abs(row["avg acc, task inferred (%)"] - 50.0) < 1e-9
