@@ -71,7 +71,9 @@ def test_the_readers_are_derived_from_the_declarations():
     text = table_text(summary)
     assert all(m.table in text for m in metrics.METRICS.values() if m.table)
     assert set(metrics.all_metrics([[1.0]], [0.1])) == {
-        m.name for m in metrics.METRICS.values() if m.compute is not None}
+        m.name for m in metrics.METRICS.values() if m.compute is not None and m.source == "matrix"}
+    assert set(metrics.confusion_metrics([[[1]]], [0])) >= {
+        m.name for m in metrics.METRICS.values() if m.compute is not None and m.source == "confusion"}
 
 
 def test_a_metric_is_declared_once():
