@@ -33,7 +33,24 @@ RESULT_FILES = ("accuracy_matrix.csv", "metrics.csv")
 
 def result_bytes(folder: Path) -> dict[str, bytes]:
     names = list(RESULT_FILES) + sorted(p.name for p in folder.glob("accuracy_matrix_*.csv"))
+    names += ["confusion.csv"] if (folder / "confusion.csv").is_file() else []
     return {name: (folder / name).read_bytes() for name in names}
+
+
+@pytest.mark.parametrize("strategy", ["naive", "er"])
+def test_a_class_il_run_resumes_with_its_task_il_matrix_and_confusion_counts(
+        tmp_path, request, monkeypatch, strategy):
+    def fresh():
+        return resolve(tiny_run_cfg(request, strategy, "split_cifar100",
+                                    ["benchmark.scenario=class"]))
+
+    run_experiment(fresh(), tmp_path / "whole")
+    run_crashing_after_task(monkeypatch, fresh(), tmp_path / "split")
+    assert (tmp_path / "split" / "confusion.csv").is_file()
+    run_experiment(fresh(), tmp_path / "split")
+    files = result_bytes(tmp_path / "split")
+    assert {"accuracy_matrix_task_il.csv", "confusion.csv"} <= set(files)
+    assert files == result_bytes(tmp_path / "whole")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())

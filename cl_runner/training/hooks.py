@@ -358,7 +358,8 @@ class StrategyHooks:
     def predict(self, model: nn.Module, inputs: torch.Tensor, task: int | None) -> torch.Tensor:
         """Class scores of a test batch, float ``(B, C)``: the evaluation takes their argmax
         (over the task's classes on task-incremental benchmarks) and their cross-entropy as
-        the test loss. Called in eval mode under ``torch.inference_mode``.
+        the test loss. Called in eval mode under ``torch.inference_mode`` (``torch.no_grad`` with
+        :attr:`predict_needs_grad`).
 
         Args:
             inputs: model inputs ``(B, *input_shape)``, float.
