@@ -20,7 +20,9 @@ makes a difference:
 
 A strategy that infers tasks also gets ``task_inference`` (fraction of test examples whose
 task was inferred right, tasks learned so far) and, on task-incremental benchmarks, the
-``task_inferred`` diagnostic matrix (tasks learned so far).
+``task_inferred`` diagnostic matrix (tasks learned so far). Its headline scores every task,
+learned or not (inferred among the tasks learned so far), except in the evaluation before
+any training, where there is nothing to infer: the model is scored blind, as it is.
 
 Gradients: everything runs under ``torch.inference_mode`` except for a strategy that declares
 ``predict_needs_grad`` (task inference differentiates through the model), which runs under
@@ -251,8 +253,9 @@ class Evaluator:
     def _score(self, pass_: Pass, model: nn.Module, task: int, x: torch.Tensor,
                y: torch.Tensor, trained: int, headline: bool) -> Scores:
         bench = self.benchmark
-        if pass_.knows == INFERRED:
+        if pass_.knows == INFERRED and trained > 0:
             return self._score_inferred(model, task, x, y, trained)
+        # (before any task is learned there is nothing to infer: scored blind, as it is)
         given = pass_.knows == GIVEN
         if given and self._eval_task:
             self.strategy.eval_task(model, task)
