@@ -153,12 +153,19 @@ def test_grouping_by_a_swept_key(tmp_path):
     assert acc.loc["0.01", "mean"] == pytest.approx(0.5) and acc.loc["0.1", "mean"] == pytest.approx(0.8)
     assert acc.loc["0.1", "std"] == pytest.approx(math.sqrt(0.02))
     assert list(acc["n_seeds"]) == [2, 2]
-    # explicit grouping: one group over both learning rates (4 runs, two per seed...)
+    # explicit grouping by strategy alone: the runs of two learning rates are not one
+    # experiment, so the learning rate is added (and said): no run dropped as a "duplicate"
     merged = S.summarize([root], group_by=["strategy"], out=tmp_path / "out2", plots=False)
-    assert [g.values for g in merged.groups] == [("naive",)]
-    # ... where a repeated seed is a duplicate, listed and counted once
-    assert len(merged.groups[0].runs) == 2
-    assert sorted(r.status for r in merged.excluded) == ["duplicate", "duplicate"]
+    assert merged.group_keys == ["strategy", "optimizer.lr"]
+    assert [g.values for g in merged.groups] == [("naive", "0.01"), ("naive", "0.1")]
+    assert [len(g.runs) for g in merged.groups] == [2, 2] and not merged.excluded
+    assert merged.problems == ["grouped by optimizer.lr too: runs of a group differed in it"]
+    # a real duplicate (same experiment and seed, another thread count) is listed, counted once
+    make_run(root, "4", "naive", 1, m, avg=0.4, lr=0.01,
+             overrides=["strategy=naive", "seed=1", "optimizer.lr=0.01", "hardware.num_threads=4"])
+    again = S.summarize([root], out=tmp_path / "out3", plots=False)
+    assert [len(g.runs) for g in again.groups] == [2, 2]
+    assert [r.status for r in again.excluded] == ["duplicate"]
 
 
 def test_incomplete_failed_and_corrupt_runs_are_reported_not_averaged(sweep, tmp_path, capsys):
@@ -268,3 +275,49 @@ def test_command_line_options(sweep, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert S.main([str(empty)]) == 2
+
+
+def test_runs_differing_in_12_keys_summarize_without_error_and_drop_no_run(tmp_path):
+    """Issue 34: single runs of the README examples differ in 12 keys, hardware ones among
+    them: the summary grouped by all of them, built a file name longer than 255 bytes and
+    crashed (Errno 36); with group_by=[benchmark,strategy] runs of another task count were
+    dropped as duplicates. Result-neutral keys are not grouped by, the file names stay short,
+    and every complete run is in a group."""
+    root = tmp_path / "runs"
+    neutral = {"hardware.num_threads": [1, 2], "hardware.device": ["cpu", "cuda"],
+               "progress": [True, False], "eval.every_steps": [None, 100],
+               "data.root": ["/a/very/long/data/root/" + "x" * 40, "/data"]}
+    relevant = {"benchmark.num_tasks": [2, 3], "optimizer.lr": [0.01, 0.05],
+                "optimizer.momentum": [0.0, 0.8], "model.dropout": [0.0, 0.25],
+                "benchmark.batch_size": [10, 64], "model.hidden_sizes": [[256, 256], [100, 100]],
+                "strategy.lmc_lr_long_named_key_" + "y" * 30: [0.1, 0.2]}
+    assert len(neutral) + len(relevant) == 12
+    runs = []
+    for i in range(4):  # run i takes value i % 2 of some keys, (i // 2) % 2 of others
+        pick = {k: v[(i + j) % 2 if j % 2 else (i // 2) % 2]
+                for j, (k, v) in enumerate({**neutral, **relevant}.items())}
+        tasks = pick["benchmark.num_tasks"]
+        matrix = np.tril(np.full((tasks, tasks), 0.5 + 0.05 * i)).tolist()
+        folder = make_run(root, f"run{i}", "naive", 1, matrix, avg=0.5 + 0.05 * i,
+                          overrides=[f"{k}={v}" for k, v in pick.items()])
+        data = json.loads((folder / "summary.json").read_text())
+        for key, value in pick.items():
+            node = data["config"]
+            *path, last = key.split(".")
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = value
+        (folder / "summary.json").write_text(json.dumps(data))
+        runs.append(folder)
+    for group_by in (None, ["benchmark", "strategy"]):
+        summary = S.summarize([root], group_by=group_by, out=tmp_path / f"out{group_by is None}",
+                              plots=False)  # the heatmaps take the matrices' names (slug)
+        assert not summary.excluded  # nothing dropped, nothing a "duplicate"
+        assert sorted(str(r.path) for g in summary.groups for r in g.runs) == \
+            sorted(str(p) for p in runs)
+        assert "benchmark.num_tasks" in summary.group_keys
+        assert not [k for k in summary.group_keys if k.split(".")[0] in
+                    ("hardware", "progress", "eval", "data")]
+        assert all(len(f.name.encode()) <= 255 for f in summary.files)
+        assert len(list((tmp_path / f"out{group_by is None}" / "matrices").iterdir())) == 8
+        assert {len({r.get("num_tasks") for r in g.runs}) for g in summary.groups} == {1}

@@ -137,12 +137,14 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path
     assert sorted(runs) == [job_name("seed=1", "strategy=naive"), job_name("seed=2", "strategy=naive")]
     assert all(r["status"] == "complete" for r in runs.values())
     # the same jobs as the sequential sweep give the same numbers
-    basic = summaries(sweep_2x2)
-    for name, run in runs.items():
-        assert run["average_accuracy"] == basic[name]["average_accuracy"]
+    basic = summaries(sweep_2x2)  # named with the strategy first: it was swept there
+    for seed in (1, 2):
+        name, there = job_name(f"seed={seed}", "strategy=naive"), \
+            job_name("strategy=naive", f"seed={seed}")
+        assert runs[name]["average_accuracy"] == basic[there]["average_accuracy"]
         pd.testing.assert_frame_equal(
             pd.read_csv(sweep_dir / name / "accuracy_matrix.csv"),
-            pd.read_csv(sweep_2x2 / name / "accuracy_matrix.csv"))
+            pd.read_csv(sweep_2x2 / there / "accuracy_matrix.csv"))
 
 
 def session_processes(sid: int) -> list[int]:
