@@ -206,7 +206,7 @@ def test_job_folder_names():
                                            "force=true", "data.root=/d/x"],
                       return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
-    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "seed=2,strategy=mcsgd"
+    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "strategy=mcsgd,seed=2"
 
 
 def test_summarize_lists_interrupted_and_running_runs(tmp_path, capsys):
