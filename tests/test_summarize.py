@@ -321,3 +321,29 @@ def test_runs_differing_in_12_keys_summarize_without_error_and_drop_no_run(tmp_p
         assert all(len(f.name.encode()) <= 255 for f in summary.files)
         assert len(list((tmp_path / f"out{group_by is None}" / "matrices").iterdir())) == 8
         assert {len({r.get("num_tasks") for r in g.runs}) for g in summary.groups} == {1}
+
+
+@pytest.mark.parametrize("wide_keys", [False, True])
+def test_off_a_terminal_the_table_shows_every_number(sweep, tmp_path, capsys, monkeypatch,
+                                                     wide_keys):
+    """Issue 34: piped, the table was cut at 200 columns with numbers truncated
+    (``88.63 ± n...``), COLUMNS=300 or not. Every cell is now printed whole: metric columns
+    stacked (or, with grouping columns too wide for one metric, a long table)."""
+    monkeypatch.setenv("COLUMNS", "300")
+    if wide_keys:  # a swept key with a long value: the grouping columns alone are too wide
+        for i, folder in enumerate(sorted(p for p in sweep.iterdir() if p.is_dir())):
+            data = json.loads((folder / "summary.json").read_text())
+            data["config"]["model"]["note"] = ("a-very-long-model-description-" * 6) + str(i % 2)
+            (folder / "summary.json").write_text(json.dumps(data))
+    metrics = [m for m in S.METRICS if m not in ("task_cost_floats", "total_cost_floats")]
+    argv = [str(sweep), f"out={tmp_path / 'out'}", "plots=false", f"metrics=[{','.join(metrics)}]"]
+    assert S.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and "..." not in out
+    assert max(len(line) for line in out.splitlines()) <= 200
+    summary = S.summarize([sweep], metrics=metrics, out=tmp_path / "again", plots=False)
+    frame = S.wide_table(summary)
+    assert len(frame.columns) > 12
+    for column in frame.columns[len(summary.group_keys) + 1:]:
+        for cell in frame[column]:
+            assert str(cell) in out, (column, cell)

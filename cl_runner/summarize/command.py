@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``cl-summarize``: print the table and write the files; returns the exit status
     (0 done, possibly with runs left out and listed; 1 no complete run; 2 a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # off a terminal: tables up to 200 columns, text (paths) never wrapped, no colour codes
+    # off a terminal: tables up to 200 columns (metric columns stacked to fit), text (paths)
+    # never wrapped, no colour codes
     console, err = make_console(), make_console(stderr=True)
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(USAGE.format(metrics=", ".join(METRICS)))
@@ -150,16 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SummarizeError as exc:
         err.print(f"[bold red]cl-summarize:[/] {escape(str(exc))}")
         return 2
-    if options.format == TableFormat.rich:
-        for table in rich_tables(summary):
+    if options.format == TableFormat.rich:  # every number whole: columns stacked to fit
+        for table in rich_tables(summary, width=console.width):
             console.print(table)
     else:
         text = {TableFormat.markdown: to_markdown, TableFormat.latex: to_latex,
                 TableFormat.csv: lambda s: s.table.to_csv(index=False)}[options.format](summary)
         print(text, end="")
         if options.format != TableFormat.markdown and summary.excluded:
-            for table in rich_tables(summary)[1:]:
-                err.print(table)
+            err.print(rich_tables(summary)[-1])  # the runs left out
     for problem in summary.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}")
     out_dir = summary.files[0].parent if summary.files else None
