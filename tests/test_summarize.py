@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -229,19 +232,53 @@ def test_markdown_and_latex_parse(sweep, tmp_path):
     assert all(len(r) == len(header) for r in body)
     assert body[1][:4] == ["rotated_mnist", "naive", "3", "60.00 ± 10.00"]
 
-    tex = (out / "summary.tex").read_text().splitlines()
-    begin = next(ln for ln in tex if ln.startswith("\\begin{tabular}"))
-    spec = begin[len("\\begin{tabular}{"):-1]
-    i_top, i_mid, i_bot = (tex.index(x) for x in ("\\toprule", "\\midrule", "\\bottomrule"))
-    assert i_top < i_mid < i_bot and tex[-1] == "\\end{tabular}"
-    head = tex[i_top + 1:i_mid]
-    body_tex = tex[i_mid + 1:i_bot]
-    assert len(head) == 1 and len(body_tex) == 2
-    for line in head + body_tex:
+    tex = (out / "summary.tex").read_text()
+    check_latex_table(tex, rows=2)
+    lines = tex.splitlines()
+    body = lines[lines.index("\\midrule") + 1:lines.index("\\bottomrule")]
+    cells = body[1].removesuffix(" \\\\").split(" & ")
+    # display names; the constant benchmark left to the caption; n per row (2 and 3 seeds)
+    assert cells[:4] == ["Naive", "3", "$60.00$", "${}\\pm{}10.00$"]
+    assert cells[4:6] == ["$0.200$", "${}\\pm{}0.200$"]  # forgetting as a fraction
+    assert cells[6:8] == ["$-0.100$", ""]  # the same BWT for every seed: no std
+    mcsgd = body[0].removesuffix(" \\\\").split(" & ")
+    assert mcsgd[:3] == ["MC-SGD", "2", "$\\mathbf{85.00}$"]  # the best accuracy
+    assert mcsgd[4] == "$\\mathbf{0.050}$"  # the lowest forgetting is the best
+    assert "\\caption{Rotated MNIST. Mean $\\pm$ sample std (ddof=1) over the $n$ seeds" in tex
+    assert "rotated" not in tex and "mcsgd" not in tex
+
+
+def check_latex_table(tex: str, rows: int) -> None:
+    """A booktabs table float whose every row has as many cells as the column spec."""
+    lines = tex.splitlines()
+    assert lines[0] == "\\begin{table}" and lines[-1] == "\\end{table}"
+    begin = next(ln for ln in lines if ln.startswith("\\begin{tabular}"))
+    spec = begin[len("\\begin{tabular}{"):-1].replace("@{}", "")
+    i_top, i_mid, i_bot = (lines.index(x) for x in ("\\toprule", "\\midrule", "\\bottomrule"))
+    assert i_top < i_mid < i_bot
+    head, body = lines[i_top + 1:i_mid], lines[i_mid + 1:i_bot]
+    assert len(head) == 1 and len(body) == rows
+    width = sum(int(m) for m in re.findall(r"\\multicolumn\{(\d+)\}", head[0]))
+    assert head[0].count(" & ") + 1 + width - head[0].count("\\multicolumn") == len(spec)
+    for line in body:
         assert line.endswith("\\\\") and line.count(" & ") + 1 == len(spec)
-    cells = body_tex[1].removesuffix(" \\\\").split(" & ")
-    assert cells[:4] == ["rotated\\_mnist", "naive", "3", "$60.00 \\pm 10.00$"]
-    assert cells[4] == "$0.200 \\pm 0.200$"  # forgetting as a fraction
+
+
+def test_the_latex_table_compiles_with_pdflatex(sweep, tmp_path):
+    """summary.tex inside a minimal article with booktabs compiles (skipped without
+    pdflatex: Debian's texlive-latex-recommended has it and booktabs)."""
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-recommended)")
+    out = tmp_path / "out"
+    S.summarize([sweep], out=out, plots=False)
+    doc = tmp_path / "paper.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                   f"\\input{{{out / 'summary.tex'}}}\n\\end{{document}}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                           doc.name], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "paper.pdf").stat().st_size > 1000
+    assert "Undefined" not in proc.stdout and "Missing" not in proc.stdout
 
 
 def test_metric_choice_and_plots(sweep, tmp_path):

@@ -115,6 +115,8 @@ class Metric:
             table to show the row (``stores_per_task``); None: shown whenever present.
         source: where the value comes from, for the reader (``matrix``, ``run``,
             ``continual``, ``task_inferred``, ``cost``).
+        better: ``higher`` or ``lower``: which way the metric is better (cl-summarize's LaTeX
+            table sets the best of each column in bold); None: not a score (time, cost).
     """
 
     name: str
@@ -127,10 +129,13 @@ class Metric:
     default: bool = False
     shown_if: str | None = None
     source: str = "matrix"
+    better: str | None = "higher"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"metric {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.better not in ("higher", "lower", None):
+            raise ValueError(f"metric {self.name!r}: better must be 'higher', 'lower' or None")
 
     def scale(self) -> float:
         """Factor from the stored value to the shown one (100 for ``percent``)."""
@@ -168,7 +173,7 @@ for _metric in (
     Metric("average_accuracy", "avg acc (%)", r"Avg.\ acc.\ (\%)", "percent",
            "average accuracy", average_accuracy, default=True),
     Metric("forgetting", "forgetting", "Forgetting", "fraction", "forgetting", forgetting,
-           default=True),
+           default=True, better="lower"),
     Metric("backward_transfer", "BWT", "BWT", "fraction", "backward transfer",
            backward_transfer, default=True),
     Metric("learning_accuracy", "learning acc (%)", r"Learn.\ acc.\ (\%)", "percent",
@@ -181,25 +186,26 @@ for _metric in (
            r"Avg.\ acc., task inferred (\%)", "percent", "average accuracy, task inferred",
            source="task_inferred"),
     Metric("task_inferred_forgetting", "forgetting, task inferred", r"Forgetting, task inferred",
-           "fraction", "forgetting, task inferred", source="task_inferred"),
+           "fraction", "forgetting, task inferred", source="task_inferred", better="lower"),
     Metric("task_inference_average_accuracy", "task inference acc (%)",
            r"Task inference acc.\ (\%)", "percent", "task inference accuracy",
            source="task_inferred"),
     # every strategy: float32 equivalents stored per task alone and in all
     # (experiment.parameter_cost_summary)
     Metric("task_cost_floats", "floats stored per task", r"Floats stored per task", "floats",
-           "floats stored per task (mean)", shown_if="stores_per_task", source="cost"),
+           "floats stored per task (mean)", shown_if="stores_per_task", source="cost",
+           better=None),
     Metric("total_cost_floats", "floats stored in all", r"Floats stored in all", "floats",
-           "floats stored in all", source="cost"),
+           "floats stored in all", source="cost", better=None),
     # continual evaluation (eval.every_steps; cl_runner.results.continual_metrics)
     Metric("min_acc", "min-ACC (%)", r"min-ACC (\%)", "percent", "min-ACC", source="continual"),
     Metric("wc_acc", "WC-ACC (%)", r"WC-ACC (\%)", "percent", "WC-ACC", source="continual"),
     Metric("stability_gap_depth", "gap depth (pp)", r"Gap depth (pp)", "percent",
-           "stability gap depth", source="continual"),
+           "stability gap depth", source="continual", better="lower"),
     Metric("wall_time_seconds", "wall time (s)", r"Time (s)", "seconds", "wall time",
-           default=True, source="run"),
+           default=True, source="run", better=None),
     Metric("steps_per_second", "steps/s", r"Steps/s", "per_second", "steps per second",
-           source="run"),
+           source="run", better=None),
 ):
     declare(_metric)
 

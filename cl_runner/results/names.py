@@ -123,3 +123,26 @@ def job_folder_name(overrides: Iterable[str], swept: str | Iterable[str] = "",
             return legacy
     return name
 
+
+
+#: how tables and figures name strategies and benchmarks, as their papers spell them; a name
+#: not listed here is shown as registered (``strategy=my_method`` -> ``my_method``), so a new
+#: strategy needs no entry to be shown
+DISPLAY_NAMES: dict[str, str] = {
+    # strategies
+    "naive": "Naive", "mcsgd": "MC-SGD", "er": "ER-Reservoir", "er_ace": "ER-ACE",
+    "agem": "A-GEM", "gem": "GEM", "ewc": "EWC", "si": "SI", "mas": "MAS", "lwf": "LwF",
+    "der": "DER", "derpp": "DER++", "icarl": "iCaRL", "gdumb": "GDumb", "wa": "WA",
+    "bic": "BiC", "multitask": "Multitask", "stable_sgd": "Stable SGD", "supsup": "SupSup",
+    "impresslearn": "ImpressLearn",
+    # benchmarks
+    "rotated_mnist": "Rotated MNIST", "permuted_mnist": "Permuted MNIST",
+    "split_mnist": "Split MNIST", "split_cifar10": "Split CIFAR-10",
+    "split_cifar100": "Split CIFAR-100",
+}
+
+
+def display_name(name: str) -> str:
+    """The name tables and figures show for a registered strategy or benchmark name
+    (:data:`DISPLAY_NAMES`; ``mcsgd`` -> ``MC-SGD``), else ``name`` itself."""
+    return DISPLAY_NAMES.get(name, name)

@@ -17,8 +17,9 @@ from cl_runner.options import parse_options
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 from cl_runner.summarize.aggregation import Summary, aggregate
 from cl_runner.summarize.continual import plot_continual
-from cl_runner.summarize.formatting import rich_tables, to_latex, to_markdown
+from cl_runner.summarize.formatting import rich_tables, to_markdown
 from cl_runner.summarize.grouping import group_label, slug
+from cl_runner.summarize.latex import to_latex
 from cl_runner.summarize.plots import plot_curves, plot_final_accuracy, plot_heatmaps
 from cl_runner.summarize.runs import (
     DEFAULT_METRICS,

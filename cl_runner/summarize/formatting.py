@@ -1,10 +1,9 @@
-"""Formatting a summary: ``mean ± std`` cells, Markdown, LaTeX and rich tables."""
+"""Formatting a summary: ``mean ± std`` cells, Markdown and rich tables (LaTeX: ``latex.py``)."""
 
 from __future__ import annotations
 
 import io
 import math
-import re
 from typing import Any
 
 import pandas as pd
@@ -84,29 +83,6 @@ def to_markdown(summary: Summary) -> str:
         lines += ["", f"Runs not included ({len(summary.excluded)}: {excluded_counts(summary)}):",
                   ""]
         lines += [f"- `{r.path}`: {r.status}: {r.reason}" for r in summary.excluded]
-    return "\n".join(lines) + "\n"
-
-
-def _tex_escape(text: str) -> str:
-    return re.sub(r"([_%&#$])", r"\\\1", str(text))
-
-
-def to_latex(summary: Summary) -> str:
-    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), one row per group."""
-    frame = wide_table(summary, latex=True)
-    n_keys = len(summary.group_keys)
-    spec = "l" * n_keys + "r" + "c" * len(summary.metrics)
-    header = [_tex_escape(k) for k in summary.group_keys] + ["$n$"] + \
-             [METRICS[m].latex for m in summary.metrics]
-    lines = ["% cl-summarize: mean $\\pm$ sample std (ddof=1) over seeds; n/a: one seed.",
-             "% Accuracy in %, forgetting and BWT as fractions. Needs \\usepackage{booktabs}.",
-             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(header) + " \\\\",
-             "\\midrule"]
-    for _, row in frame.iterrows():
-        cells = [_tex_escape(v) for v in row.iloc[:n_keys]] + [str(row["seeds"])] + \
-                [str(v) for v in row.iloc[n_keys + 1:]]
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
