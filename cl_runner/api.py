@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,16 @@ def _message(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+def override_list(overrides: str | Sequence[str]) -> list[str]:
+    """The overrides as a list: a string is split as a shell splits a command line
+    (``"strategy=mcsgd seed=2"`` -> ``["strategy=mcsgd", "seed=2"]``; quotes group), not into
+    its characters."""
+    if isinstance(overrides, str):
+        return shlex.split(overrides)
+    return [str(o) for o in overrides]
+
+
+def compose_config(overrides: str | Sequence[str] = ()) -> DictConfig:
     """``conf/config.yaml`` composed with ``overrides`` as ``cl-run`` composes it (the same
     config tree and schemas), ``hydra`` node included. Hydra's global state is left as it
     was (this works inside a Hydra app and beside other compose calls).
@@ -126,6 +136,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 
     from cl_runner.config import CONF_DIR, register_configs
 
+    overrides = override_list(overrides)
     register_configs()
     backup = get_gh_backup()
     GlobalHydra.instance().clear()
@@ -139,13 +150,15 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         restore_gh_from_backup(backup)
 
 
-def run(overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> RunResult:
+def run(overrides: str | Sequence[str] = (), out_dir: str | Path | None = None) -> RunResult:
     """Run one experiment, configured as ``cl-run OVERRIDES...`` would be, and return its result.
 
     Args:
         overrides: Hydra overrides, as on the command line: ``["strategy=mcsgd", "seed=2",
-            "benchmark.num_tasks=5", "+experiment=rotated_mnist_mcsgd"]``. Sweeps
-            (``seed=1,2``) are not accepted: call :func:`run` once per value.
+            "benchmark.num_tasks=5", "+experiment=rotated_mnist_mcsgd"]``, or one string
+            split as a shell would (``"strategy=mcsgd seed=2"``). Sweeps (``seed=1,2``) are
+            not accepted: call :func:`run` once per value. A key no schema declares
+            (``+foo=1``) is refused before anything is written.
         out_dir: the run folder. Default: a new folder as ``cl-run`` makes one
             (``hydra.run.dir``: ``outputs/runs/DATE/TIME-MICROSECONDS_BENCHMARK_STRATEGY_seedN``
             under the working directory); an override ``hydra.run.dir=...`` also sets it.
@@ -174,7 +187,8 @@ def run(overrides: Sequence[str] = (), out_dir: str | Path | None = None) -> Run
 
     Raises:
         OverrideError (a ConfigError): an override does not compose: an unknown key or
-            option, a wrong type, a sweep (nothing is written).
+            option, a wrong type, a sweep (nothing is written). ConfigError: a key added
+            with ``+`` that no schema declares (nothing is written).
         ConfigError: a value out of range (refused before the run starts: nothing is
             written, as with ``cl-run``); RunFolderError (a ConfigError): the folder may not
             be used (nothing in it changed).

@@ -70,7 +70,8 @@ def error_line(exc: BaseException) -> Text:
 class RunFolderCallback(Callback):
     """Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``): before Hydra makes the
     run or sweep folder, make it here, so a folder that cannot be made (a file of that name,
-    a read-only place) gives one line and exit 2 instead of Hydra's traceback; before a sweep
+    a read-only place) gives one line and exit 2 instead of Hydra's traceback; tell a sweep's
+    jobs which keys it varies (:func:`cl_runner.sweep.announce_swept_keys`); before a sweep
     replaces a sweep folder's ``multirun.yaml``, keep the old one as ``multirun-<time>.yaml``
     unless it is the same sweep (a relaunch to resume it)."""
 
@@ -93,6 +94,9 @@ class RunFolderCallback(Callback):
 
         from omegaconf import OmegaConf
 
+        from cl_runner.sweep import announce_swept_keys
+
+        announce_swept_keys(config)  # job folder names lead with the swept keys
         sweep = Path(str(config.hydra.sweep.dir))
         self._make(str(sweep))
         record = sweep / "multirun.yaml"

@@ -22,7 +22,7 @@ from omegaconf import MISSING, OmegaConf
 from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.models.schemas import MODELS
 from cl_runner.results import run_folder
-from cl_runner.results.run_folder import job_folder_name
+from cl_runner.results.names import job_folder_name
 from cl_runner.strategies.schemas import STRATEGIES
 from cl_runner.training.schemas import OPTIMIZERS
 

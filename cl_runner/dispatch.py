@@ -3,6 +3,8 @@ OmegaConf (docs/design.md, principle 2)."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +29,8 @@ def resolve(cfg: DictConfig) -> RunConfig:
     """Turn the composed config into a typed :class:`RunConfig` (nested dataclasses).
 
     Raises:
-        ConfigError: a group holds a component name that is not registered, a group node
+        ConfigError: a key no schema knows (:func:`check_known_keys`: added with ``+``), a
+            group holds a component name that is not registered, a group node
             has no schema (a YAML that does not extend ``/schema/<group>``), a value is out of
             range (the group config's ``validate()``, e.g. ``benchmark.train_samples_per_task``
             above the dataset's known size; no file is read), or the model does
@@ -35,6 +38,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
             (:func:`check_model_fits_strategy`), or the strategy refuses the benchmark's scenario
             (:func:`check_strategy_fits_scenario`: supermask strategies on class-incremental).
     """
+    check_known_keys(cfg)
     run: RunConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     for registry in REGISTRIES:
         node = getattr(run, registry.kind)
@@ -53,6 +57,49 @@ def resolve(cfg: DictConfig) -> RunConfig:
     check_strategy_fits_scenario(run)
     run.data.root = str(Path(os.path.expanduser(run.data.root)).resolve())
     return run
+
+
+def unknown_keys(node: DictConfig, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """The keys of ``node`` and its sub-nodes that their schema dataclass does not declare,
+    each with the keys it does declare at that level: ``[("strategy.lmc_lrr", ["name",
+    "lmc_lr", ...])]``. Hydra refuses such keys unless they are added with ``+`` (which opens
+    the node), and the dataclass then never sees them: ``OmegaConf.to_object`` drops them.
+    Nodes without a dataclass schema (plain dicts) may hold any key."""
+    out: list[tuple[str, list[str]]] = []
+    schema = OmegaConf.get_type(node)
+    known = ([f.name for f in dataclasses.fields(schema)]
+             if isinstance(schema, type) and dataclasses.is_dataclass(schema) else None)
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if known is not None and key not in known:
+            out.append((path, known))
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            out += unknown_keys(child, f"{path}.")
+    return out
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse a config holding a key that no schema declares (``cl-run strategy=mcsgd
+    +strategy.lmc_lrr=0.1``, ``run(["+foo=1"])``), naming the closest declared key
+    (``difflib``). Adding a config group with ``+`` (``+experiment=NAME``) adds no key.
+
+    Raises:
+        ConfigError: naming each unknown key, and the closest known one where there is one.
+    """
+    problems = []
+    for path, known in unknown_keys(cfg):
+        parent, _, name = path.rpartition(".")
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = (f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close
+                else "")
+        problems.append(f"{path}{hint}")
+    if problems:
+        raise ConfigError(f"unknown config key{'s' if len(problems) > 1 else ''}: "
+                          f"{'; '.join(problems)}. No schema declares "
+                          f"{'them, so they' if len(problems) > 1 else 'it, so it'} would be ignored; "
+                          f"`cl-run --help` and `cl-run --cfg job` list the keys")
 
 
 def check_model_fits_benchmark(run: RunConfig) -> None:

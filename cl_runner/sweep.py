@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,3 +117,49 @@ def leave_when_orphaned(poll_s: float = 1.0) -> Iterator[None]:
     finally:
         with _jobs_lock:
             _jobs["running"] -= 1
+
+
+#: the ``hydra.job.env_set`` entry that tells every job of a sweep which keys the sweep varies
+#: (read by the job folder name, ``conf/config.yaml``: :func:`cl_runner.results.names.job_folder_name`)
+SWEPT_ENV = "CL_RUNNER_SWEPT"
+
+
+def swept_keys(sweep_overrides: Sequence[str], sweeper_params: Iterable[str] = ()) -> list[str]:
+    """The keys a sweep varies: those of its command-line sweep overrides (``a=1,2``,
+    ``range(...)``, ``choice(...)``, ``glob(...)``, ``interval(...)``, as Hydra parses them)
+    and of ``hydra.sweeper.params`` (an Optuna search space), sorted.
+
+    Raises:
+        hydra.errors.OverrideParseException: an override Hydra cannot parse (Hydra reports it
+            the same way when it parses them).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
+    keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    keys.update(str(k) for k in sweeper_params)
+    return sorted(keys)
+
+
+def announce_swept_keys(config: Any) -> None:
+    """Make every job of the sweep ``config`` (Hydra's master config, in
+    ``on_multirun_start``) know which keys the sweep varies, so that its folder name leads
+    with them: a Hydra override ``++hydra.job.env_set.CL_RUNNER_SWEPT='KEY KEY ...'`` added to
+    the overrides Hydra composes every job with (``hydra.overrides.hydra``). Nothing is
+    added when the sweep varies nothing or the overrides do not parse (Hydra then reports
+    them)."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, read_write
+
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    try:
+        keys = swept_keys(list(config.hydra.overrides.task),
+                          params.keys() if params is not None else ())
+    except HydraException:
+        return
+    entry = f"++hydra.job.env_set.{SWEPT_ENV}="
+    with read_write(config.hydra.overrides):
+        kept = [o for o in config.hydra.overrides.hydra if not str(o).startswith(entry)]
+        if keys:
+            kept.append(f"{entry}'{' '.join(keys)}'")
+        config.hydra.overrides.hydra = kept

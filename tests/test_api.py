@@ -121,3 +121,30 @@ def test_import_cl_runner_is_cheap_and_run_comes_on_first_use():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.splitlines()
     assert out == ["[]", "True True False"]
+
+
+def test_unknown_plus_keys_are_refused_and_a_string_of_overrides_is_accepted(
+        tmp_path, mnist_small_test_set, monkeypatch):
+    """Issue 34: ``+key=value`` added a key no schema knows and the run went on with it
+    ignored; a string was split into its characters."""
+    from cl_runner import run
+    from cl_runner.api import compose_config
+
+    monkeypatch.setenv("CL_RUNNER_DATA", str(mnist_small_test_set))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown config key: foo\. No schema"):
+        run(["+foo=1", *OVERRIDES])
+    with pytest.raises(ConfigError, match=r"strategy\.lmc_lrr \(did you mean strategy\.lmc_lr\?\)"):
+        run(["strategy=mcsgd", "+strategy.lmc_lrr=0.1", *OVERRIDES], out_dir=tmp_path / "typo")
+    assert list(tmp_path.iterdir()) == []  # no run folder, no log: nothing written
+    # a config group added with + still composes and resolves (a paper's preset)
+    from omegaconf import open_dict
+
+    from cl_runner.dispatch import resolve
+    cfg = compose_config(["+experiment=rotated_mnist_mcsgd"])
+    with open_dict(cfg):
+        del cfg["hydra"]
+    assert resolve(cfg).strategy.name == "mcsgd"
+    # one string, split as a shell splits a command line
+    result = run(" ".join(["strategy=naive", "seed=2", *OVERRIDES]), out_dir=tmp_path / "s")
+    assert result.summary["strategy"] == "naive" and result.summary["seed"] == 2

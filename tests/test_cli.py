@@ -54,3 +54,17 @@ def test_make_help_has_no_colour_codes_when_piped():
     assert "\x1b" not in proc.stdout
     assert any(line.startswith("  test       the fast test suite")
                for line in proc.stdout.splitlines()), proc.stdout
+
+
+def test_an_unknown_key_added_with_plus_is_refused_naming_the_closest(tmp_path, mnist_root):
+    """Issue 34: ``cl-run strategy=mcsgd +strategy.lmc_lrr=0.1`` ran with the key ignored."""
+    env = dict(os.environ, CL_RUNNER_DATA=str(mnist_root))
+    proc = subprocess.run([sys.executable, "-m", "cl_runner", "strategy=mcsgd",
+                           "+strategy.lmc_lrr=0.1", "progress=false", "benchmark.num_tasks=2",
+                           "benchmark.train_samples_per_task=300", "hardware.num_threads=1",
+                           f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "unknown config key: strategy.lmc_lrr (did you mean strategy.lmc_lr?)" in \
+        proc.stderr.replace("\n", " ")
+    assert not (tmp_path / "run" / "summary.json").exists()

@@ -107,6 +107,12 @@ def test_a_three_trial_optuna_search_runs_and_a_second_launch_continues_the_stud
                                         "strategy.beta"}
     # the trials' values were used: each job's config holds its sampled learning rate
     assert len({j["config"]["optimizer"]["lr"] for j in jobs}) == 3
+    # trial folders lead with the search space's values (not the fixed overrides), no hardware
+    for path in (tmp_path / "search").glob("*/summary.json"):
+        name, config = path.parent.name, json.loads(path.read_text())["config"]
+        assert name.startswith(f"optimizer.gamma={config['optimizer']['gamma']},optimizer.lr="
+                               f"{config['optimizer']['lr']},strategy.beta="), name
+        assert "hardware" not in name
 
     second = optuna_search(tmp_path / "search", storage, 2, mnist_root)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -21,6 +21,7 @@ from cl_runner import summarize as S
 from cl_runner.cli import CONF_DIR, override_arg
 from cl_runner.experiment import run_experiment
 from cl_runner.results import run_folder as rf
+from cl_runner.results.names import MAX_NAME, job_folder_name
 from tests.conftest import compose_run, run_crashing_after_task
 from tests.test_summarize import make_run
 
@@ -152,8 +153,8 @@ def test_second_sweep_into_the_same_dir_adds_folders(tmp_path, mnist_root):
                    mnist_root)
     assert first.returncode == 0, first.stderr[-3000:]
     [old] = [p for p in sweep_dir.iterdir() if p.is_dir()]
-    assert old.name == ("benchmark.num_tasks=2,benchmark.train_samples_per_task=200,"
-                        "hardware.num_threads=1,hardware=cpu,seed=1,strategy=naive")  # no progress
+    # strategy and seed first; no progress, no hardware (result-neutral, not swept)
+    assert old.name == "strategy=naive,seed=1,benchmark.num_tasks=2,benchmark.train_samples_per_task=200"
     before = folder_bytes(old)
     second = cl_run(["-m", "strategy=naive", "seed=2,3", *TINY, f"hydra.sweep.dir={sweep_dir}"],
                     mnist_root)
@@ -187,13 +188,14 @@ def test_sweep_job_refused_in_a_folder_of_another_config_the_others_run(tmp_path
 
 
 def test_job_folder_names():
-    assert rf.job_folder_name("seed=1,strategy=naive", "fb") == "seed=1,strategy=naive"
-    assert rf.job_folder_name("benchmark.x=a/b", "fb") == "benchmark.x=a_b"  # no subfolder
-    assert rf.job_folder_name("", "rotated_mnist_naive_seed1") == "rotated_mnist_naive_seed1"
+    assert job_folder_name(["strategy=naive", "seed=1"]) == "strategy=naive,seed=1"
+    assert job_folder_name(["benchmark.x=a/b"]) == "benchmark.x=a_b"  # no subfolder
+    assert job_folder_name([], fallback="rotated_mnist_naive_seed1") == "rotated_mnist_naive_seed1"
+    assert job_folder_name(["progress=false"], fallback="fb") == "fb"  # only neutral keys
     long_a, long_b = "k=" + "a" * 300, "k=" + "a" * 299 + "b"
-    name_a, name_b = rf.job_folder_name(long_a, "fb"), rf.job_folder_name(long_b, "fb")
-    assert len(name_a.encode()) <= rf.MAX_NAME and name_a != name_b
-    assert name_a == rf.job_folder_name(long_a, "fb")  # the same overrides, the same folder
+    name_a, name_b = job_folder_name([long_a]), job_folder_name([long_b])
+    assert len(name_a.encode()) <= MAX_NAME and name_a != name_b
+    assert name_a == job_folder_name([long_a])  # the same overrides, the same folder
     # the resume hint names such a folder in a form the shell and Hydra's grammar pass on
     assert override_arg("hydra.run.dir", "/s/seed=1,strategy=naive") == \
         "\"hydra.run.dir='/s/seed=1,strategy=naive'\""
@@ -204,7 +206,7 @@ def test_job_folder_names():
                                            "force=true", "data.root=/d/x"],
                       return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
-    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "seed=2,strategy=mcsgd"
+    assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "strategy=mcsgd,seed=2"
 
 
 def test_summarize_lists_interrupted_and_running_runs(tmp_path, capsys):

@@ -221,7 +221,7 @@ def reference(cluster, tmp_path_factory, mnist_root) -> Path:
     code, out = Sweep(sweep_dir, ["seed=1,2"], mnist_root, "launch").wait()
     assert code == 0, out
     folders = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
-    assert [f.name.rsplit(",", 1)[-1] for f in folders] == ["seed=1", "seed=2"]
+    assert [f.name.split(",", 1)[0] for f in folders] == ["seed=1", "seed=2"]  # swept: first
     assert all(summary(f)["status"] == "complete" for f in folders)
     ids = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir()
            if p.name[0].isdigit()}  # SLURM job ids (array jobs: ID_TASK)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -153,12 +156,19 @@ def test_grouping_by_a_swept_key(tmp_path):
     assert acc.loc["0.01", "mean"] == pytest.approx(0.5) and acc.loc["0.1", "mean"] == pytest.approx(0.8)
     assert acc.loc["0.1", "std"] == pytest.approx(math.sqrt(0.02))
     assert list(acc["n_seeds"]) == [2, 2]
-    # explicit grouping: one group over both learning rates (4 runs, two per seed...)
+    # explicit grouping by strategy alone: the runs of two learning rates are not one
+    # experiment, so the learning rate is added (and said): no run dropped as a "duplicate"
     merged = S.summarize([root], group_by=["strategy"], out=tmp_path / "out2", plots=False)
-    assert [g.values for g in merged.groups] == [("naive",)]
-    # ... where a repeated seed is a duplicate, listed and counted once
-    assert len(merged.groups[0].runs) == 2
-    assert sorted(r.status for r in merged.excluded) == ["duplicate", "duplicate"]
+    assert merged.group_keys == ["strategy", "optimizer.lr"]
+    assert [g.values for g in merged.groups] == [("naive", "0.01"), ("naive", "0.1")]
+    assert [len(g.runs) for g in merged.groups] == [2, 2] and not merged.excluded
+    assert merged.problems == ["grouped by optimizer.lr too: runs of a group differed in it"]
+    # a real duplicate (same experiment and seed, another thread count) is listed, counted once
+    make_run(root, "4", "naive", 1, m, avg=0.4, lr=0.01,
+             overrides=["strategy=naive", "seed=1", "optimizer.lr=0.01", "hardware.num_threads=4"])
+    again = S.summarize([root], out=tmp_path / "out3", plots=False)
+    assert [len(g.runs) for g in again.groups] == [2, 2]
+    assert [r.status for r in again.excluded] == ["duplicate"]
 
 
 def test_incomplete_failed_and_corrupt_runs_are_reported_not_averaged(sweep, tmp_path, capsys):
@@ -222,19 +232,53 @@ def test_markdown_and_latex_parse(sweep, tmp_path):
     assert all(len(r) == len(header) for r in body)
     assert body[1][:4] == ["rotated_mnist", "naive", "3", "60.00 ± 10.00"]
 
-    tex = (out / "summary.tex").read_text().splitlines()
-    begin = next(ln for ln in tex if ln.startswith("\\begin{tabular}"))
-    spec = begin[len("\\begin{tabular}{"):-1]
-    i_top, i_mid, i_bot = (tex.index(x) for x in ("\\toprule", "\\midrule", "\\bottomrule"))
-    assert i_top < i_mid < i_bot and tex[-1] == "\\end{tabular}"
-    head = tex[i_top + 1:i_mid]
-    body_tex = tex[i_mid + 1:i_bot]
-    assert len(head) == 1 and len(body_tex) == 2
-    for line in head + body_tex:
+    tex = (out / "summary.tex").read_text()
+    check_latex_table(tex, rows=2)
+    lines = tex.splitlines()
+    body = lines[lines.index("\\midrule") + 1:lines.index("\\bottomrule")]
+    cells = body[1].removesuffix(" \\\\").split(" & ")
+    # display names; the constant benchmark left to the caption; n per row (2 and 3 seeds)
+    assert cells[:4] == ["Naive", "3", "$60.00$", "${}\\pm{}10.00$"]
+    assert cells[4:6] == ["$0.200$", "${}\\pm{}0.200$"]  # forgetting as a fraction
+    assert cells[6:8] == ["$-0.100$", ""]  # the same BWT for every seed: no std
+    mcsgd = body[0].removesuffix(" \\\\").split(" & ")
+    assert mcsgd[:3] == ["MC-SGD", "2", "$\\mathbf{85.00}$"]  # the best accuracy
+    assert mcsgd[4] == "$\\mathbf{0.050}$"  # the lowest forgetting is the best
+    assert "\\caption{Rotated MNIST. Mean $\\pm$ sample std (ddof=1) over the $n$ seeds" in tex
+    assert "rotated" not in tex and "mcsgd" not in tex
+
+
+def check_latex_table(tex: str, rows: int) -> None:
+    """A booktabs table float whose every row has as many cells as the column spec."""
+    lines = tex.splitlines()
+    assert lines[0] == "\\begin{table}" and lines[-1] == "\\end{table}"
+    begin = next(ln for ln in lines if ln.startswith("\\begin{tabular}"))
+    spec = begin[len("\\begin{tabular}{"):-1].replace("@{}", "")
+    i_top, i_mid, i_bot = (lines.index(x) for x in ("\\toprule", "\\midrule", "\\bottomrule"))
+    assert i_top < i_mid < i_bot
+    head, body = lines[i_top + 1:i_mid], lines[i_mid + 1:i_bot]
+    assert len(head) == 1 and len(body) == rows
+    width = sum(int(m) for m in re.findall(r"\\multicolumn\{(\d+)\}", head[0]))
+    assert head[0].count(" & ") + 1 + width - head[0].count("\\multicolumn") == len(spec)
+    for line in body:
         assert line.endswith("\\\\") and line.count(" & ") + 1 == len(spec)
-    cells = body_tex[1].removesuffix(" \\\\").split(" & ")
-    assert cells[:4] == ["rotated\\_mnist", "naive", "3", "$60.00 \\pm 10.00$"]
-    assert cells[4] == "$0.200 \\pm 0.200$"  # forgetting as a fraction
+
+
+def test_the_latex_table_compiles_with_pdflatex(sweep, tmp_path):
+    """summary.tex inside a minimal article with booktabs compiles (skipped without
+    pdflatex: Debian's texlive-latex-recommended has it and booktabs)."""
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-recommended)")
+    out = tmp_path / "out"
+    S.summarize([sweep], out=out, plots=False)
+    doc = tmp_path / "paper.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                   f"\\input{{{out / 'summary.tex'}}}\n\\end{{document}}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                           doc.name], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (tmp_path / "paper.pdf").stat().st_size > 1000
+    assert "Undefined" not in proc.stdout and "Missing" not in proc.stdout
 
 
 def test_metric_choice_and_plots(sweep, tmp_path):
@@ -268,3 +312,75 @@ def test_command_line_options(sweep, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert S.main([str(empty)]) == 2
+
+
+def test_runs_differing_in_12_keys_summarize_without_error_and_drop_no_run(tmp_path):
+    """Issue 34: single runs of the README examples differ in 12 keys, hardware ones among
+    them: the summary grouped by all of them, built a file name longer than 255 bytes and
+    crashed (Errno 36); with group_by=[benchmark,strategy] runs of another task count were
+    dropped as duplicates. Result-neutral keys are not grouped by, the file names stay short,
+    and every complete run is in a group."""
+    root = tmp_path / "runs"
+    neutral = {"hardware.num_threads": [1, 2], "hardware.device": ["cpu", "cuda"],
+               "progress": [True, False], "eval.every_steps": [None, 100],
+               "data.root": ["/a/very/long/data/root/" + "x" * 40, "/data"]}
+    relevant = {"benchmark.num_tasks": [2, 3], "optimizer.lr": [0.01, 0.05],
+                "optimizer.momentum": [0.0, 0.8], "model.dropout": [0.0, 0.25],
+                "benchmark.batch_size": [10, 64], "model.hidden_sizes": [[256, 256], [100, 100]],
+                "strategy.lmc_lr_long_named_key_" + "y" * 30: [0.1, 0.2]}
+    assert len(neutral) + len(relevant) == 12
+    runs = []
+    for i in range(4):  # run i takes value i % 2 of some keys, (i // 2) % 2 of others
+        pick = {k: v[(i + j) % 2 if j % 2 else (i // 2) % 2]
+                for j, (k, v) in enumerate({**neutral, **relevant}.items())}
+        tasks = pick["benchmark.num_tasks"]
+        matrix = np.tril(np.full((tasks, tasks), 0.5 + 0.05 * i)).tolist()
+        folder = make_run(root, f"run{i}", "naive", 1, matrix, avg=0.5 + 0.05 * i,
+                          overrides=[f"{k}={v}" for k, v in pick.items()])
+        data = json.loads((folder / "summary.json").read_text())
+        for key, value in pick.items():
+            node = data["config"]
+            *path, last = key.split(".")
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = value
+        (folder / "summary.json").write_text(json.dumps(data))
+        runs.append(folder)
+    for group_by in (None, ["benchmark", "strategy"]):
+        summary = S.summarize([root], group_by=group_by, out=tmp_path / f"out{group_by is None}",
+                              plots=False)  # the heatmaps take the matrices' names (slug)
+        assert not summary.excluded  # nothing dropped, nothing a "duplicate"
+        assert sorted(str(r.path) for g in summary.groups for r in g.runs) == \
+            sorted(str(p) for p in runs)
+        assert "benchmark.num_tasks" in summary.group_keys
+        assert not [k for k in summary.group_keys if k.split(".")[0] in
+                    ("hardware", "progress", "eval", "data")]
+        assert all(len(f.name.encode()) <= 255 for f in summary.files)
+        assert len(list((tmp_path / f"out{group_by is None}" / "matrices").iterdir())) == 8
+        assert {len({r.get("num_tasks") for r in g.runs}) for g in summary.groups} == {1}
+
+
+@pytest.mark.parametrize("wide_keys", [False, True])
+def test_off_a_terminal_the_table_shows_every_number(sweep, tmp_path, capsys, monkeypatch,
+                                                     wide_keys):
+    """Issue 34: piped, the table was cut at 200 columns with numbers truncated
+    (``88.63 ± n...``), COLUMNS=300 or not. Every cell is now printed whole: metric columns
+    stacked (or, with grouping columns too wide for one metric, a long table)."""
+    monkeypatch.setenv("COLUMNS", "300")
+    if wide_keys:  # a swept key with a long value: the grouping columns alone are too wide
+        for i, folder in enumerate(sorted(p for p in sweep.iterdir() if p.is_dir())):
+            data = json.loads((folder / "summary.json").read_text())
+            data["config"]["model"]["note"] = ("a-very-long-model-description-" * 6) + str(i % 2)
+            (folder / "summary.json").write_text(json.dumps(data))
+    metrics = [m for m in S.METRICS if m not in ("task_cost_floats", "total_cost_floats")]
+    argv = [str(sweep), f"out={tmp_path / 'out'}", "plots=false", f"metrics=[{','.join(metrics)}]"]
+    assert S.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and "..." not in out
+    assert max(len(line) for line in out.splitlines()) <= 200
+    summary = S.summarize([sweep], metrics=metrics, out=tmp_path / "again", plots=False)
+    frame = S.wide_table(summary)
+    assert len(frame.columns) > 12
+    for column in frame.columns[len(summary.group_keys) + 1:]:
+        for cell in frame[column]:
+            assert str(cell) in out, (column, cell)

@@ -30,10 +30,10 @@ def cl_run(args: list[str], mnist_root: Path, timeout: int = 300) -> subprocess.
                           text=True, timeout=timeout, env=env)
 
 
-def job_name(*overrides: str) -> str:
-    """The folder of the sweep job with these overrides besides TINY's (as Hydra names it)."""
-    return ",".join(sorted(["benchmark.num_tasks=2", "benchmark.train_samples_per_task=500",
-                            "hardware.num_threads=1", *overrides]))
+def job_name(*swept: str) -> str:
+    """The folder of the sweep job with these swept overrides (strategy first, then seed) and
+    TINY's: the swept values lead, the result-neutral hardware.num_threads is left out."""
+    return ",".join([*swept, "benchmark.num_tasks=2", "benchmark.train_samples_per_task=500"])
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:
@@ -58,8 +58,8 @@ def sweep_2x2(tmp_path_factory, mnist_root) -> Path:
 def test_multirun_writes_one_folder_per_job_and_summarizes(sweep_2x2, tmp_path):
     folders = job_folders(sweep_2x2)
     assert [p.name for p in folders] == [  # named by the job's overrides, not its number
-        job_name("seed=1", "strategy=mcsgd"), job_name("seed=1", "strategy=naive"),
-        job_name("seed=2", "strategy=mcsgd"), job_name("seed=2", "strategy=naive")]
+        job_name("strategy=mcsgd", "seed=1"), job_name("strategy=mcsgd", "seed=2"),
+        job_name("strategy=naive", "seed=1"), job_name("strategy=naive", "seed=2")]
     for folder in folders:
         for name in ("accuracy_matrix.csv", "metrics.csv", "summary.json", ".hydra/config.yaml"):
             assert (folder / name).is_file(), folder / name
@@ -91,7 +91,7 @@ def test_relaunch_skips_complete_jobs_and_force_reruns(sweep_2x2, mnist_root):
     assert "average accuracy" not in proc.stdout  # no run table: nothing trained
     assert summaries(sweep_2x2) == before          # the results were not rewritten
     # force=true re-runs (here the first job only), in the same folder
-    first = sweep_2x2 / job_name("seed=1", "strategy=naive")
+    first = sweep_2x2 / job_name("strategy=naive", "seed=1")
     proc = cl_run(["strategy=naive", "seed=1", *TINY, "force=true", f"hydra.run.dir='{first}'"],
                   mnist_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -114,8 +114,9 @@ def test_a_job_refused_for_its_value_leaves_no_record_and_the_others_complete(tm
     assert proc.returncode != 0  # Hydra reports the failed job when the sweep ends
     assert "hardware.num_threads must be >= 1" in proc.stderr
     assert "left as it was" in proc.stdout + proc.stderr  # not "recorded in": nothing written
-    name = "benchmark.num_tasks=2,benchmark.train_samples_per_task=500,hardware.num_threads={}," \
-           "seed=1,strategy=naive"
+    # the swept thread count leads the names (result-neutral, but what differs here)
+    name = "hardware.num_threads={},strategy=naive,seed=1,benchmark.num_tasks=2," \
+           "benchmark.train_samples_per_task=500"
     ok = json.loads((sweep_dir / name.format(1) / "summary.json").read_text())
     assert ok["status"] == "complete"
     bad = sweep_dir / name.format(0)
@@ -136,12 +137,14 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(sweep_2x2, tmp_path
     assert sorted(runs) == [job_name("seed=1", "strategy=naive"), job_name("seed=2", "strategy=naive")]
     assert all(r["status"] == "complete" for r in runs.values())
     # the same jobs as the sequential sweep give the same numbers
-    basic = summaries(sweep_2x2)
-    for name, run in runs.items():
-        assert run["average_accuracy"] == basic[name]["average_accuracy"]
+    basic = summaries(sweep_2x2)  # named with the strategy first: it was swept there
+    for seed in (1, 2):
+        name, there = job_name(f"seed={seed}", "strategy=naive"), \
+            job_name("strategy=naive", f"seed={seed}")
+        assert runs[name]["average_accuracy"] == basic[there]["average_accuracy"]
         pd.testing.assert_frame_equal(
             pd.read_csv(sweep_dir / name / "accuracy_matrix.csv"),
-            pd.read_csv(sweep_2x2 / name / "accuracy_matrix.csv"))
+            pd.read_csv(sweep_2x2 / there / "accuracy_matrix.csv"))
 
 
 def session_processes(sid: int) -> list[int]:

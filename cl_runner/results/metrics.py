@@ -120,6 +120,8 @@ class Metric:
             table to show the row (``stores_per_task``); None: shown whenever present.
         source: where the value comes from, for the reader (``matrix``, ``run``,
             ``continual``, ``task_il``, ``task_inferred``, ``confusion``, ``cost``).
+        better: ``higher`` or ``lower``: which way the metric is better (cl-summarize's LaTeX
+            table sets the best of each column in bold); None: not a score (time, cost).
     """
 
     name: str
@@ -132,10 +134,13 @@ class Metric:
     default: bool = False
     shown_if: str | None = None
     source: str = "matrix"
+    better: str | None = "higher"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"metric {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.better not in ("higher", "lower", None):
+            raise ValueError(f"metric {self.name!r}: better must be 'higher', 'lower' or None")
 
     def scale(self) -> float:
         """Factor from the stored value to the shown one (100 for ``percent``)."""
@@ -173,7 +178,7 @@ for _metric in (
     Metric("average_accuracy", "avg acc (%)", r"Avg.\ acc.\ (\%)", "percent",
            "average accuracy", average_accuracy, default=True),
     Metric("forgetting", "forgetting", "Forgetting", "fraction", "forgetting", forgetting,
-           default=True),
+           default=True, better="lower"),
     Metric("backward_transfer", "BWT", "BWT", "fraction", "backward transfer",
            backward_transfer, default=True),
     Metric("learning_accuracy", "learning acc (%)", r"Learn.\ acc.\ (\%)", "percent",
@@ -186,7 +191,7 @@ for _metric in (
     Metric("task_il_average_accuracy", "avg acc, task-IL (%)", r"Avg.\ acc., task-IL (\%)",
            "percent", "average accuracy, task-incremental", source="task_il"),
     Metric("task_il_forgetting", "forgetting, task-IL", "Forgetting, task-IL", "fraction",
-           "forgetting, task-incremental", source="task_il"),
+           "forgetting, task-incremental", source="task_il", better="lower"),
     # class-incremental benchmarks, from the confusion counts of every task end
     # (confusion.csv; cl_runner.results.class_metrics gives each one's source)
     Metric("average_incremental_accuracy", "avg incremental acc (%)",
@@ -199,7 +204,8 @@ for _metric in (
            "accuracy on new classes", class_metrics.final_new_class_accuracy,
            source="confusion"),
     Metric("task_recency_bias", "task-recency bias", "Task-recency bias", "fraction",
-           "task-recency bias", class_metrics.final_task_recency_bias, source="confusion"),
+           "task-recency bias", class_metrics.final_task_recency_bias, source="confusion",
+           better=None),
     # supermask strategies on task-incremental benchmarks (absent elsewhere, so n/a): average
     # accuracy and forgetting with the task inferred (a diagnostic: on the other scenarios it
     # is the headline); task-inference accuracy (accuracy_matrix_task_*.csv)
@@ -207,25 +213,26 @@ for _metric in (
            r"Avg.\ acc., task inferred (\%)", "percent", "average accuracy, task inferred",
            source="task_inferred"),
     Metric("task_inferred_forgetting", "forgetting, task inferred", r"Forgetting, task inferred",
-           "fraction", "forgetting, task inferred", source="task_inferred"),
+           "fraction", "forgetting, task inferred", source="task_inferred", better="lower"),
     Metric("task_inference_average_accuracy", "task inference acc (%)",
            r"Task inference acc.\ (\%)", "percent", "task inference accuracy",
            source="task_inferred"),
     # every strategy: float32 equivalents stored per task alone and in all
     # (experiment.parameter_cost_summary)
     Metric("task_cost_floats", "floats stored per task", r"Floats stored per task", "floats",
-           "floats stored per task (mean)", shown_if="stores_per_task", source="cost"),
+           "floats stored per task (mean)", shown_if="stores_per_task", source="cost",
+           better=None),
     Metric("total_cost_floats", "floats stored in all", r"Floats stored in all", "floats",
-           "floats stored in all", source="cost"),
+           "floats stored in all", source="cost", better=None),
     # continual evaluation (eval.every_steps; cl_runner.results.continual_metrics)
     Metric("min_acc", "min-ACC (%)", r"min-ACC (\%)", "percent", "min-ACC", source="continual"),
     Metric("wc_acc", "WC-ACC (%)", r"WC-ACC (\%)", "percent", "WC-ACC", source="continual"),
     Metric("stability_gap_depth", "gap depth (pp)", r"Gap depth (pp)", "percent",
-           "stability gap depth", source="continual"),
+           "stability gap depth", source="continual", better="lower"),
     Metric("wall_time_seconds", "wall time (s)", r"Time (s)", "seconds", "wall time",
-           default=True, source="run"),
+           default=True, source="run", better=None),
     Metric("steps_per_second", "steps/s", r"Steps/s", "per_second", "steps per second",
-           source="run"),
+           source="run", better=None),
 ):
     declare(_metric)
 

@@ -358,27 +358,3 @@ def clear_results(out_dir: str | Path) -> list[Path]:
         else:
             path.unlink()
     return removed
-
-
-# --------------------------------------------------------------------------- folder names
-
-#: longest sweep job folder name (bytes); longer names are cut and end with a hash of the whole
-MAX_NAME = 120
-
-
-def job_folder_name(override_dirname: str, fallback: str) -> str:
-    """The name of a sweep job's folder, from Hydra's ``hydra.job.override_dirname`` (the job's
-    overrides, sorted, ``key=value`` joined by ``,``; ``conf/config.yaml`` lists the keys left
-    out): ``/`` in values becomes ``_`` (no nested folders), a name over :data:`MAX_NAME` bytes
-    is cut and ends with ``~`` and 8 hex digits of its SHA-1 (still one name per set of
-    overrides), and an empty one (no override) is ``fallback``. Registered as the resolver
-    ``cl_job_dir``."""
-    import hashlib
-
-    name = override_dirname.replace("/", "_").strip() or fallback
-    raw = name.encode("utf-8")
-    if len(raw) <= MAX_NAME:
-        return name
-    digest = hashlib.sha1(raw).hexdigest()[:8]
-    head = raw[:MAX_NAME - 9].decode("utf-8", errors="ignore")
-    return f"{head}~{digest}"

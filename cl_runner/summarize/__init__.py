@@ -47,7 +47,6 @@ from cl_runner.summarize.command import (
 from cl_runner.summarize.formatting import (
     format_cell,
     rich_tables,
-    to_latex,
     to_markdown,
     wide_table,
 )
@@ -61,6 +60,7 @@ from cl_runner.summarize.grouping import (
     slug,
     swept_keys,
 )
+from cl_runner.summarize.latex import to_latex
 from cl_runner.summarize.plots import plot_curves, plot_final_accuracy, plot_heatmaps
 from cl_runner.summarize.runs import (
     ACCURACY_MATRIX,

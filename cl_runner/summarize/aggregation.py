@@ -14,6 +14,7 @@ from cl_runner.results.metrics import average_accuracy_curve
 from cl_runner.summarize.grouping import (
     config_value,
     default_group_keys,
+    differing_result_keys,
     display_value,
     group_label,
 )
@@ -124,12 +125,9 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
         if any(stores_per_task(r) for r in complete):
             metrics = (*metrics, "task_cost_floats", "total_cost_floats")
     keys = list(group_keys) if group_keys else default_group_keys(complete)
-    by_values: dict[tuple[str, ...], list[RunRecord]] = {}
-    for record in complete:
-        values = tuple(display_value(config_value(record, k)) for k in keys)
-        by_values.setdefault(values, []).append(record)
-    groups: list[Group] = []
     problems: list[str] = []
+    by_values = _group(complete, keys, problems)
+    groups: list[Group] = []
     for values in sorted(by_values, key=_sort_key):
         runs: list[RunRecord] = []
         seen: dict[str, RunRecord] = {}
@@ -163,6 +161,27 @@ def aggregate(records: Sequence[RunRecord], group_keys: Sequence[str] | None = N
     runs_frame = pd.DataFrame(run_rows, columns=["path", "status", "reason", "seed", *keys])
     excluded = [r for r in records if r.status != "complete"]
     return Summary(keys, list(metrics), groups, table, runs_frame, excluded, problems)
+
+
+def _group(records: Sequence[RunRecord], keys: list[str],
+           problems: list[str]) -> dict[tuple[str, ...], list[RunRecord]]:
+    """The runs by their values of ``keys``. Runs of one group must be the same experiment:
+    when some differ in a key that changes results (``benchmark.num_tasks``...), that key is
+    added to ``keys`` (and ``problems`` says so), so no run is merged with, or counted as a
+    duplicate of, another experiment."""
+    while True:
+        by_values: dict[tuple[str, ...], list[RunRecord]] = {}
+        for record in records:
+            values = tuple(display_value(config_value(record, k)) for k in keys)
+            by_values.setdefault(values, []).append(record)
+        extra: list[str] = []
+        for runs in by_values.values():
+            extra += [k for k in differing_result_keys(runs) if k not in keys + extra]
+        if not extra:
+            return by_values
+        problems.append(f"grouped by {', '.join(extra)} too: runs of a group differed in "
+                        f"{'it' if len(extra) == 1 else 'them'}")
+        keys += extra
 
 
 def _aggregate_group(values: tuple[str, ...], runs: list[RunRecord], keys: Sequence[str],

@@ -18,8 +18,9 @@ from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 from cl_runner.summarize.aggregation import Summary, aggregate
 from cl_runner.summarize.confusion import plot_confusion
 from cl_runner.summarize.continual import plot_continual
-from cl_runner.summarize.formatting import rich_tables, to_latex, to_markdown
+from cl_runner.summarize.formatting import rich_tables, to_markdown
 from cl_runner.summarize.grouping import group_label, slug
+from cl_runner.summarize.latex import to_latex
 from cl_runner.summarize.plots import plot_curves, plot_final_accuracy, plot_heatmaps
 from cl_runner.summarize.runs import (
     DEFAULT_METRICS,
@@ -140,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``cl-summarize``: print the table and write the files; returns the exit status
     (0 done, possibly with runs left out and listed; 1 no complete run; 2 a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # off a terminal: tables up to 200 columns, text (paths) never wrapped, no colour codes
+    # off a terminal: tables up to 200 columns (metric columns stacked to fit), text (paths)
+    # never wrapped, no colour codes
     console, err = make_console(), make_console(stderr=True)
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(USAGE.format(metrics=", ".join(METRICS)))
@@ -152,16 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SummarizeError as exc:
         err.print(f"[bold red]cl-summarize:[/] {escape(str(exc))}")
         return 2
-    if options.format == TableFormat.rich:
-        for table in rich_tables(summary):
+    if options.format == TableFormat.rich:  # every number whole: columns stacked to fit
+        for table in rich_tables(summary, width=console.width):
             console.print(table)
     else:
         text = {TableFormat.markdown: to_markdown, TableFormat.latex: to_latex,
                 TableFormat.csv: lambda s: s.table.to_csv(index=False)}[options.format](summary)
         print(text, end="")
         if options.format != TableFormat.markdown and summary.excluded:
-            for table in rich_tables(summary)[1:]:
-                err.print(table)
+            err.print(rich_tables(summary)[-1])  # the runs left out
     for problem in summary.problems:
         err.print(f"[yellow]warning:[/] {escape(problem)}")
     out_dir = summary.files[0].parent if summary.files else None

@@ -1,16 +1,19 @@
-"""Formatting a summary: ``mean ± std`` cells, Markdown, LaTeX and rich tables."""
+"""Formatting a summary: ``mean ± std`` cells, Markdown and rich tables (LaTeX: ``latex.py``)."""
 
 from __future__ import annotations
 
+import io
 import math
-import re
 from typing import Any
 
 import pandas as pd
+from rich.cells import cell_len
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cl_runner.summarize.aggregation import Summary
+from cl_runner.summarize.grouping import group_label
 from cl_runner.summarize.runs import METRICS, stores_per_task
 
 
@@ -83,41 +86,70 @@ def to_markdown(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tex_escape(text: str) -> str:
-    return re.sub(r"([_%&#$])", r"\\\1", str(text))
-
-
-def to_latex(summary: Summary) -> str:
-    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), one row per group."""
-    frame = wide_table(summary, latex=True)
-    n_keys = len(summary.group_keys)
-    spec = "l" * n_keys + "r" + "c" * len(summary.metrics)
-    header = [_tex_escape(k) for k in summary.group_keys] + ["$n$"] + \
-             [METRICS[m].latex for m in summary.metrics]
-    lines = ["% cl-summarize: mean $\\pm$ sample std (ddof=1) over seeds; n/a: one seed.",
-             "% Accuracy in %, forgetting and BWT as fractions. Needs \\usepackage{booktabs}.",
-             f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(header) + " \\\\",
-             "\\midrule"]
-    for _, row in frame.iterrows():
-        cells = [_tex_escape(v) for v in row.iloc[:n_keys]] + [str(row["seeds"])] + \
-                [str(v) for v in row.iloc[n_keys + 1:]]
-        lines.append(" & ".join(cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def rich_tables(summary: Summary) -> list[Table]:
-    """The summary table and, when some runs were left out, a table of them with reasons."""
-    frame = wide_table(summary)
-    n_runs = sum(len(g.runs) for g in summary.groups)
-    table = Table(title=f"{n_runs} runs in {len(summary.groups)} groups: mean ± sample std "
-                        "(ddof=1) over seeds")
+def _table(title: str | None, frame: pd.DataFrame, n_keys: int) -> Table:
+    table = Table(title=title)
     for i, column in enumerate(frame.columns):
         table.add_column(escape(str(column)), no_wrap=True,
-                         justify="left" if i < len(summary.group_keys) else "right")
+                         justify="left" if i < n_keys else "right")
     for _, row in frame.iterrows():
         table.add_row(*[escape(str(v)) for v in row])
-    tables = [table]
+    return table
+
+
+def rendered_width(renderable: Any) -> int:
+    """The widest line of ``renderable`` laid out without a width limit (columns)."""
+    probe = Console(width=100_000, file=io.StringIO(), color_system=None)
+    with probe.capture() as capture:
+        probe.print(renderable)
+    return max((cell_len(line) for line in capture.get().splitlines()), default=0)
+
+
+def _long_table(title: str, frame: pd.DataFrame, keys: list[str]) -> Table:
+    """One row per group (its label and number of seeds, folded when long) and one per
+    metric below it."""
+    table = Table(title=title, show_header=False)
+    table.add_column("group / metric", overflow="fold")
+    table.add_column("value", no_wrap=True, justify="right")
+    n_keys = len(keys) + 1
+    for _, row in frame.iterrows():
+        n = row['seeds']
+        label = f"{group_label(keys, [str(v) for v in row.iloc[:len(keys)]])} ({n} seed{'s' * (n != 1)})"
+        table.add_row(escape(label), "", style="bold")
+        for column in frame.columns[n_keys:]:
+            table.add_row(escape(f"  {column}"), escape(str(row[column])))
+    return table
+
+
+def summary_tables(summary: Summary, width: int | None = None) -> list[Table]:
+    """The summary as rich tables whose every cell is whole within ``width`` columns (None:
+    one table, however wide). The metric columns are stacked: as many per table as fit
+    beside the grouping columns (repeated in each table); when the grouping columns alone
+    leave no room for one metric, a long table (a row per group, then a row per metric)."""
+    frame = wide_table(summary)
+    n_keys = len(summary.group_keys) + 1  # the grouping keys and the number of seeds
+    n_runs = sum(len(g.runs) for g in summary.groups)
+    title = f"{n_runs} runs in {len(summary.groups)} groups: mean ± sample std (ddof=1) over seeds"
+    whole = _table(title, frame, n_keys)
+    if width is None or rendered_width(whole) <= width:
+        return [whole]
+    keys, metrics = list(frame.columns[:n_keys]), list(frame.columns[n_keys:])
+    chunks: list[list[str]] = []
+    for column in metrics:
+        if chunks and rendered_width(_table(None, frame[keys + chunks[-1] + [column]],
+                                            n_keys)) <= width:
+            chunks[-1].append(column)
+        elif rendered_width(_table(None, frame[keys + [column]], n_keys)) <= width:
+            chunks.append([column])
+        else:
+            return [_long_table(title, frame, summary.group_keys)]
+    return [_table(title if i == 0 else f"(continued, {i + 1}/{len(chunks)})",
+                   frame[keys + chunk], n_keys) for i, chunk in enumerate(chunks)]
+
+
+def rich_tables(summary: Summary, width: int | None = None) -> list[Table]:
+    """The summary's tables (:func:`summary_tables`, every cell whole within ``width``
+    columns) and, when some runs were left out, a table of them with reasons."""
+    tables = summary_tables(summary, width)
     if summary.excluded:
         left = Table(title=f"{len(summary.excluded)} runs not included: "
                            f"{excluded_counts(summary)}", title_style="bold red")
