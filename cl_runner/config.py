@@ -198,11 +198,18 @@ class EvalConfig:
     Attributes:
         every_steps: evaluate the tasks seen so far every N optimizer steps (and at every
             task end) into ``continual_eval.csv``; null (default) = off, no cost at all.
+            Steps of every phase count (MC-SGD's line phase too), so strategies of different
+            batch sizes get different numbers of points per task: see ``every_examples``.
+        every_examples: instead of ``every_steps``: evaluate every E training examples of the
+            stream (``benchmark.batch_size`` per step of the continual phase; replayed
+            examples and a strategy's own phases do not count), so strategies with different
+            batch sizes are sampled at the same points; null (default) = off. Set at most one.
         subset_size: test examples per task in each such evaluation (a fixed, seeded
             subset; the end-of-task accuracy matrix still uses the whole test sets).
     """
 
     every_steps: int | None = None
+    every_examples: int | None = None
     subset_size: int = 1000
 
 

@@ -25,6 +25,18 @@ from cl_runner.summarize.plots import GroupStyles, short_label
 CONTINUAL_EVAL = run_folder.CONTINUAL_EVAL
 
 
+def one_point_per_step(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the periodic (``step``) rows that share their task, step and evaluated
+    task with a ``task_end`` row. When ``eval.every_steps`` divides a task's steps, the last
+    periodic point and the task end fall on the same step; the task end (measured after the
+    strategy's ``after_training``, as the accuracy matrix is) is the one kept."""
+    keys = ["task", "step", "eval_task"]
+    is_end = (frame.point == "task_end").to_numpy()
+    shadowed = pd.MultiIndex.from_frame(frame[keys]).isin(
+        pd.MultiIndex.from_frame(frame.loc[is_end, keys])) & ~is_end
+    return frame[~shadowed]
+
+
 def task_position(frame: pd.DataFrame) -> pd.Series:
     """The x position (in tasks) of every row of a ``continual_eval.csv`` frame:
     ``task - 1 + step / steps of that task`` (the step of its ``task_end`` point)."""
@@ -42,7 +54,7 @@ def group_curves(group: Group) -> pd.DataFrame | None:
         path = Path(run.path) / CONTINUAL_EVAL
         if not path.is_file():
             continue
-        frame = pd.read_csv(path)
+        frame = one_point_per_step(pd.read_csv(path))
         frame["x"] = task_position(frame).round(9)
         frames.append(frame[["x", "eval_task", "accuracy"]])
     if not frames:
@@ -62,6 +74,7 @@ def run_gap_profile(frame: pd.DataFrame) -> pd.Series:
     on i during task k minus its accuracy at the end of task k-1 (fractions), averaged over
     i and k per bin of the fraction of task k done (``PROFILE_BINS`` bins; the task-end point
     is the last bin). Index: the bins' centres in [0, 1]."""
+    frame = one_point_per_step(frame)
     ends = frame[frame.point == "task_end"].set_index(["task", "eval_task"]).accuracy
     steps = frame[frame.point == "task_end"].groupby("task").step.max()
     later = frame[(frame.task >= 2) & (frame.eval_task < frame.task)].copy()
