@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from cl_runner.analysis import lmc
-from cl_runner.plotting import figure, legend_outside, styled, wrap_label
+from cl_runner.plotting import figure, legend_outside, strategy_style, styled, wrap_label
 
-#: colours of the comparisons in every plot
-COLOURS = {"continual": "tab:red", "multitask": "tab:blue", "mcsgd": "tab:green",
-           "custom": "tab:purple"}
+#: colours of the comparisons in every plot: the multitask and MC-SGD paths in their
+#: strategies' colours of every other figure (:func:`~cl_runner.plotting.strategy_style`)
+COLOURS = {"continual": "tab:red", "multitask": strategy_style("multitask")[0],
+           "mcsgd": strategy_style("mcsgd")[0], "custom": "tab:purple"}
 LINESTYLES = ("-", "--", ":", "-.")
 
 
