@@ -161,7 +161,11 @@ class LoggerConfig:
         group: W&B group (e.g. a sweep's name); null = none.
         tags: W&B tags.
         mode: W&B mode: ``online`` (default), ``offline`` (upload later with ``wandb sync``,
-            e.g. on cluster nodes without network) or ``disabled``.
+            e.g. on cluster nodes without network; the run's end logs the command) or
+            ``disabled``.
+        every_steps: the training loss (mean over the window) and learning rate are sent
+            every N optimizer steps (``train/loss``, ``train/lr``); read from the device once
+            per window, never per step.
     """
 
     name: LoggerName = LoggerName.none
@@ -170,6 +174,7 @@ class LoggerConfig:
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     mode: WandbMode = WandbMode.online
+    every_steps: int = 50
 
 
 @dataclass

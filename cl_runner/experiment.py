@@ -322,6 +322,7 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
     if built is not None:
         logger.append(built)
         hooks.append(built)
+        optimizer = _telling(optimizer, built)
     if run.eval.every_steps is not None or run.eval.every_examples is not None:
         hooks.append(ContinualEvalHook(
             benchmark, model, run.eval.every_steps, run.eval.subset_size,
@@ -354,6 +355,16 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             hooks=[ProgressHook(progress, done), *hooks, resume_hook, interrupt], start=start,
         )
     return result, strategy, model, benchmark, data_seconds, resume_hook, hooks
+
+
+def _telling(make_optimizer: Callable[..., Any], logger: MetricLogger) -> Callable[..., Any]:
+    """``make_optimizer`` that also hands each task's optimizer's learning rate to
+    ``logger`` (read once per logging window, a Python float: no host sync)."""
+    def make(params: Any, task: int) -> Any:
+        optimizer = make_optimizer(params, task)
+        logger.learning_rate = lambda: optimizer.param_groups[0]["lr"]
+        return optimizer
+    return make
 
 
 def continual_eval_summary(hooks: list[RunnerHook], num_tasks: int) -> dict[str, Any]:
