@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import sys
@@ -108,9 +109,14 @@ class RunFolderCallback(Callback):
 
 def run() -> float | None:
     """``cl-run``: :func:`app`, with Ctrl-C outside a run's steps (importing PyTorch, reading
-    data) reported in one line, exit 130, instead of a traceback."""
+    data) reported in one line, exit 130, instead of a traceback; output cut off by its
+    reader (``cl-run --help | head``) ends quietly with exit 141 (128 + SIGPIPE), as a Unix
+    tool killed by SIGPIPE does."""
     try:
         return app()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error
+        sys.exit(128 + signal.SIGPIPE)  # when Python flushes stdout at exit
     except KeyboardInterrupt as exc:
         make_console(stderr=True).print(Text(f"interrupted (Ctrl-C{': ' if str(exc) else ''}"
                                              f"{exc}); a run folder already started says "

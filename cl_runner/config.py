@@ -277,6 +277,26 @@ def group_options(group: str, chosen: str | None = None) -> str:
                          break_on_hyphens=False, initial_indent=" " * HELP_INDENT)[HELP_INDENT:]
 
 
+def keys_help(group: str, chosen: str | None = None) -> str:
+    """Help lines of the keys of config group ``group``'s option ``chosen`` (``run``: the
+    run-level keys), from the schema dataclass: type, allowed values, default and the
+    description of its docstring (:mod:`cl_runner.schema_help`). Registered as the resolver
+    ``${cl_runner.keys:GROUP[,CHOSEN]}`` of ``cl-run --help``; ``$`` doubled for the
+    template."""
+    from cl_runner.schema_help import describe_fields
+
+    if group == "run":
+        title, schema = "run-level keys", RunConfig
+        lines = describe_fields(schema)
+    else:
+        registry = {r.kind: r for r in REGISTRIES}.get(group)
+        if registry is None or chosen not in registry:
+            return f"{group}={chosen}: (keys not described)"
+        title, schema = f"{group}={chosen}", registry.get(chosen).config
+        lines = describe_fields(schema, prefix=f"{group}.")
+    return "\n".join([f"{title} ({schema.__name__}):", *lines]).replace("$", "$$")
+
+
 def register_configs() -> None:
     """Store the run schema and one schema per registered component in Hydra's ConfigStore,
     and register the resolvers ``cl_runner.options`` (:func:`group_options`) and
@@ -290,6 +310,8 @@ def register_configs() -> None:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)
     if not OmegaConf.has_resolver("cl_runner.options"):
         OmegaConf.register_new_resolver("cl_runner.options", group_options)
+    if not OmegaConf.has_resolver("cl_runner.keys"):  # cl-run --help: the keys described
+        OmegaConf.register_new_resolver("cl_runner.keys", keys_help)
 
 
 def schema_defaults(schema: type) -> dict[str, Any]:

@@ -298,3 +298,17 @@ def test_paths_recompute_batchnorm_statistics_consistently():
     assert curve["loss"].nunique() == 1  # statistics from the data, whatever the buffers say
     stale = lmc.PointEvaluator(model, bench, task=1, bn_mode="interpolate")
     assert lmc.interpolate(stale, a, b, points=3)["loss"].nunique() == 3
+
+
+def test_cl_analyze_help_describes_every_option(capsys):
+    """Issue 34 item 10: the help listed bare option names."""
+    from cl_runner.analyze.options import AnalyzeOptions
+
+    assert analyze.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "points int = 21 points along each path, end points included." in text
+    assert "batchnorm recompute|interpolate = recompute" in text
+    assert "split test|train = test" in text
+    for name in AnalyzeOptions.__dataclass_fields__:
+        if name != "paths":
+            assert f" {name} " in text, name
