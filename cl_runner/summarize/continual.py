@@ -139,7 +139,7 @@ def gap_profile_figure(summary: Summary, bench: str, groups: list[Group],
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of the new task's steps done")
     ax.set_ylabel("earlier tasks' accuracy minus\nat the task switch (pp)")
-    fig.suptitle(figure_title(f"{bench}: stability gap, {seeds_note(shown)}", width))
+    fig.suptitle(figure_title(f"{bench}: stability gap", width, seeds_note(shown)))
     ax.grid(True, axis="y")
     legend_below(fig, handles, legend_labels(summary, shown), width=width)
     return fit_legend(fig)
@@ -184,9 +184,9 @@ def first_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd
     groups = [g for g, _ in curves]
     _task_lines(ax, num_tasks)
     ax.set_xlim(0, num_tasks)
-    ax.set_xlabel(f"tasks trained ({spacing_note(groups)})")
+    ax.set_xlabel(f"tasks trained\n({spacing_note(groups)})")
     ax.set_ylabel("accuracy on task 1 (%)")
-    fig.suptitle(figure_title(f"{bench}: task 1 during training, {seeds_note(groups)}", width))
+    fig.suptitle(figure_title(f"{bench}: task 1 during training", width, seeds_note(groups)))
     ax.grid(True, axis="y")
     legend_below(fig, handles, legend_labels(summary, groups), width=width)
     return fit_legend(fig)
@@ -219,11 +219,12 @@ def every_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd
         axes[j // cols][j % cols].set_visible(False)
     groups = [g for g, _ in curves]
     labels = legend_labels(summary, groups)
-    fig.supxlabel(f"tasks trained ({spacing_note(groups)})")
+    for j in range(cols):  # the lowest panel of each column names the x axis
+        lowest = max(i for i in range(len(tasks)) if i % cols == j)
+        axes[lowest // cols][j].set_xlabel("tasks trained")
     fig.supylabel("accuracy (%)")
-    fig.suptitle(figure_title(f"{bench}: each task during training, {seeds_note(groups)}",
-                              width))
-    legend_below(fig, handles, labels, width=width)
+    fig.suptitle(figure_title(f"{bench}: each task during training", width, seeds_note(groups)))
+    legend_below(fig, handles, labels, width=width, title=spacing_note(groups))
     return fit_legend(fig)
 
 

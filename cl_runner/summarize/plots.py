@@ -102,9 +102,16 @@ def legend_labels(summary: Summary, groups: list[Group], seeds: bool = True) -> 
             + (f" (n={len(g.runs)})" if show else "") for g in groups]
 
 
-def figure_title(text: str, width: float) -> str:
-    """``text`` wrapped to a title line of ``width`` inches (9 pt)."""
-    return wrap_label(text, title_width(width), max_lines=2)
+def figure_title(text: str, width: float, note: str | None = None) -> str:
+    """``text`` wrapped to title lines of ``width`` inches (9 pt), then ``note`` (what the
+    numbers are: :func:`seeds_note`) after a comma, or on a line of its own when it does not
+    fit."""
+    chars = title_width(width)
+    title = wrap_label(text, chars, max_lines=2)
+    if note is None:
+        return title
+    last = title.rsplit("\n", 1)[-1]
+    return f"{title}, {note}" if len(last) + 2 + len(note) <= chars else f"{title}\n{note}"
 
 
 @styled
@@ -127,7 +134,7 @@ def curves_figure(summary: Summary, bench: str, groups: list[Group],
         handles.append(line)
     ax.set_xlabel("tasks trained")
     ax.set_ylabel("average accuracy\non tasks seen (%)")
-    fig.suptitle(figure_title(f"{bench}: {seeds_note(groups)}", width))
+    fig.suptitle(figure_title(f"{bench}: average accuracy", width, seeds_note(groups)))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True)
     legend_below(fig, handles, legend_labels(summary, groups), width=width)
@@ -242,7 +249,7 @@ def final_accuracy_figure(summary: Summary, width: float = COLUMN_WIDTH):
         if bench:
             ax.set_title(bench, loc="left")
     axes[-1].set_xlabel("final average accuracy (%)")
-    fig.suptitle(figure_title(f"final avg. accuracy, {seeds_note(summary.groups)}", width))
+    fig.suptitle(figure_title("final average accuracy", width, seeds_note(summary.groups)))
     return fig
 
 
