@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import sys
@@ -33,8 +34,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
     (:data:`cl_runner.results.metrics.METRICS`, those with a ``table`` label) that the summary
     holds, formatted by its kind (accuracy in %, forgetting as a fraction, time in s); ``n/a``
     for an undefined value."""
+    where = ("; accuracy on the validation split, held out of the training data"
+             if summary.get("evaluated_on") == "validation" else "")
     table = Table(title=f"{summary['strategy']} on {summary['benchmark']} "
-                        f"({summary['num_tasks']} tasks, seed {summary['seed']})")
+                        f"({summary['num_tasks']} tasks, seed {summary['seed']}{where})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for metric in METRICS.values():
@@ -109,12 +112,32 @@ class RunFolderCallback(Callback):
         record.rename(kept)
         log.info("kept the earlier sweep's record %s as %s", record.name, kept.name)
 
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """After an Optuna search: a table of all its trials (every job folder of the sweep
+        folder, earlier launches too), best first, rounded (:func:`cl_runner.objective.trials_frame`)."""
+        from omegaconf import OmegaConf
+
+        if "optuna" not in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
+            return
+        from cl_runner.objective import trials_frame, trials_table
+
+        params = list(OmegaConf.select(config, "hydra.sweeper.params", default=None) or {})
+        frame = trials_frame(str(config.hydra.sweep.dir), params)
+        if len(frame):
+            make_console().print(trials_table(frame, f"all {len(frame)} trials of "
+                                                     f"{config.hydra.sweep.dir}, best first"))
+
 
 def run() -> float | None:
     """``cl-run``: :func:`app`, with Ctrl-C outside a run's steps (importing PyTorch, reading
-    data) reported in one line, exit 130, instead of a traceback."""
+    data) reported in one line, exit 130, instead of a traceback; output cut off by its
+    reader (``cl-run --help | head``) ends quietly with exit 141 (128 + SIGPIPE), as a Unix
+    tool killed by SIGPIPE does."""
     try:
         return app()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error
+        sys.exit(128 + signal.SIGPIPE)  # when Python flushes stdout at exit
     except KeyboardInterrupt as exc:
         make_console(stderr=True).print(Text(f"interrupted (Ctrl-C{': ' if str(exc) else ''}"
                                              f"{exc}); a run folder already started says "

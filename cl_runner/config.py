@@ -161,7 +161,11 @@ class LoggerConfig:
         group: W&B group (e.g. a sweep's name); null = none.
         tags: W&B tags.
         mode: W&B mode: ``online`` (default), ``offline`` (upload later with ``wandb sync``,
-            e.g. on cluster nodes without network) or ``disabled``.
+            e.g. on cluster nodes without network; the run's end logs the command) or
+            ``disabled``.
+        every_steps: the training loss (mean over the window) and learning rate are sent
+            every N optimizer steps (``train/loss``, ``train/lr``); read from the device once
+            per window, never per step.
     """
 
     name: LoggerName = LoggerName.none
@@ -170,6 +174,7 @@ class LoggerConfig:
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     mode: WandbMode = WandbMode.online
+    every_steps: int = 50
 
 
 @dataclass
@@ -198,11 +203,18 @@ class EvalConfig:
     Attributes:
         every_steps: evaluate the tasks seen so far every N optimizer steps (and at every
             task end) into ``continual_eval.csv``; null (default) = off, no cost at all.
+            Steps of every phase count (MC-SGD's line phase too), so strategies of different
+            batch sizes get different numbers of points per task: see ``every_examples``.
+        every_examples: instead of ``every_steps``: evaluate every E training examples of the
+            stream (``benchmark.batch_size`` per step of the continual phase; replayed
+            examples and a strategy's own phases do not count), so strategies with different
+            batch sizes are sampled at the same points; null (default) = off. Set at most one.
         subset_size: test examples per task in each such evaluation (a fixed, seeded
             subset; the end-of-task accuracy matrix still uses the whole test sets).
     """
 
     every_steps: int | None = None
+    every_examples: int | None = None
     subset_size: int = 1000
 
 
@@ -265,6 +277,26 @@ def group_options(group: str, chosen: str | None = None) -> str:
                          break_on_hyphens=False, initial_indent=" " * HELP_INDENT)[HELP_INDENT:]
 
 
+def keys_help(group: str, chosen: str | None = None) -> str:
+    """Help lines of the keys of config group ``group``'s option ``chosen`` (``run``: the
+    run-level keys), from the schema dataclass: type, allowed values, default and the
+    description of its docstring (:mod:`cl_runner.schema_help`). Registered as the resolver
+    ``${cl_runner.keys:GROUP[,CHOSEN]}`` of ``cl-run --help``; ``$`` doubled for the
+    template."""
+    from cl_runner.schema_help import describe_fields
+
+    if group == "run":
+        title, schema = "run-level keys", RunConfig
+        lines = describe_fields(schema)
+    else:
+        registry = {r.kind: r for r in REGISTRIES}.get(group)
+        if registry is None or chosen not in registry:
+            return f"{group}={chosen}: (keys not described)"
+        title, schema = f"{group}={chosen}", registry.get(chosen).config
+        lines = describe_fields(schema, prefix=f"{group}.")
+    return "\n".join([f"{title} ({schema.__name__}):", *lines]).replace("$", "$$")
+
+
 def register_configs() -> None:
     """Store the run schema and one schema per registered component in Hydra's ConfigStore,
     and register the resolvers ``cl_runner.options`` (:func:`group_options`) and
@@ -278,6 +310,8 @@ def register_configs() -> None:
             cs.store(group=f"schema/{registry.kind}", name=entry.name, node=entry.config)
     if not OmegaConf.has_resolver("cl_runner.options"):
         OmegaConf.register_new_resolver("cl_runner.options", group_options)
+    if not OmegaConf.has_resolver("cl_runner.keys"):  # cl-run --help: the keys described
+        OmegaConf.register_new_resolver("cl_runner.keys", keys_help)
 
 
 def schema_defaults(schema: type) -> dict[str, Any]:

@@ -154,13 +154,20 @@ def prepare(run: RunConfig, out_dir: Path, config: dict[str, Any]) -> Prepared:
     generator = torch.Generator().manual_seed(run.seed)  # shuffles and strategies' choices
     optimizer = dispatch.optimizer_factory(run)
     strategy = dispatch.build_strategy(run)
-    if run.eval.every_steps is not None and min(run.eval.every_steps, run.eval.subset_size) < 1:
-        raise ConfigError(f"eval.every_steps and eval.subset_size must be at least 1, got "
-                          f"{run.eval.every_steps} and {run.eval.subset_size}")
-    if run.eval.every_steps is not None and strategy.overrides("eval_task"):
-        raise ConfigError(f"eval.every_steps: continual evaluation does not support strategy "
+    periods = {k: v for k in ("every_steps", "every_examples")
+               if (v := getattr(run.eval, k)) is not None}
+    if len(periods) > 1:
+        raise ConfigError("eval.every_steps and eval.every_examples are two spacings of the same "
+                          "evaluation points: set one of them")
+    if periods and min(*periods.values(), run.eval.subset_size) < 1:
+        key = next(iter(periods))
+        raise ConfigError(f"eval.{key} and eval.subset_size must be at least 1, got "
+                          f"{periods[key]} and {run.eval.subset_size}")
+    if periods and strategy.overrides("eval_task"):
+        key = next(iter(periods))
+        raise ConfigError(f"eval.{key}: continual evaluation does not support strategy "
                           f"{run.strategy.name!r} (its evaluation switches the model's masks "
-                          f"per task); leave eval.every_steps=null")
+                          f"per task); leave eval.{key}=null")
     check_logger(run.logger)
     return Prepared(device, state, generator, optimizer, strategy)
 
@@ -318,11 +325,13 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
     if built is not None:
         logger.append(built)
         hooks.append(built)
-    if run.eval.every_steps is not None:
+        optimizer = _telling(optimizer, built)
+    if run.eval.every_steps is not None or run.eval.every_examples is not None:
         hooks.append(ContinualEvalHook(
             benchmark, model, run.eval.every_steps, run.eval.subset_size,
             run.benchmark.eval_batch_size, run.seed, path=out_dir / CONTINUAL_EVAL,
-            on_rows=built.continual_eval if built is not None else None, strategy=strategy))
+            on_rows=built.continual_eval if built is not None else None, strategy=strategy,
+            every_examples=run.eval.every_examples, train_batch_size=run.benchmark.batch_size))
     stateful = named_hooks(hooks)
     attempts.continual_eval = next((h for h in hooks if isinstance(h, ContinualEvalHook)), None)
     resume_hook = ResumeHook(out_dir, comparable_config(config), model, strategy, generator,
@@ -349,6 +358,16 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             hooks=[ProgressHook(progress, done), *hooks, resume_hook, interrupt], start=start,
         )
     return result, strategy, model, benchmark, data_seconds, resume_hook, hooks
+
+
+def _telling(make_optimizer: Callable[..., Any], logger: MetricLogger) -> Callable[..., Any]:
+    """``make_optimizer`` that also hands each task's optimizer's learning rate to
+    ``logger`` (read once per logging window, a Python float: no host sync)."""
+    def make(params: Any, task: int) -> Any:
+        optimizer = make_optimizer(params, task)
+        logger.learning_rate = lambda: optimizer.param_groups[0]["lr"]
+        return optimizer
+    return make
 
 
 def continual_eval_summary(hooks: list[RunnerHook], num_tasks: int) -> dict[str, Any]:

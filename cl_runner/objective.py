@@ -104,3 +104,80 @@ def run_objective(cfg: DictConfig, out_dir: str | Path,
 def _evaluated_on(out: ObjectiveResult) -> str | None:
     places = {r.summary.get("evaluated_on") for r in out.results}
     return places.pop() if len(places) == 1 else None
+
+
+def trials_frame(sweep_dir: str | Path, params: list[str]) -> Any:
+    """Every trial of a search in ``sweep_dir`` (one job folder each, any launch), best first:
+    a pandas DataFrame with the columns ``params`` (each job's value, from its
+    ``.hydra/overrides.yaml``), ``objective`` (a fraction: ``objective.json``'s mean over seeds,
+    else the run's average accuracy; a failed run: its ``objective.diverged_value``, else
+    NaN), ``evaluated_on`` (``validation`` in a search), ``status`` and ``folder``; rows of
+    equal objective in the order the trials started."""
+    import pandas as pd
+    import yaml
+
+    rows = []
+    for overrides in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        folder = overrides.parent.parent
+        values = dict(o.split("=", 1) for o in yaml.safe_load(overrides.read_text()) or []
+                      if "=" in o)
+        row: dict[str, Any] = {p: _number(values.get(p)) for p in params}
+        summary = _read_json(folder / run_folder.SUMMARY)
+        if (folder / OBJECTIVE_FILE).is_file():  # a mean over objective.seeds
+            record = _read_json(folder / OBJECTIVE_FILE)
+            row.update(objective=record.get("objective"), evaluated_on=record.get("evaluated_on"),
+                       status="complete")
+        else:
+            config = summary.get("config") or {}
+            status = summary.get("status", "missing")
+            value = summary.get("average_accuracy") if status == "complete" else \
+                (config.get("objective") or {}).get("diverged_value")
+            row.update(objective=value, evaluated_on=summary.get("evaluated_on"),
+                       status=status)
+        row.update(started=summary.get("started_at", ""), folder=folder.name)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[*params, "objective", "evaluated_on", "status",
+                                        "started", "folder"])
+    frame["objective"] = pd.to_numeric(frame["objective"], errors="coerce")
+    frame = frame.sort_values("started", kind="stable")
+    frame.insert(0, "trial", range(1, len(frame) + 1))  # in the order they started
+    return frame.sort_values("objective", ascending=False, kind="stable",
+                             na_position="last").drop(columns="started").reset_index(drop=True)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _number(text: str | None) -> Any:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return text
+
+
+def trials_table(frame: Any, title: str) -> Any:
+    """A rich table of :func:`trials_frame`'s rows: parameters to 4 significant digits, the
+    objective in percent to 2 decimals, what it was measured on."""
+    from rich.table import Table
+
+    params = [c for c in frame.columns
+              if c not in ("trial", "objective", "evaluated_on", "status", "folder")]
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    for p in params:
+        table.add_column(p, justify="right")
+    places = sorted({str(v) for v in frame.evaluated_on if isinstance(v, str)})
+    table.add_column(f"avg. accuracy (%) on {'/'.join(places) or 'n/a'}", justify="right")
+    table.add_column("status")
+    for row in frame.to_dict("records"):
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (row[p] for p in params)]
+        score = row["objective"]
+        table.add_row(str(row["trial"]), *cells,
+                      f"{100 * score:.2f}" if score == score else "n/a", str(row["status"]))
+    return table

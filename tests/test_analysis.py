@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -147,6 +148,26 @@ def test_interpolation_between_identical_weights_is_flat(analysis_parts):
     assert lmc.barrier(curve)["barrier"] == 0.0 and lmc.barrier(curve)["interior_bump"] == 0.0
 
 
+def test_barrier_is_the_bump_above_the_straight_line_between_the_ends():
+    """Issue 34 item 8: on a line whose loss falls monotonically the old figure (max minus the
+    mean of the ends) read 0.35; the barrier is 0 there, and the height of a bump otherwise."""
+    alpha = np.linspace(0, 1, 11)
+    falling = pd.DataFrame({"alpha": alpha, "loss": 0.8 - 0.7 * alpha ** 0.5,
+                            "accuracy": 0.5 + 0.4 * alpha})  # convex, monotone: 0.8 -> 0.1
+    b = lmc.barrier(falling)
+    assert b["barrier"] == 0.0
+    assert b["max_minus_end_mean"] == pytest.approx(0.8 - 0.45)  # 0.35, the old "barrier"
+    assert b["interior_bump"] == 0.0
+    # a bump of 0.5 at alpha = 0.5 on the line from 0.2 to 0.4 (chord there: 0.3)
+    bump = pd.DataFrame({"alpha": alpha, "loss": 0.2 + 0.2 * alpha + 0.5 * (alpha == 0.5),
+                         "accuracy": 0.9 - 0.1 * (alpha == 0.5)})
+    b = lmc.barrier(bump)
+    assert b["barrier"] == pytest.approx(0.5)
+    assert b["max_minus_end_mean"] == pytest.approx(0.8 - 0.3)
+    assert b["interior_bump"] == pytest.approx(0.8 - 0.4)
+    assert b["accuracy_drop"] == pytest.approx(0.1)
+
+
 def test_solution_names_resolve(analysis_parts):
     solutions, _, _ = analysis_parts
     assert solutions.qualified("w_star_2") == "multitask/w_star_2"
@@ -180,8 +201,11 @@ def test_cl_analyze_interpolate_and_distances_write_csv_and_plots(runs, tmp_path
     assert len(curves) == 4 * 3
     for row in barriers.itertuples():
         path = curves[(curves["start"] == row.start) & (curves["end"] == row.end)]
-        assert row.barrier == pytest.approx(
+        assert row.max_minus_end_mean == pytest.approx(
             path["loss"].max() - (path["loss"].iloc[0] + path["loss"].iloc[-1]) / 2)
+        chord = path["loss"].iloc[0] + path["alpha"] * (path["loss"].iloc[-1]
+                                                        - path["loss"].iloc[0])
+        assert row.barrier == pytest.approx(max(0.0, (path["loss"] - chord).max()))
     assert (out / "interpolate_task1.png").stat().st_size > 0
     assert (out / "interpolate_task1.pdf").exists()
 
@@ -274,3 +298,17 @@ def test_paths_recompute_batchnorm_statistics_consistently():
     assert curve["loss"].nunique() == 1  # statistics from the data, whatever the buffers say
     stale = lmc.PointEvaluator(model, bench, task=1, bn_mode="interpolate")
     assert lmc.interpolate(stale, a, b, points=3)["loss"].nunique() == 3
+
+
+def test_cl_analyze_help_describes_every_option(capsys):
+    """Issue 34 item 10: the help listed bare option names."""
+    from cl_runner.analyze.options import AnalyzeOptions
+
+    assert analyze.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "points int = 21 points along each path, end points included." in text
+    assert "batchnorm recompute|interpolate = recompute" in text
+    assert "split test|train = test" in text
+    for name in AnalyzeOptions.__dataclass_fields__:
+        if name != "paths":
+            assert f" {name} " in text, name

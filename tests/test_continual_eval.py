@@ -106,3 +106,29 @@ def test_bad_settings_are_refused_before_data_are_read(tmp_path, overrides, mess
     run = compose_run(SHORT + ["data.root=/nonexistent", "data.download=false", *overrides])
     with pytest.raises(ConfigError, match=message):
         run_experiment(run, tmp_path / "run")
+
+
+@pytest.mark.usefixtures("mnist_small_test_set")
+def test_every_examples_samples_runs_of_different_batch_sizes_alike(tmp_path, mnist_root):
+    """Issue 34 item 7: ``eval.every_examples`` spaces the points by stream examples, so a run
+    at batch 10 (20 steps per task) and one at batch 20 (10 steps) are evaluated at the same
+    fractions of each task; ``every_steps`` would give one twice the points of the other."""
+    from cl_runner.summarize.continual import one_point_per_step, task_position
+
+    positions = []
+    for batch in (10, 20):
+        run_experiment(compose_run(SHORT[:1] + ["benchmark.num_tasks=2"] + SHORT[1:] + [
+            f"data.root={mnist_root}", f"benchmark.batch_size={batch}",
+            "eval.every_examples=40", "eval.subset_size=100"]), tmp_path / f"b{batch}")
+        frame = one_point_per_step(pd.read_csv(tmp_path / f"b{batch}" / CONTINUAL_EVAL))
+        frame = frame[frame.eval_task == 1]
+        positions.append(task_position(frame).round(9).tolist())
+    assert positions[0] == positions[1] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]
+
+
+def test_every_steps_and_every_examples_together_are_refused(tmp_path):
+    run = compose_run(SHORT + ["data.root=/nonexistent", "data.download=false",
+                               "eval.every_steps=5", "eval.every_examples=50"])
+    with pytest.raises(ConfigError, match="set one of them"):
+        run_experiment(run, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

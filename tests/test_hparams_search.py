@@ -99,6 +99,15 @@ def test_a_three_trial_optuna_search_runs_and_a_second_launch_continues_the_stud
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     first = optuna_search(tmp_path / "search", storage, 3, mnist_root)
     assert first.returncode == 0, first.stderr[-3000:]
+    # issue 34 item 11: no alembic log lines at start; each trial's table says where its
+    # accuracy was measured; a table of all trials at the end, best first, rounded
+    assert "alembic" not in first.stdout + first.stderr
+    assert first.stdout.count("seed 1; accuracy on the validation split") == 3
+    table = first.stdout[first.stdout.index("all 3 trials of"):]
+    assert "avg. accuracy (%) on validation" in table
+    scores = [float(line.split("│")[-3]) for line in table.splitlines()
+              if line.startswith("│")]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
     best = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text())
     jobs = [json.loads(p.read_text()) for p in (tmp_path / "search").glob("*/summary.json")]
     assert len(jobs) == 3 and all(j["evaluated_on"] == "validation" for j in jobs)
@@ -120,6 +129,37 @@ def test_a_three_trial_optuna_search_runs_and_a_second_launch_continues_the_stud
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 5
     assert len(list((tmp_path / "search").glob("*/summary.json"))) == 5  # nothing replaced
+
+
+def test_trials_table_best_first_rounded_with_a_diverged_trial(tmp_path):
+    from rich.console import Console
+
+    from cl_runner.objective import trials_frame, trials_table
+
+    def job(name, lr, status, acc, started, seeds=None):
+        folder = tmp_path / name
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+            [f"optimizer.lr={lr}", "hparams_search=rotated_mnist_er"]))
+        (folder / "summary.json").write_text(json.dumps({
+            "status": status, "average_accuracy": acc, "evaluated_on": "validation",
+            "started_at": started, "config": {"objective": {"diverged_value": 0.0}}}))
+        if seeds:
+            (folder / OBJECTIVE_FILE).write_text(json.dumps(
+                {"objective": seeds, "evaluated_on": "validation"}))
+
+    job("a", 0.012345678, "complete", 0.5, "2026-12-06T10:00:00")
+    job("b", 3.0, "failed", None, "2026-12-06T10:01:00")  # diverged: scores diverged_value
+    job("c", 0.1, "complete", 0.25, "2026-12-06T10:02:00", seeds=0.875)  # mean over seeds
+    frame = trials_frame(tmp_path, ["optimizer.lr"])
+    assert frame["trial"].tolist() == [3, 1, 2]  # best first; numbered in start order
+    assert frame["objective"].tolist() == [0.875, 0.5, 0.0]
+    out = Console(width=200)
+    with out.capture() as captured:
+        out.print(trials_table(frame, "all trials"))
+    text = captured.get()
+    assert "0.01235" in text and "87.50" in text and "0.00" in text and "failed" in text
+    assert "on validation" in text
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "conf" / "hparams_search")

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cl_runner"
 
 #: lowest first; a module may import its own layer and the layers below
 LAYERS: list[set[str]] = [
-    {"errors", "registry", "checks", "console", "options"},
+    {"errors", "registry", "checks", "console", "options", "schema_help"},
     {"results", "data", "models"},
     {"training"},
     {"strategies"},

@@ -159,3 +159,103 @@ def test_distance_tick_labels_readable():
     assert min(t.get_fontsize() for t in labels) >= 5
     boxes = [t.get_window_extent(renderer) for t in labels]
     assert all(not overlaps(a, b) for a, b in zip(boxes, boxes[1:], strict=False))
+
+
+# ---- issue 34 item 6: stable styles, column width, legends, honest titles -----------------
+
+def strategy_sweep(root: Path, strategies: list[str], seeds=(1,)) -> Path:
+    rng = np.random.default_rng(1)
+    for strategy in strategies:
+        for seed in seeds:
+            m = rng.uniform(0.3, 0.95, (3, 3)).tolist()
+            make_run(root, f"{strategy}_{seed}", strategy, seed, m, avg=float(np.mean(m[-1])))
+    return root
+
+
+def line_colours(fig) -> list[str]:
+    from matplotlib.colors import to_hex
+    return [to_hex(line.get_color()) for line in fig.axes[0].get_lines()]
+
+
+def test_a_strategy_keeps_its_colour_and_marker_whatever_else_is_plotted(tmp_path):
+    """naive was one colour in one summary and another in the next (colours by sorted
+    position); now each strategy has its own, in the curves and the bars alike."""
+    from matplotlib.colors import to_hex
+
+    from cl_runner.plotting import strategy_style
+
+    small = S.summarize([strategy_sweep(tmp_path / "a", ["naive", "mcsgd"])],
+                        out=tmp_path / "oa", plots=False)
+    large = S.summarize([strategy_sweep(tmp_path / "b", ["er", "ewc", "naive", "zz_new"])],
+                        out=tmp_path / "ob", plots=False)
+    styles = {}
+    for summary in (small, large):
+        curves = curves_figure(summary, "rotated_mnist", summary.groups)
+        bars = final_accuracy_figure(summary)
+        for g, line, bar in zip(summary.groups, curves.axes[0].get_lines(),
+                                bars.axes[0].patches, strict=True):
+            name = g.values[summary.group_keys.index("strategy")]
+            seen = (to_hex(line.get_color()), line.get_marker(), to_hex(bar.get_facecolor()))
+            assert styles.setdefault(name, seen) == seen, name  # same in both summaries
+            assert seen[0] == seen[2]  # same colour in the bars
+            assert (seen[0], seen[1]) == (to_hex(strategy_style(name)[0]),
+                                          strategy_style(name)[1])
+    assert len({s[:2] for s in styles.values()}) == len(styles)  # told apart
+    # a name the table does not know gets a style from its name alone (crc32), in any process
+    import subprocess
+    import sys
+    other = subprocess.run([sys.executable, "-c", "from cl_runner.plotting import strategy_style;"
+                            "print(strategy_style('zz_new'))"], capture_output=True, text=True)
+    assert other.stdout.strip() == str(strategy_style("zz_new"))
+
+
+def all_texts(fig):
+    from matplotlib.text import Text
+    return [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+
+
+def test_column_width_figures_with_fonts_of_8_to_9_pt(tmp_path):
+    root = strategy_sweep(tmp_path / "s", ["naive", "mcsgd"], seeds=(1, 2))
+    summary = S.summarize([root], out=tmp_path / "o", plots=False)
+    for fig in (curves_figure(summary, "rotated_mnist", summary.groups),
+                final_accuracy_figure(summary), heatmap_figure(summary, summary.groups[0])):
+        assert fig.get_figwidth() == pytest.approx(3.3)
+        sizes = {t.get_fontsize() for t in all_texts(fig)}
+        assert sizes and min(sizes) >= 8 and max(sizes) <= 9, sizes
+    wide = S.summarize([root], out=tmp_path / "w", figure_width=7.0)
+    png = next(p for p in wide.files if p.name == "accuracy_curve_rotated_mnist.png")
+    from PIL import Image
+    with Image.open(png) as image:  # 150 dpi, cropped to the content: close to 7 in
+        assert 6.5 * 150 <= image.width <= 7.1 * 150  # + 0.05 in of padding each side
+    assert S.parse_args(["x", "figure_width=5"]).figure_width == 5.0
+
+
+def test_fifteen_groups_legend_below_never_taller_than_the_axes(tmp_path):
+    """15 groups made a legend twice the plot's height; now it sits below the axes in
+    columns, and the figure grows so the axes are at least as tall as the legend."""
+    names = ["naive", "mcsgd", "ewc", "er", "agem", "lwf", "der", "derpp", "icarl",
+             "multitask", "stable_sgd", "si", "mas", "gem", "a_new_method_name"]
+    summary = S.summarize([strategy_sweep(tmp_path / "s", names)], out=tmp_path / "o",
+                          plots=False)
+    assert len(summary.groups) == 15
+    fig = curves_figure(summary, "rotated_mnist", summary.groups)
+    renderer = drawn(fig)
+    legend = fig.legends[0].get_window_extent(renderer)
+    ax = fig.axes[0].get_window_extent(renderer)
+    assert legend.height <= ax.height
+    assert not overlaps(legend, ax) and legend.y1 <= ax.y0  # below the axes
+    assert fig.legends[0]._ncols >= 2
+    assert fig.bbox.contains(legend.x0, legend.y0) and fig.bbox.contains(legend.x1, legend.y1)
+
+
+def test_titles_claim_a_std_only_over_two_seeds_or_more(tmp_path):
+    one = S.summarize([strategy_sweep(tmp_path / "a", ["naive", "mcsgd"])],
+                      out=tmp_path / "oa", plots=False)
+    two = S.summarize([strategy_sweep(tmp_path / "b", ["naive", "mcsgd"], seeds=(1, 2))],
+                      out=tmp_path / "ob", plots=False)
+    for summary, claims in ((one, False), (two, True)):
+        for fig in (curves_figure(summary, "rotated_mnist", summary.groups),
+                    final_accuracy_figure(summary)):
+            title = fig._suptitle.get_text()
+            assert ("mean ± std over 2 seeds" in title) is claims, title
+            assert ("one seed" in title) is not claims, title

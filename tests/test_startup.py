@@ -106,3 +106,35 @@ def test_help_lists_the_groups_and_examples_not_the_schemas(tmp_path):
     assert "lmc_lr: 0.01" in text  # the composed config of the choices
     assert "schema" not in text  # neither schema/* groups nor run_schema
     assert "powered by Hydra" not in text  # Hydra's default template is replaced
+
+
+def test_help_describes_the_chosen_options_keys_with_their_allowed_values(tmp_path):
+    """Issue 34 item 10: ``cl-run strategy=mcsgd --help`` listed the keys bare; now each key
+    of the chosen options has its type or allowed values, its default and its description
+    (from the schema's docstring), without importing PyTorch."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cl_runner",
+                           "strategy=mcsgd", "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not _imported(proc.stderr) & set(HEAVY)
+    text = proc.stdout
+    joined = " ".join(text.split())  # descriptions wrap over lines
+    assert "strategy.lmc_lr float = 0.01 SGD learning rate of the line phase" in joined
+    assert "strategy.line_gradient exact|unweighted|authors = unweighted" in joined
+    assert "optimizer.lr float = 0.01 learning rate of task 1." in joined
+    assert "eval.every_examples int or null = null instead of every_steps" in joined
+    assert "hardware.device auto|cpu|cuda = auto" in joined
+    assert "logger.every_steps int = 50" in joined
+    naive = subprocess.run([sys.executable, "-m", "cl_runner", "--help"], capture_output=True,
+                           text=True, timeout=120, cwd=tmp_path).stdout
+    assert "strategy.lmc_lr" not in naive and "strategy=naive" in naive  # the chosen ones only
+
+
+def test_help_cut_off_by_its_reader_ends_without_a_traceback(tmp_path):
+    """``cl-run --help | head`` ended in a BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "cl_runner", "--help"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before a byte is written: EPIPE for sure
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141  # 128 + SIGPIPE, as a Unix tool
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -92,3 +92,27 @@ def test_runs_without_continual_evaluation_get_no_curves_and_no_columns(tmp_path
     summary = S.summarize([root], out=tmp_path / "out")
     assert "min_acc" not in summary.metrics
     assert not [p for p in summary.files if "stability_gap" in p.name]
+
+
+def dividing_rows(steps: int, every: int, end_acc: float) -> pd.DataFrame:
+    """One task of ``steps`` steps evaluated every ``every`` steps where ``every`` divides
+    ``steps``: the last periodic point and the task end share step ``steps``; the periodic
+    point there reads 0.5, the task end ``end_acc`` (evaluated after ``after_training``)."""
+    rows = [(s, s, 1, "step", 1, 0.5) for s in range(every, steps + 1, every)]
+    rows.append((steps, steps, 1, "task_end", 1, end_acc))
+    return pd.DataFrame([[*r, 0.0] for r in rows], columns=COLUMNS)
+
+
+def test_task_end_point_kept_when_every_steps_divides_the_task(tmp_path):
+    """Issue 34 item 7: the periodic point and the task end share one x; both used to be
+    dropped (the count check saw 2 rows per run). The task end is kept, once."""
+    root = tmp_path / "sweep"
+    for seed, end in ((1, 0.9), (2, 0.7)):
+        folder = make_run(root, f"naive_{seed}", "naive", seed, [[0.9, 0.1], [0.6, 0.9]],
+                          avg=0.75)
+        with_continual(folder, dividing_rows(10, 5, end), {"min_acc": 0.5})
+    summary = S.summarize([root], out=tmp_path / "out", plots=False)
+    curves = group_curves(summary.groups[0]).set_index("x")
+    assert curves.index.tolist() == [0.5, 1.0]  # the task end is there, once
+    assert curves.loc[1.0, "mean"] == pytest.approx(0.8)  # the task-end values, not 0.5
+    assert curves.loc[1.0, "n"] == 2

@@ -194,27 +194,44 @@ def interpolate(evaluator: PointEvaluator, start: dict[str, torch.Tensor],
 
 
 def barrier(curve: pd.DataFrame) -> dict[str, float]:
-    """Loss barrier of an interpolation curve: the maximum loss along the path minus the mean
-    of the end points' losses (the max-minus-mean form of the error barrier of Frankle et al.,
-    "Linear Mode Connectivity and the Lottery Ticket Hypothesis", ICML 2020); the
-    interior bump, the maximum minus the larger end point (0 for a path whose loss is
-    monotone: then the barrier is half the end points' difference); and the accuracy drop,
-    the mean of the end points' accuracies minus the minimum along the path.
+    """Loss barrier of an interpolation curve and its companions.
+
+    ``barrier`` (the headline): the largest height of the loss above the straight line
+    between the end points' losses, ``max_alpha [L(alpha) - ((1 - alpha) L(0) + alpha L(1))]``
+    (Frankle et al., "Linear Mode Connectivity and the Lottery Ticket Hypothesis", ICML 2020,
+    Sec. 2 with the loss for the error; Entezari et al., ICLR 2022, Eq. 1). It is 0 for a path
+    whose loss never rises above that line (a monotone, convex or flat path) and measures a
+    bump inside the path only.
+
+    ``max_minus_end_mean``: the maximum loss minus the mean of the end points' losses, the
+    figure this runner called "barrier" before 2026-12-06: on a monotone path it is half the
+    end points' difference, not a bump. ``interior_bump``: the maximum minus the larger end
+    point (0 unless some inner point is above both ends). ``accuracy_drop``: the mean of the
+    end points' accuracies minus the minimum along the path.
 
     Args:
-        curve: a frame from :func:`interpolate` (rows ordered by alpha).
+        curve: a frame from :func:`interpolate` (columns ``alpha, loss, accuracy``; rows
+            ordered by alpha from 0 to 1).
     """
     first, last = curve.iloc[0], curve.iloc[-1]
+    alpha = curve["alpha"].to_numpy(dtype=float)
+    span = alpha[-1] - alpha[0] if len(alpha) > 1 else 1.0
+    chord = first["loss"] + (alpha - alpha[0]) / span * (last["loss"] - first["loss"])
     return {
         "loss_start": float(first["loss"]), "loss_end": float(last["loss"]),
         "loss_max": float(curve["loss"].max()),
-        "barrier": float(curve["loss"].max() - (first["loss"] + last["loss"]) / 2),
+        "barrier": float(max(0.0, (curve["loss"].to_numpy(dtype=float) - chord).max())),
+        "max_minus_end_mean": float(curve["loss"].max() - (first["loss"] + last["loss"]) / 2),
         "interior_bump": float(curve["loss"].max() - max(first["loss"], last["loss"])),
         "accuracy_start": float(first["accuracy"]), "accuracy_end": float(last["accuracy"]),
         "accuracy_min": float(curve["accuracy"].min()),
         "accuracy_drop": float((first["accuracy"] + last["accuracy"]) / 2
                                - curve["accuracy"].min()),
     }
+
+
+#: what ``barrier`` means, for tables and figures
+BARRIER_DEFINITION = "barrier = max over α of loss(α) − the straight line between its ends"
 
 
 @dataclass

@@ -20,7 +20,10 @@ The paper's comparisons (``interpolate`` without ``pairs``; also the directions 
 (continual), and from the start run's ``w_hat_i`` (``start=LABEL``; default: the first run
 given that has ``w_hat``) to every multitask run's ``w_star_t`` (multitask) and every MC-SGD
 run's ``w_bar_t`` (mcsgd). The task evaluated is ``task`` (default i). The loss barrier of a
-path is its maximum loss minus the mean of its end points' losses.
+path is the largest height of its loss above the straight line between its end points' losses
+(0 on a monotone path; :func:`cl_runner.analysis.lmc.barrier`); ``barriers_task{task}.csv``
+also holds the maximum minus the mean of the end points (``max_minus_end_mean``, what was
+called the barrier before 2026-12-06) and the bump above the larger end (``interior_bump``).
 
 Files (folder ``out``, default ``<first run>/analysis``), each table a tidy CSV and each plot a
 PNG and a PDF: ``interpolate_task{task}.csv`` (``comparison, start, end, t, task, split,

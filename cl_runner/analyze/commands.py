@@ -133,14 +133,15 @@ class Analysis:
         if self.options.plots:
             self.save(plot_interpolation(curves_frame, task, split),
                       f"interpolate_task{task}")
-        table = Table(title=f"task {task} ({split}) along straight paths: loss barrier = max "
-                            f"loss - mean of the end points")
+        table = Table(title=f"task {task} ({split}) along straight paths: loss "
+                            f"{lmc.BARRIER_DEFINITION}; max − mean of ends: the old figure")
         for col, justify in (("comparison", "left"), ("path", "left"), ("barrier", "right"),
+                             ("max − mean of ends", "right"),
                              ("loss start/end/max", "right"), ("acc start/end/min (%)", "right")):
             table.add_column(col, justify=justify)
         for row in barriers:
             table.add_row(row["comparison"], f"{row['start']} -> {row['end']}",
-                          f"{row['barrier']:.4f}",
+                          f"{row['barrier']:.4f}", f"{row['max_minus_end_mean']:.4f}",
                           f"{row['loss_start']:.3f} / {row['loss_end']:.3f} / {row['loss_max']:.3f}",
                           f"{100 * row['accuracy_start']:.1f} / {100 * row['accuracy_end']:.1f} / "
                           f"{100 * row['accuracy_min']:.1f}")

@@ -17,13 +17,16 @@ from cl_runner.analyze.options import COMMANDS, AnalyzeOptions
 from cl_runner.console import console as make_console
 from cl_runner.errors import CLRunnerError
 from cl_runner.options import parse_options
+from cl_runner.schema_help import describe_fields
 
 USAGE = """usage: cl-analyze COMMAND RUN_DIR [RUN_DIR ...] [key=value ...]
 
 commands: interpolate | plane | distances | curvature
 Linear-mode-connectivity analyses over run folders of one benchmark and seed saved with
 checkpoints.enabled=true (details: README, "Linear mode connectivity", and cl_runner/analyze/).
-options: {options}
+
+options (key=value): TYPE = default, then what it does
+{options}
 """
 
 
@@ -49,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # off a terminal: tables up to 200 columns, text (paths) never wrapped, no colour codes
     console, err = make_console(), make_console(stderr=True)
     if not argv or any(a in ("-h", "--help") for a in argv):
-        print(USAGE.format(options=", ".join(f for f in AnalyzeOptions.__dataclass_fields__
-                                             if f != "paths")))
+        print(USAGE.format(options="\n".join(describe_fields(AnalyzeOptions,
+                                                             skip=("paths",)))))
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     try:

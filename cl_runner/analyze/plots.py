@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from cl_runner.analysis import lmc
-from cl_runner.plotting import figure, legend_outside, styled, wrap_label
+from cl_runner.plotting import figure, legend_outside, strategy_style, styled, wrap_label
 
-#: colours of the comparisons in every plot
-COLOURS = {"continual": "tab:red", "multitask": "tab:blue", "mcsgd": "tab:green",
-           "custom": "tab:purple"}
+#: colours of the comparisons in every plot: the multitask and MC-SGD paths in their
+#: strategies' colours of every other figure (:func:`~cl_runner.plotting.strategy_style`)
+COLOURS = {"continual": "tab:red", "multitask": strategy_style("multitask")[0],
+           "mcsgd": strategy_style("mcsgd")[0], "custom": "tab:purple"}
 LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -31,8 +32,9 @@ def generic_name(name: str, t: float | None) -> str:
 @styled
 def plot_interpolation(curves: pd.DataFrame, task: int, split: str):
     """Loss (top) and accuracy (bottom) against alpha, one column per t (or one for custom
-    pairs), one line per path; one legend for all panels, below them (a path's end named
-    with ``_t``: the column's t)."""
+    pairs), one line per path, and dotted the straight line between its end points' losses,
+    from which the loss barrier is measured (the title says so); one legend for all panels,
+    below them (a path's end named with ``_t``: the column's t)."""
     columns = list(dict.fromkeys(curves["t"].tolist()))
     fig = figure(2.6 * len(columns) + 0.8, 4.6)
     axes = fig.subplots(2, len(columns), squeeze=False, sharex=True)
@@ -51,6 +53,9 @@ def plot_interpolation(curves: pd.DataFrame, task: int, split: str):
             colour = COLOURS.get(comparison, "tab:gray")
             line, = axes[0, c].plot(path["alpha"], path["loss"], style, color=colour,
                                     marker=".", markersize=4)
+            ends = path.iloc[[0, -1]]  # the straight line the barrier is measured from
+            axes[0, c].plot(ends["alpha"], ends["loss"], ":", color=colour, linewidth=0.8,
+                            alpha=0.7)
             axes[1, c].plot(path["alpha"], 100 * path["accuracy"], style, color=colour,
                             marker=".", markersize=4)
             label = f"{comparison}: {generic_name(start, t)} → {generic_name(end, t)}"
@@ -63,6 +68,8 @@ def plot_interpolation(curves: pd.DataFrame, task: int, split: str):
     axes[1, 0].set_ylabel(f"task {task} {split} accuracy (%)")
     legend_outside(fig, list(legend.values()), list(legend), where="bottom",
                    ncols=min(len(legend), 2 if len(columns) < 3 else 3), width=44)
+    fig.suptitle(wrap_label(f"loss {lmc.BARRIER_DEFINITION} (dotted; barriers_task{task}.csv)",
+                            int(14 * (2.6 * len(columns) + 0.8)), max_lines=2))
     return fig
 
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from cl_runner.console import console as make_console
 from cl_runner.options import parse_options
+from cl_runner.plotting import COLUMN_WIDTH
 from cl_runner.results.writer import atomic_write_csv, atomic_write_text
 from cl_runner.summarize.aggregation import Summary, aggregate
 from cl_runner.summarize.confusion import plot_confusion
@@ -53,6 +54,8 @@ class SummarizeOptions:
         out: output folder; null = ``PATH/summary`` for one path, else ``outputs/summary``.
         format: the table printed: rich, markdown, latex or csv.
         plots: write the plots.
+        figure_width: the plots' width in inches (default 3.3: one column of a two-column
+            paper, fonts at 8-9 pt when placed at 100%; e.g. 7 for both columns).
     """
 
     paths: list[str] = field(default_factory=list)
@@ -61,11 +64,12 @@ class SummarizeOptions:
     out: str | None = None
     format: TableFormat = TableFormat.rich
     plots: bool = True
+    figure_width: float = COLUMN_WIDTH
 
 
 def summarize(paths: Sequence[str | Path], group_by: Sequence[str] | None = None,
               metrics: Sequence[str] = DEFAULT_METRICS, out: str | Path | None = None,
-              plots: bool = True) -> Summary:
+              plots: bool = True, figure_width: float = COLUMN_WIDTH) -> Summary:
     """Read every run under ``paths``, aggregate over seeds and write the files and plots.
 
     Args:
@@ -74,13 +78,18 @@ def summarize(paths: Sequence[str | Path], group_by: Sequence[str] | None = None
         metrics: names from :data:`METRICS`.
         out: output folder (default ``paths[0]/summary`` for one path, else ``outputs/summary``).
         plots: also write the PNG/PDF plots.
+        figure_width: the plots' width in inches.
 
     Returns:
         The :class:`Summary`; ``files`` lists what was written.
 
     Raises:
-        SummarizeError: a path that does not exist, no run folder found, an unknown metric.
+        SummarizeError: a path that does not exist, no run folder found, an unknown metric,
+            a ``figure_width`` outside 1.5-20 inches.
     """
+    if not 1.5 <= figure_width <= 20:
+        raise SummarizeError(f"figure_width={figure_width}: give a width in inches between "
+                             f"1.5 and 20 (3.3 = one column of a two-column paper)")
     if not paths:
         raise SummarizeError("no path given: cl-summarize PATH [PATH ...]")
     folders = find_run_folders(paths)
@@ -110,17 +119,18 @@ def summarize(paths: Sequence[str | Path], group_by: Sequence[str] | None = None
                                           index=True))
     if plots and summary.groups:
         plot_dir = out_dir / "plots"
-        files += plot_curves(summary, plot_dir)
-        files += plot_heatmaps(summary, plot_dir)
-        files += plot_final_accuracy(summary, plot_dir)
-        files += plot_continual(summary, plot_dir)
-        files += plot_confusion(summary, plot_dir)
+        files += plot_curves(summary, plot_dir, figure_width)
+        files += plot_heatmaps(summary, plot_dir, figure_width)
+        files += plot_final_accuracy(summary, plot_dir, figure_width)
+        files += plot_continual(summary, plot_dir, figure_width)
+        files += plot_confusion(summary, plot_dir, figure_width)
     summary.files = files
     return summary
 
 
 USAGE = """usage: cl-summarize PATH [PATH ...] [group_by=[KEY,...]] [metrics=[NAME,...]]
                     [out=DIR] [format=rich|markdown|latex|csv] [plots=true|false]
+                    [figure_width=3.3]
 
 Summarize run and sweep folders written by cl-run: mean ± sample std (ddof=1) over seeds per
 benchmark, strategy and swept key; writes summary.csv/.md/.tex, runs.csv, matrices/, plots/.
@@ -150,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_args(argv)
         summary = summarize(options.paths, options.group_by, options.metrics, options.out,
-                            options.plots)
+                            options.plots, options.figure_width)
     except SummarizeError as exc:
         err.print(f"[bold red]cl-summarize:[/] {escape(str(exc))}")
         return 2

@@ -9,14 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cl_runner.plotting import figure, save_figure, styled, wrap_label
+from cl_runner.plotting import COLUMN_WIDTH, figure, save_figure, styled, wrap_label
 from cl_runner.results.run_folder import CONFUSION
 from cl_runner.results.writer import CONFUSION_COLUMNS
 from cl_runner.summarize.aggregation import Group, Summary
 from cl_runner.summarize.grouping import group_label, slug
-
-#: one column of a two-column paper (inches)
-COLUMN_WIDTH = 3.3
 
 
 def read_confusion(path: str | Path, num_classes: int | None = None) -> np.ndarray:
@@ -51,12 +48,13 @@ def final_confusion(group: Group) -> np.ndarray | None:
 
 
 @styled
-def confusion_figure(summary: Summary, group: Group, counts: np.ndarray):
-    """Row-normalized heatmap of ``counts`` (true class down, predicted class across), one
-    column wide."""
+def confusion_figure(summary: Summary, group: Group, counts: np.ndarray,
+                     width: float = COLUMN_WIDTH):
+    """Row-normalized heatmap of ``counts`` (true class down, predicted class across),
+    ``width`` inches wide (default: one column)."""
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    fig = figure(COLUMN_WIDTH, COLUMN_WIDTH + 0.4)
+    fig = figure(width, width + 0.4)
     ax = fig.subplots()
     image = ax.imshow(share, vmin=0.0, vmax=1.0, cmap="viridis")
     ax.set_xlabel("predicted class")
@@ -72,13 +70,13 @@ def confusion_figure(summary: Summary, group: Group, counts: np.ndarray):
     return fig
 
 
-def plot_confusion(summary: Summary, folder: Path) -> list[Path]:
+def plot_confusion(summary: Summary, folder: Path, width: float = COLUMN_WIDTH) -> list[Path]:
     """Per group whose runs wrote ``confusion.csv`` (class-incremental benchmarks): its final
     confusion matrix, ``confusion_<group>`` (PNG and PDF)."""
     written: list[Path] = []
     for g in summary.groups:
         counts = final_confusion(g)
         if counts is not None:
-            written += save_figure(confusion_figure(summary, g, counts),
+            written += save_figure(confusion_figure(summary, g, counts, width),
                                    folder / f"confusion_{slug(group_label(summary.group_keys, g.values))}")
     return written

@@ -15,14 +15,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cl_runner.plotting import figure, legend_outside, save_figure, styled
+from cl_runner.plotting import COLUMN_WIDTH, figure, fit_legend, legend_below, save_figure, styled
 from cl_runner.results import run_folder
 from cl_runner.summarize.aggregation import Group, Summary
 from cl_runner.summarize.grouping import slug
-from cl_runner.summarize.plots import GroupStyles, short_label
+from cl_runner.summarize.plots import GroupStyles, figure_title, legend_labels, seeds_note
 
 #: the file a run with continual evaluation leaves (the run folder's manifest)
 CONTINUAL_EVAL = run_folder.CONTINUAL_EVAL
+
+
+def one_point_per_step(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the periodic (``step``) rows that share their task, step and evaluated
+    task with a ``task_end`` row. When ``eval.every_steps`` divides a task's steps, the last
+    periodic point and the task end fall on the same step; the task end (measured after the
+    strategy's ``after_training``, as the accuracy matrix is) is the one kept."""
+    keys = ["task", "step", "eval_task"]
+    is_end = (frame.point == "task_end").to_numpy()
+    shadowed = pd.MultiIndex.from_frame(frame[keys]).isin(
+        pd.MultiIndex.from_frame(frame.loc[is_end, keys])) & ~is_end
+    return frame[~shadowed]
 
 
 def task_position(frame: pd.DataFrame) -> pd.Series:
@@ -42,7 +54,7 @@ def group_curves(group: Group) -> pd.DataFrame | None:
         path = Path(run.path) / CONTINUAL_EVAL
         if not path.is_file():
             continue
-        frame = pd.read_csv(path)
+        frame = one_point_per_step(pd.read_csv(path))
         frame["x"] = task_position(frame).round(9)
         frames.append(frame[["x", "eval_task", "accuracy"]])
     if not frames:
@@ -62,6 +74,7 @@ def run_gap_profile(frame: pd.DataFrame) -> pd.Series:
     on i during task k minus its accuracy at the end of task k-1 (fractions), averaged over
     i and k per bin of the fraction of task k done (``PROFILE_BINS`` bins; the task-end point
     is the last bin). Index: the bins' centres in [0, 1]."""
+    frame = one_point_per_step(frame)
     ends = frame[frame.point == "task_end"].set_index(["task", "eval_task"]).accuracy
     steps = frame[frame.point == "task_end"].groupby("task").step.max()
     later = frame[(frame.task >= 2) & (frame.eval_task < frame.task)].copy()
@@ -88,30 +101,48 @@ def group_gap_profile(group: Group) -> pd.DataFrame | None:
                          "n": table.notna().sum(axis=1).to_numpy()})
 
 
+def spacing_note(groups: list[Group]) -> str:
+    """Where the groups' runs were evaluated (their ``eval.*`` config): e.g. "points every 10
+    steps + task ends", "every 640 examples", or both forms when runs differ."""
+    spacings = set()
+    for g in groups:
+        for run in g.runs:
+            ev = (run.config or {}).get("eval") or {}
+            if ev.get("every_examples") is not None:
+                spacings.add(f"{ev['every_examples']} examples")
+            elif ev.get("every_steps") is not None:
+                spacings.add(f"{ev['every_steps']} steps")
+    if not spacings:
+        return "points at task ends"
+    return f"points every {' / '.join(sorted(spacings))} + task ends"
+
+
 @styled
-def gap_profile_figure(summary: Summary, bench: str, groups: list[Group]):
-    """The average stability gap: earlier tasks' accuracy while a new task is learned,
-    relative to the task switch (:func:`plot_continual`)."""
+def gap_profile_figure(summary: Summary, bench: str, groups: list[Group],
+                       width: float = COLUMN_WIDTH):
+    """The average stability gap, ``width`` inches: for every task k >= 2, the accuracy on
+    each earlier task i while k is learned minus i's accuracy at the end of task k-1 (in
+    percentage points: negative = forgotten since the switch, its dip the stability gap),
+    averaged over i and k per 5% of task k's steps (:func:`run_gap_profile`)."""
     styles = GroupStyles(summary)
-    fig = figure(6.4, 3.4)
+    fig = figure(width, 0.62 * width + 0.3)
     ax = fig.add_subplot()
-    handles, labels = [], []
+    handles, shown = [], []
     for g in groups:
         profile = group_gap_profile(g)
         if profile is None:
             continue
         colour, linestyle, marker = styles(g)
         handles.append(_mean_band(ax, profile, colour, linestyle, marker=marker, markersize=3))
-        labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",))
-                      + f" (n={len(g.runs)})")
+        shown.append(g)
     ax.axhline(0, color="0.4", linewidth=0.8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of the new task's steps done")
-    ax.set_ylabel("change since the task switch (pp)")
-    ax.set_title(f"{bench}: earlier tasks during a new task")
+    ax.set_ylabel("earlier tasks' accuracy minus\nat the task switch (pp)")
+    fig.suptitle(figure_title(f"{bench}: stability gap", width, seeds_note(shown)))
     ax.grid(True, axis="y")
-    legend_outside(fig, handles, labels, where="right")
-    return fig
+    legend_below(fig, handles, legend_labels(summary, shown), width=width)
+    return fit_legend(fig)
 
 
 def _mean_band(ax, frame: pd.DataFrame, colour: str, linestyle: str, **line_kw):
@@ -140,36 +171,37 @@ def _task_lines(ax, num_tasks: int) -> None:
 
 @styled
 def first_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd.DataFrame]],
-                      num_tasks: int):
-    """Task 1's accuracy during the whole run, one line per group (:func:`plot_continual`)."""
+                      num_tasks: int, width: float = COLUMN_WIDTH):
+    """Task 1's accuracy during the whole run, one line per group (:func:`plot_continual`),
+    ``width`` inches; the x label says how the points are spaced."""
     styles = GroupStyles(summary)
-    fig = figure(7.0, 3.4)
+    fig = figure(width, 0.62 * width + 0.3)
     ax = fig.add_subplot()
-    handles, labels = [], []
+    handles = []
     for g, frame in curves:
         colour, linestyle, _ = styles(g)
         handles.append(_plot_task(ax, frame, 1, colour, linestyle))
-        labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",))
-                      + f" (n={len(g.runs)})")
+    groups = [g for g, _ in curves]
     _task_lines(ax, num_tasks)
     ax.set_xlim(0, num_tasks)
-    ax.set_xlabel("tasks trained (vertical lines: task switches)")
+    ax.set_xlabel(f"tasks trained\n({spacing_note(groups)})")
     ax.set_ylabel("accuracy on task 1 (%)")
-    ax.set_title(f"{bench}: task 1 during training, mean ± std over seeds")
+    fig.suptitle(figure_title(f"{bench}: task 1 during training", width, seeds_note(groups)))
     ax.grid(True, axis="y")
-    legend_outside(fig, handles, labels, where="right")
-    return fig
+    legend_below(fig, handles, legend_labels(summary, groups), width=width)
+    return fit_legend(fig)
 
 
 @styled
 def every_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd.DataFrame]],
-                      num_tasks: int):
-    """One small panel per evaluated task (its accuracy from the task on)."""
+                      num_tasks: int, width: float = COLUMN_WIDTH):
+    """One small panel per evaluated task (its accuracy from the task on), ``width`` inches:
+    as many columns of panels as fit (about 1.1 in each)."""
     styles = GroupStyles(summary)
     tasks = sorted({int(t) for _, frame in curves for t in frame.eval_task.unique()})
-    cols = min(5, len(tasks))
+    cols = max(1, min(len(tasks), int(width // 1.1)))
     rows = int(np.ceil(len(tasks) / cols))
-    fig = figure(2.0 * cols + 1.8, 1.55 * rows + 0.6)
+    fig = figure(width, 0.95 * rows + 0.9)
     axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     handles, labels = [], []
     for i, task in enumerate(tasks):
@@ -179,21 +211,24 @@ def every_task_figure(summary: Summary, bench: str, curves: list[tuple[Group, pd
             line = _plot_task(ax, frame, task, colour, linestyle)
             if i == 0:
                 handles.append(line)
-                labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",)))
         _task_lines(ax, num_tasks)
-        ax.set_title(f"task {task}", fontsize="small")
+        ax.set_title(f"task {task}", fontsize=8, pad=2)
         ax.set_xlim(0, num_tasks)
         ax.set_ylim(0, 100)
     for j in range(len(tasks), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    fig.supxlabel("tasks trained")
+    groups = [g for g, _ in curves]
+    labels = legend_labels(summary, groups)
+    for j in range(cols):  # the lowest panel of each column names the x axis
+        lowest = max(i for i in range(len(tasks)) if i % cols == j)
+        axes[lowest // cols][j].set_xlabel("tasks trained")
     fig.supylabel("accuracy (%)")
-    fig.suptitle(f"{bench}: each task's accuracy during training (mean over seeds)")
-    legend_outside(fig, handles, labels, where="right")
-    return fig
+    fig.suptitle(figure_title(f"{bench}: each task during training", width, seeds_note(groups)))
+    legend_below(fig, handles, labels, width=width, title=spacing_note(groups))
+    return fit_legend(fig)
 
 
-def plot_continual(summary: Summary, folder: Path) -> list[Path]:
+def plot_continual(summary: Summary, folder: Path, width: float = COLUMN_WIDTH) -> list[Path]:
     """Per benchmark whose runs have continual evaluation: ``stability_gap_<benchmark>``
     (task 1's accuracy through the run, one line per group, ± one sample std) and
     ``continual_eval_<benchmark>`` (one panel per task) and ``gap_profile_<benchmark>`` (the
@@ -209,10 +244,11 @@ def plot_continual(summary: Summary, folder: Path) -> list[Path]:
             by_bench.setdefault(bench, []).append((g, curves))
     for bench, curves in by_bench.items():
         num_tasks = int(max(frame.x.max() for _, frame in curves).round())
-        written += save_figure(first_task_figure(summary, bench, curves, num_tasks),
+        written += save_figure(first_task_figure(summary, bench, curves, num_tasks, width),
                                folder / f"stability_gap_{slug(bench)}")
-        written += save_figure(every_task_figure(summary, bench, curves, num_tasks),
+        written += save_figure(every_task_figure(summary, bench, curves, num_tasks, width),
                                folder / f"continual_eval_{slug(bench)}")
-        written += save_figure(gap_profile_figure(summary, bench, [g for g, _ in curves]),
+        written += save_figure(gap_profile_figure(summary, bench, [g for g, _ in curves],
+                                                  width),
                                folder / f"gap_profile_{slug(bench)}")
     return written

@@ -1,9 +1,11 @@
 """Plots of a summary (PNG and PDF): accuracy curves, mean accuracy matrices, final accuracy.
 
-Every figure follows :mod:`cl_runner.plotting` (docs/plots.md): legends outside the axes,
-long group labels wrapped, one colour per strategy in every figure of a summary (line style
-and marker tell apart groups of one strategy), a band or error bar only where there are two
-seeds or more, and the number of seeds said in the title or the legend.
+Every figure follows :mod:`cl_runner.plotting` (docs/plots.md): ``width`` inches wide
+(default :data:`~cl_runner.plotting.COLUMN_WIDTH`, one column of a paper), legends below the
+axes and never taller than them, long group labels wrapped, each strategy's own colour and
+marker in every figure of every summary (:func:`~cl_runner.plotting.strategy_style`; line
+style tells apart groups of one strategy), a band or error bar only where there are two
+seeds or more, and "mean ± std over n seeds" said only where n > 1.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from cl_runner.plotting import figure, legend_outside, save_figure, styled, wrap_label
+from cl_runner.plotting import (
+    COLUMN_WIDTH,
+    figure,
+    fit_legend,
+    legend_below,
+    save_figure,
+    strategy_style,
+    styled,
+    title_width,
+    wrap_label,
+)
 from cl_runner.summarize.aggregation import Group, Summary
 from cl_runner.summarize.grouping import BASE_GROUP_KEYS, group_label, slug
 from cl_runner.summarize.runs import metric_value
 
 LINESTYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def short_label(keys: list[str], values: tuple[str, ...], skip: tuple[str, ...] = ()) -> str:
@@ -36,70 +47,101 @@ def short_label(keys: list[str], values: tuple[str, ...], skip: tuple[str, ...] 
     return " / ".join(parts) if parts else "all runs"
 
 
+def group_strategy(summary: Summary, group: Group) -> str | None:
+    """The strategy of ``group``: its ``strategy`` grouping value, else the one strategy of its
+    runs (None when they have several or none)."""
+    if "strategy" in summary.group_keys:
+        return group.values[summary.group_keys.index("strategy")]
+    names = {r.get("strategy") for r in group.runs}
+    return names.pop() if len(names) == 1 else None
+
+
 class GroupStyles:
-    """Colour, line style and marker of each group of a summary: one colour per strategy
-    (tab10, by sorted strategy name; by group when there is no strategy key), then one
-    line style and marker per group of that strategy (in summary order)."""
+    """Colour, line style and marker of each group of a summary: the colour and marker of
+    its strategy (:func:`~cl_runner.plotting.strategy_style`: the same in every summary,
+    whatever else is plotted), then one line style per group of that strategy (in summary
+    order: e.g. two learning rates of one strategy)."""
 
     def __init__(self, summary: Summary) -> None:
         keys = summary.group_keys
-        index = keys.index("strategy") if "strategy" in keys else None
-        colour_of = [g.values[index] if index is not None else g.values for g in summary.groups]
-        names = sorted(set(colour_of), key=str)
         self._style: dict[tuple[str, ...], tuple[str, str, str]] = {}
         variants: dict[object, list[tuple[str, ...]]] = {}
-        for g, name in zip(summary.groups, colour_of, strict=True):
+        for g in summary.groups:
+            name = group_strategy(summary, g)
             rest = tuple(v for k, v in zip(keys, g.values, strict=True)
                          if k not in ("benchmark", "strategy"))
             seen = variants.setdefault(name, [])
             if rest not in seen:
                 seen.append(rest)
-            i = seen.index(rest)
-            self._style[g.values] = (f"C{names.index(name) % 10}", LINESTYLES[i % len(LINESTYLES)],
-                                     MARKERS[i % len(MARKERS)])
+            colour, marker = strategy_style(name)
+            self._style[g.values] = (colour, LINESTYLES[seen.index(rest) % len(LINESTYLES)],
+                                     marker)
 
     def __call__(self, group: Group) -> tuple[str, str, str]:
         """``(colour, linestyle, marker)`` of ``group``."""
         return self._style[group.values]
 
 
-def _seeds_note(groups: list[Group]) -> str:
+def seeds_note(groups: list[Group]) -> str:
+    """What a figure's numbers are: "mean ± std over n seeds" only when every group has
+    n > 1 seeds, "n = 1-3 seeds per group" when the counts differ, "one seed" otherwise."""
     counts = sorted({len(g.runs) for g in groups})
     if counts == [1]:
-        return "one seed per group"
-    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return f"mean ± sample std over {n} seeds"
+        return "one seed"
+    if counts[0] > 1:
+        n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        return f"mean ± std over {n} seeds"
+    return f"mean over {counts[0]}-{counts[-1]} seeds (± std where n > 1)"
+
+
+def legend_labels(summary: Summary, groups: list[Group], seeds: bool = True) -> list[str]:
+    """The groups' legend entries: :func:`short_label` without the benchmark, and ``(n=k)``
+    when the groups' numbers of seeds differ."""
+    show = seeds and len({len(g.runs) for g in groups}) > 1
+    return [short_label(summary.group_keys, g.values, skip=("benchmark",))
+            + (f" (n={len(g.runs)})" if show else "") for g in groups]
+
+
+def figure_title(text: str, width: float, note: str | None = None) -> str:
+    """``text`` wrapped to title lines of ``width`` inches (9 pt), then ``note`` (what the
+    numbers are: :func:`seeds_note`) after a comma, or on a line of its own when it does not
+    fit."""
+    chars = title_width(width)
+    title = wrap_label(text, chars, max_lines=2)
+    if note is None:
+        return title
+    last = title.rsplit("\n", 1)[-1]
+    return f"{title}, {note}" if len(last) + 2 + len(note) <= chars else f"{title}\n{note}"
 
 
 @styled
-def curves_figure(summary: Summary, bench: str, groups: list[Group]):
-    """The figure of :func:`plot_curves` for one benchmark's ``groups``."""
+def curves_figure(summary: Summary, bench: str, groups: list[Group],
+                  width: float = COLUMN_WIDTH):
+    """The figure of :func:`plot_curves` for one benchmark's ``groups``, ``width`` inches."""
     styles = GroupStyles(summary)
-    fig = figure(6.4, 3.6)
+    fig = figure(width, 0.62 * width + 0.3)
     ax = fig.add_subplot()
-    handles, labels = [], []
+    handles = []
     for g in groups:
         colour, linestyle, marker = styles(g)
         x = np.arange(1, len(g.curve_mean) + 1)
         line, = ax.plot(x, 100 * g.curve_mean, color=colour, linestyle=linestyle, marker=marker,
-                        markersize=3.5)
+                        markersize=3.5, linewidth=1.2)
         if len(g.runs) > 1 and g.curve_std is not None and np.all(np.isfinite(g.curve_std)):
             ax.fill_between(x, 100 * (g.curve_mean - g.curve_std),
                             100 * (g.curve_mean + g.curve_std),
                             color=colour, alpha=0.15, linewidth=0)
         handles.append(line)
-        labels.append(short_label(summary.group_keys, g.values, skip=("benchmark",))
-                      + f" (n={len(g.runs)})")
     ax.set_xlabel("tasks trained")
-    ax.set_ylabel("average accuracy on tasks seen (%)")
-    ax.set_title(f"{bench}: {_seeds_note(groups)}")
+    ax.set_ylabel("average accuracy\non tasks seen (%)")
+    fig.suptitle(figure_title(f"{bench}: average accuracy", width, seeds_note(groups)))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(True)
-    legend_outside(fig, handles, labels, where="right")
-    return fig
+    legend_below(fig, handles, legend_labels(summary, groups), width=width)
+    return fit_legend(fig)
 
 
-def plot_curves(summary: Summary, folder: Path) -> list[Path]:
+def plot_curves(summary: Summary, folder: Path, width: float = COLUMN_WIDTH) -> list[Path]:
     """Per benchmark: average accuracy on the tasks seen so far (%) after each task, one line
     per group (mean over seeds) with a band of ± one sample std (groups of 2+ seeds).
     Files ``accuracy_curve_<benchmark>.png/.pdf``."""
@@ -111,67 +153,72 @@ def plot_curves(summary: Summary, folder: Path) -> list[Path]:
         if g.curve_mean is not None:
             by_bench.setdefault(bench, []).append(g)
     for bench, groups in by_bench.items():
-        written += save_figure(curves_figure(summary, bench, groups),
+        written += save_figure(curves_figure(summary, bench, groups, width),
                                folder / f"accuracy_curve_{slug(bench)}")
     return written
 
 
 @styled
-def heatmap_figure(summary: Summary, g: Group):
-    """The figure of :func:`plot_heatmaps` for one group."""
+def heatmap_figure(summary: Summary, g: Group, width: float = COLUMN_WIDTH):
+    """The figure of :func:`plot_heatmaps` for one group, ``width`` inches: the numbers (%)
+    in the cells while a cell is at least 0.18 in wide (up to about 14 tasks at column width)."""
     t = g.matrix_mean.shape[0]
-    size = min(2.6 + 0.4 * t, 12.0)
-    fig = figure(size + 1.0, size)
+    fig = figure(width, 0.88 * width + 0.35)
     ax = fig.add_subplot()
     image = ax.imshow(100 * g.matrix_mean, vmin=0, vmax=100, cmap="viridis")
     fig.colorbar(image, ax=ax, label="test accuracy (%)", shrink=0.9)
     ticks = np.arange(t)
-    step = max(1, math.ceil(t / 20))  # at most 20 tick labels per axis
+    step = max(1, math.ceil(t / 10))  # at most 10 tick labels per axis
     ax.set_xticks(ticks[::step], [str(j + 1) for j in ticks[::step]])
     ax.set_yticks(ticks[::step], [str(i + 1) for i in ticks[::step]])
     ax.set_xlabel("evaluated task j")
     ax.set_ylabel("after training task i")
-    if t <= 20:
+    cell = 0.72 * width / t  # inches per cell (the colour bar takes the rest)
+    if cell >= 0.18:
+        size = 8 if cell >= 0.3 else 7 if cell >= 0.24 else 6
         for i in range(t):
             for j in range(t):
                 v = 100 * g.matrix_mean[i, j]
                 if math.isfinite(v):
                     ax.text(j, i, f"{v:.0f}", ha="center", va="center",
-                            fontsize=6 if t > 10 else 8, color="black" if v > 60 else "white")
-    label = wrap_label(group_label(summary.group_keys, g.values), width=int(9 * size))
-    seeds = "1 seed" if len(g.runs) == 1 else f"mean over {len(g.runs)} seeds"
-    ax.set_title(f"{label}\naccuracy matrix (%), {seeds}")
+                            fontsize=size, color="black" if v > 60 else "white")
+    seeds = "one seed" if len(g.runs) == 1 else f"mean over {len(g.runs)} seeds"
+    fig.suptitle(figure_title(short_label(summary.group_keys, g.values), width)
+                 + f"\naccuracy matrix (%), {seeds}")
     return fig
 
 
-def plot_heatmaps(summary: Summary, folder: Path) -> list[Path]:
+def plot_heatmaps(summary: Summary, folder: Path, width: float = COLUMN_WIDTH) -> list[Path]:
     """Per group: the mean accuracy matrix (%) as a heatmap, row = after training task i,
     column = evaluated task j, values written in the cells (up to 20 tasks). Files
     ``heatmap_<group>``."""
     written: list[Path] = []
     for g in summary.groups:
         if g.matrix_mean is not None:
-            written += save_figure(heatmap_figure(summary, g),
+            written += save_figure(heatmap_figure(summary, g, width),
                                    folder / f"heatmap_{slug(group_label(summary.group_keys, g.values))}")
     return written
 
 
 @styled
-def final_accuracy_figure(summary: Summary):
-    """The figure of :func:`plot_final_accuracy`: horizontal bars (labels read
-    horizontally, however many groups), one panel per benchmark."""
+def final_accuracy_figure(summary: Summary, width: float = COLUMN_WIDTH):
+    """The figure of :func:`plot_final_accuracy`, ``width`` inches: horizontal bars (labels
+    read horizontally, however many groups), one panel per benchmark."""
     styles = GroupStyles(summary)
     has_bench = "benchmark" in summary.group_keys
     panels: dict[str, list[Group]] = {}
     for g in summary.groups:
         bench = g.values[summary.group_keys.index("benchmark")] if has_bench else ""
         panels.setdefault(bench, []).append(g)
-    labels = {g.values: wrap_label(short_label(summary.group_keys, g.values, skip=("benchmark",))
-                                   + f" (n={len(g.runs)})") for g in summary.groups}
+    chars = max(12, min(28, int(0.36 * width / 0.062)))  # the labels take about a third
+    labels = dict(zip((g.values for g in summary.groups),
+                      (wrap_label(label, chars) for label in legend_labels(summary,
+                                                                           summary.groups)),
+                      strict=True))
     lines = max(label.count("\n") + 1 for label in labels.values())
     row = max(0.3, 0.15 * lines + 0.08)  # inches per bar: room for its label's lines
     rows = [len(groups) for groups in panels.values()]
-    fig = figure(6.0, 0.9 * len(rows) + row * sum(rows) + 0.4)
+    fig = figure(width, 0.9 * len(rows) + row * sum(rows) + 0.4)
     axes = fig.subplots(len(rows), 1, sharex=True, height_ratios=rows, squeeze=False)[:, 0]
     for ax, (bench, groups) in zip(axes, panels.items(), strict=True):
         means, stds = [], []
@@ -202,13 +249,14 @@ def final_accuracy_figure(summary: Summary):
         if bench:
             ax.set_title(bench, loc="left")
     axes[-1].set_xlabel("final average accuracy (%)")
-    fig.suptitle(f"final average accuracy: {_seeds_note(summary.groups)}")
+    fig.suptitle(figure_title("final average accuracy", width, seeds_note(summary.groups)))
     return fig
 
 
-def plot_final_accuracy(summary: Summary, folder: Path) -> list[Path]:
+def plot_final_accuracy(summary: Summary, folder: Path,
+                        width: float = COLUMN_WIDTH) -> list[Path]:
     """One bar per group: final average accuracy (%), error bar ± one sample std (none for
     one seed). Files ``final_accuracy.png/.pdf``."""
     if not summary.groups:
         return []
-    return save_figure(final_accuracy_figure(summary), folder / "final_accuracy")
+    return save_figure(final_accuracy_figure(summary, width), folder / "final_accuracy")

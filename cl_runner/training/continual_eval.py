@@ -40,13 +40,20 @@ _SUBSET_SEED_OFFSET = 7919
 
 class ContinualEvalHook(RunnerHook):
     """Evaluates the tasks seen so far every ``every_steps`` optimizer steps (counted over all
-    phases of all tasks, e.g. MC-SGD's line phase too) and at the end of every task, on a fixed
-    subset of each task's test set; rewrites ``continual_eval.csv`` after every task.
+    phases of all tasks, e.g. MC-SGD's line phase too), or every ``every_examples`` training
+    examples of the stream (``train_batch_size`` per step of the continual phase ``"train"``;
+    a strategy's own phases and replayed examples do not count, so runs of different batch
+    sizes are sampled at the same points), and at the end of every task, on a fixed subset of
+    each task's test set; rewrites ``continual_eval.csv`` after every task.
 
     Args:
         benchmark: the task sequence (its test sets and test-time class masks).
         model: the network being trained (read only).
-        every_steps: N >= 1, the evaluation period in optimizer steps.
+        every_steps: N >= 1, the evaluation period in optimizer steps; None: ``every_examples``.
+        every_examples: E >= 1, the period in stream examples (a point whenever the count
+            crosses a multiple of E; the last batch of an epoch counted as a whole batch);
+            None: ``every_steps``. Exactly one of the two is set.
+        train_batch_size: stream examples per step of the continual phase.
         subset_size: test examples per task (the first ``subset_size`` of a seeded
             permutation; the whole test set when it is smaller).
         batch_size: examples per forward pass.
@@ -60,19 +67,28 @@ class ContinualEvalHook(RunnerHook):
     tasks, and one host sync.
 
     Raises:
-        ValueError: ``every_steps`` or ``subset_size`` below 1.
+        ValueError: ``every_steps``, ``every_examples`` or ``subset_size`` below 1, or not
+            exactly one of ``every_steps`` and ``every_examples`` set.
     """
 
-    def __init__(self, benchmark: Benchmark, model: nn.Module, every_steps: int,
+    def __init__(self, benchmark: Benchmark, model: nn.Module, every_steps: int | None,
                  subset_size: int, batch_size: int, seed: int, path: str | Path | None = None,
                  on_rows: Callable[[list[EvalRow]], None] | None = None,
-                 strategy: StrategyHooks | None = None) -> None:
-        if every_steps < 1 or subset_size < 1:
-            raise ValueError(f"eval.every_steps and eval.subset_size must be at least 1, got "
-                             f"{every_steps} and {subset_size}")
+                 strategy: StrategyHooks | None = None, every_examples: int | None = None,
+                 train_batch_size: int = 1) -> None:
+        periods = [p for p in (every_steps, every_examples) if p is not None]
+        if len(periods) != 1 or min(periods[0], subset_size) < 1:
+            raise ValueError(f"one of eval.every_steps and eval.every_examples (at least 1) and "
+                             f"eval.subset_size at least 1, got {every_steps}, {every_examples} "
+                             f"and {subset_size}")
         self.benchmark = benchmark
         self.model = model
         self.every_steps = every_steps
+        self.every_examples = every_examples
+        self.train_batch_size = train_batch_size
+        #: stream examples trained on (continual phase steps x ``train_batch_size``)
+        self.examples = 0
+        self._phase = ""
         self.batch_size = batch_size
         self.path = None if path is None else Path(path)
         self.on_rows = on_rows
@@ -94,11 +110,19 @@ class ContinualEvalHook(RunnerHook):
     def before_task(self, ctx: TaskContext) -> None:
         self._task, self._task_step = ctx.task, 0
 
+    def before_phase(self, task: int, phase: str, total_steps: int) -> None:
+        self._phase = phase
+
     def after_step(self) -> None:
         self._task_step += 1
         self.global_step += 1
-        if self.global_step % self.every_steps == 0:
-            self._evaluate("step")
+        if self.every_steps is not None:
+            if self.global_step % self.every_steps == 0:
+                self._evaluate("step")
+        elif self._phase == "train":
+            before, self.examples = self.examples, self.examples + self.train_batch_size
+            if self.examples // self.every_examples > before // self.every_examples:
+                self._evaluate("step")
 
     def after_evaluation(self, task: int, result: SequenceResult) -> None:
         self._evaluate("task_end")
@@ -130,11 +154,12 @@ class ContinualEvalHook(RunnerHook):
     def state_dict(self) -> dict[str, Any]:
         """The rows and the step counter up to the last finished task (a resumed run
         continues the same curves)."""
-        return {"global_step": self.global_step,
+        return {"global_step": self.global_step, "examples": self.examples,
                 "rows": [[getattr(r, c) for c in COLUMNS] for r in self.rows]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_step = int(state["global_step"])
+        self.examples = int(state.get("examples", 0))  # states written before it counted
         self.rows = [EvalRow(*row) for row in state["rows"]]
         if self.path is not None:  # drop rows of a task that was cut off
             atomic_write_csv(self.path, self.frame())

@@ -9,6 +9,7 @@ before_task         before task t's first step                   strategy, then 
 before/after_phase  around each training phase of a task         runner hooks
 after_backward      in each step, gradients in ``p.grad``        strategy
 after_step          after each optimizer step                    strategy, runner hooks
+after_step_loss     after each step, with its loss tensor        runner hooks (loggers)
 after_training      task t trained, BEFORE its evaluation        strategy (may run phases)
 after_evaluation    task t evaluated (rows in the result)        runner hooks
 after_run           once, after the last task                    runner hooks
@@ -62,8 +63,9 @@ class RunnerHook:
             -> after_evaluation(t, result)
         after_run(result)
 
-    ``after_step`` is called only for hooks whose class overrides it (it runs in the
-    training step: keep it to a counter or a flag test, no host sync).
+    ``after_step`` and ``after_step_loss`` are called only for hooks whose class overrides
+    them (they run in the training step: keep them to a counter, a flag test or an operation
+    on the device, no host sync).
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -83,6 +85,10 @@ class RunnerHook:
 
     def after_step(self) -> None:
         """After every optimizer step of every phase."""
+
+    def after_step_loss(self, loss: torch.Tensor) -> None:
+        """After ``after_step``, with the step's scalar loss tensor as the phase's step
+        returned it (on the device, not synced; may still hold the graph: detach it)."""
 
     def after_phase(self, task: int, phase: str) -> None:
         """After the last step of a phase."""
@@ -132,6 +138,8 @@ class PhaseRunner:
     def __init__(self, hooks: Sequence[RunnerHook] = ()) -> None:
         self.hooks = list(hooks)
         self._step_hooks = [h for h in self.hooks if overrides(h, RunnerHook, "after_step")]
+        self._loss_hooks = [h for h in self.hooks
+                            if overrides(h, RunnerHook, "after_step_loss")]
         self._last: list[tuple[str, torch.Tensor]] = []
 
     def run(self, task: int, phase: str, epochs: int, steps_per_epoch: int,
@@ -167,6 +175,8 @@ class PhaseRunner:
                 loss = step(state, i)
                 for hook in self._step_hooks:
                     hook.after_step()
+                for hook in self._loss_hooks:  # empty unless a logger is on
+                    hook.after_step_loss(loss)
         if loss is not None:
             self._last.append((phase, loss.detach()))
         for hook in self.hooks:
