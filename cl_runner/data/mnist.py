@@ -24,6 +24,7 @@ from cl_runner.data.schemas import (
 from cl_runner.data.sources import load_mnist
 from cl_runner.data.split import ClassSplit
 
+
 def rotation_index(shape: tuple[int, ...], angle: float) -> torch.Tensor:
     """Where each output pixel of a nearest-neighbour rotation comes from.
 
