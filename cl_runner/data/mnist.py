@@ -25,7 +25,8 @@ from cl_runner.data.sources import load_mnist
 from cl_runner.data.split import ClassSplit
 
 
-def rotation_index(shape: tuple[int, ...], angle: float) -> torch.Tensor:
+def rotation_index(shape: tuple[int, ...], angle: float,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Where each output pixel of a nearest-neighbour rotation comes from.
 
     Rotates an image whose pixel k holds k+1 with torchvision's ``rotate`` (nearest, zero
@@ -36,12 +37,13 @@ def rotation_index(shape: tuple[int, ...], angle: float) -> torch.Tensor:
     Args:
         shape: one image's ``(C, H, W)``.
         angle: degrees, counter-clockwise.
+        device: where the index is made and returned.
 
     Returns:
-        int64 ``(C*H*W,)`` in ``0..C*H*W``.
+        int64 ``(C*H*W,)`` in ``0..C*H*W``, on ``device``.
     """
     numel = math.prod(shape)
-    source = torch.arange(1, numel + 1, dtype=torch.float32).view(1, *shape)
+    source = torch.arange(1, numel + 1, dtype=torch.float32, device=device).view(1, *shape)
     out = TF.rotate(source, float(angle), interpolation=TF.InterpolationMode.NEAREST, fill=0)
     return out.flatten().round().long()
 
@@ -61,7 +63,7 @@ def rotate(x: torch.Tensor, angle: float) -> torch.Tensor:
         issue 32; ``tests/test_data.py`` compares the two).
     """
     n = x.shape[0]
-    index = rotation_index(tuple(x.shape[1:]), angle).to(x.device)
+    index = rotation_index(tuple(x.shape[1:]), angle, x.device)
     padded = torch.cat([x.new_zeros(n, 1), x.reshape(n, -1)], dim=1)  # column 0: the fill
     return torch.index_select(padded, 1, index).view_as(x)
 

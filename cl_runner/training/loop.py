@@ -18,7 +18,7 @@ from cl_runner.training.batch import Batch
 from cl_runner.training.evaluate import Evaluator
 from cl_runner.training.hooks import PhaseRunner, RunnerHook, StrategyHooks, TaskContext
 from cl_runner.training.result import SequenceResult
-from cl_runner.training.steps import batch_slice, classification_loss, shuffled
+from cl_runner.training.steps import classification_loss, shuffled, task_inputs
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +26,25 @@ log = logging.getLogger(__name__)
 def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.optim.Optimizer,
                     task: int, train_x: torch.Tensor, train_y: torch.Tensor,
                     to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
-                    masks: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+                    masks: torch.Tensor | None,
+                    inputs: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
     One step: a :class:`~cl_runner.training.batch.Batch` from an index slice ->
     ``strategy.train_batch`` -> its class mask -> one forward pass -> ``strategy.loss``
     (+ ``strategy.penalty``) -> zero_grad, backward -> ``strategy.after_backward`` ->
     optimizer step -> ``strategy.after_step``. Hooks the strategy does not override are not
-    called (the default loss is inlined), so plain fine-tuning pays for none of them.
+    called (the default loss is inlined), so plain fine-tuning pays for none of them. When the
+    strategy overrides neither ``train_batch`` nor ``loss`` and ``inputs`` is given, the step
+    gathers float rows of ``inputs`` and builds no Batch (nothing would read it): the same
+    numbers, the bare loop's work (issue 32).
 
     Args:
         masks: None (no masking), the task's bool ``(C,)`` mask, or the per-label table
             ``(C, C)`` of :func:`~cl_runner.data.masking.masks_by_label` (rows picked by each
             example's label) when the strategy mixes tasks.
+        inputs: ``to_input(train_x)`` computed once for the task
+            (:func:`~cl_runner.training.steps.task_inputs`), or None: convert per batch.
     """
     use_batch = strategy.overrides("train_batch")
     use_loss = strategy.overrides("loss")
@@ -46,21 +52,27 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     use_after_backward = strategy.overrides("after_backward")
     use_after_step = strategy.overrides("after_step")
     by_label = masks is not None and masks.dim() == 2
+    plain = inputs is not None and not use_batch and not use_loss
 
     def step(order: torch.Tensor, i: int) -> torch.Tensor:
         # ---- hot path: keep syncs, logging and allocations out of here ----
-        idx = batch_slice(order, i, batch_size)
-        batch = Batch(train_x[idx], train_y[idx], task, len(idx))
-        if use_batch:
-            batch = strategy.train_batch(batch)
-        if masks is not None:
-            batch.allowed = masks[batch.y] if by_label else masks
-        batch.inputs = to_input(batch.x)
-        output = model(batch.inputs)
-        if use_loss:
-            loss = strategy.loss(batch, output, model)
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        if plain:  # default batch and loss: no Batch, float rows converted once per task
+            y = train_y[idx]
+            allowed = masks if not by_label else masks[y]
+            loss = classification_loss(model(inputs[idx]), y, allowed)
         else:
-            loss = classification_loss(output, batch.y, batch.allowed)
+            batch = Batch(train_x[idx], train_y[idx], task, idx.shape[0])
+            if use_batch:
+                batch = strategy.train_batch(batch)
+            if masks is not None:
+                batch.allowed = masks[batch.y] if by_label else masks
+            batch.inputs = to_input(batch.x)
+            output = model(batch.inputs)
+            if use_loss:
+                loss = strategy.loss(batch, output, model)
+            else:
+                loss = classification_loss(output, batch.y, batch.allowed)
         if use_penalty:
             extra = strategy.penalty(model)
             if extra is not None:
@@ -141,6 +153,7 @@ def train_sequence(
     train_masks = benchmark.class_masks("train")  # (T, C) bool, or None: no masking at all
     label_masks = (masks_by_label(train_masks) if train_masks is not None and strategy.mixes_tasks
                    else None)
+    inputs = None  # the float copy of the current task's inputs, its buffer reused per task
 
     for task in range(len(result.accuracy) + 1, benchmark.num_tasks + 1):
         started = time.perf_counter()
@@ -155,8 +168,13 @@ def train_sequence(
         # decided once per task: None (MNIST), this task's (C,) mask, or per-example by label
         allowed = None if train_masks is None else train_masks[task - 1]
 
+        # the task's inputs as floats once (into last task's buffer), unless the strategy's
+        # own batch or loss needs the stored ones per batch
+        inputs = (None if strategy.overrides("train_batch") or strategy.overrides("loss")
+                  else task_inputs(train_x, to_input, inputs))
         step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
-                               batch_size, allowed if label_masks is None else label_masks)
+                               batch_size, allowed if label_masks is None else label_masks,
+                               inputs)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
