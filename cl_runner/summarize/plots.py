@@ -140,7 +140,8 @@ def heatmap_figure(summary: Summary, g: Group):
                             fontsize=6 if t > 10 else 8, color="black" if v > 60 else "white")
     label = wrap_label(group_label(summary.group_keys, g.values), width=int(9 * size))
     seeds = "1 seed" if len(g.runs) == 1 else f"mean over {len(g.runs)} seeds"
-    ax.set_title(f"{label}\naccuracy matrix (%), {seeds}")
+    blank = ", blank: not evaluated" if np.isnan(g.matrix_mean).any() else ""
+    ax.set_title(f"{label}\naccuracy matrix (%), {seeds}{blank}")
     return fig
 
 

@@ -89,6 +89,36 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     return step
 
 
+def evaluated_tasks(trained: int, num_tasks: int, future_tasks: str) -> range:
+    """The tasks (1-based) the end-of-task evaluation scores after ``trained`` tasks (0: the
+    initial evaluation) of ``num_tasks``: all of them (``"all"``); tasks 1..trained+1, and
+    every task initially (``"next"``: forward transfer needs the initial accuracies and
+    a[t-1, t]); tasks 1..trained (``"none"``).
+
+    Raises:
+        ValueError: ``future_tasks`` is none of these.
+    """
+    if future_tasks == "all" or (future_tasks == "next" and trained == 0):
+        return range(1, num_tasks + 1)
+    if future_tasks == "next":
+        return range(1, min(trained + 1, num_tasks) + 1)
+    if future_tasks == "none":
+        return range(1, trained + 1)
+    raise ValueError(f"future_tasks must be all, next or none, got {future_tasks!r}")
+
+
+def _evaluate(evaluator: Evaluator, model: nn.Module, trained: int, tasks: range,
+              num_tasks: int) -> tuple[list[float], list[float]]:
+    """Accuracies and losses of ``tasks`` after ``trained`` tasks as length-``num_tasks``
+    lists, NaN for a task not evaluated."""
+    accuracy, loss = [math.nan] * num_tasks, [math.nan] * num_tasks
+    if len(tasks):
+        scored = evaluator.tasks(model, trained=trained, tasks=tasks)
+        for j, acc, lss in zip(tasks, *scored, strict=True):
+            accuracy[j - 1], loss[j - 1] = acc, lss
+    return accuracy, loss
+
+
 def train_sequence(
     benchmark: Benchmark,
     model: nn.Module,
@@ -102,11 +132,12 @@ def train_sequence(
     max_steps_per_task: int | None = None,
     hooks: Sequence[RunnerHook] = (),
     start: SequenceResult | None = None,
+    future_tasks: str = "all",
 ) -> SequenceResult:
     """Train ``model`` on tasks 1..T of ``benchmark`` in order with ``strategy``'s hooks.
 
-    After each task the model is evaluated on the test sets of all T tasks (trained and not
-    yet trained), batched and without gradients.
+    After each task the model is evaluated on the test sets of the tasks trained so far and,
+    as ``future_tasks`` says, of tasks not trained yet, batched and without gradients.
 
     Task-incremental benchmarks (``benchmark.class_masks("train")`` not None) train task t
     on logits masked to task t's classes (:mod:`cl_runner.data.masking`); when the strategy
@@ -128,6 +159,10 @@ def train_sequence(
         start: the result of tasks 1..k of an interrupted run (a resumed run: model, strategy
             and generators already restored to the end of task k); training continues with
             task k+1 and the initial evaluation is not repeated. None: start at task 1.
+        future_tasks: which tasks not trained yet are evaluated (:func:`evaluated_tasks`):
+            ``"all"`` (the whole matrix), ``"next"`` (the initial evaluation of all tasks,
+            then tasks 1..t+1 after task t) or ``"none"``; a cell not evaluated holds NaN
+            in ``result.accuracy`` and ``result.loss`` (and the initial row under ``"none"``).
 
     Raises:
         TrainingDivergedError: the last loss of a training phase of a task is NaN or
@@ -145,7 +180,9 @@ def train_sequence(
             hook.before_run(model)
         result = SequenceResult()
         evaluated = time.perf_counter()
-        result.initial_accuracy, result.initial_loss = evaluator.tasks(model, trained=0)
+        result.initial_accuracy, result.initial_loss = _evaluate(
+            evaluator, model, 0, evaluated_tasks(0, benchmark.num_tasks, future_tasks),
+            benchmark.num_tasks)
         result.eval_seconds.append(time.perf_counter() - evaluated)
     else:
         result = copy.deepcopy(start)
@@ -183,7 +220,9 @@ def train_sequence(
         strategy.after_training(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
-        accuracy, losses = evaluator.tasks(model, trained=task)
+        accuracy, losses = _evaluate(evaluator, model, task,
+                                     evaluated_tasks(task, benchmark.num_tasks, future_tasks),
+                                     benchmark.num_tasks)
         result.eval_seconds.append(time.perf_counter() - evaluated)
         result.accuracy.append(accuracy)
         result.loss.append(losses)
@@ -203,8 +242,8 @@ def train_sequence(
         # a test set's labels (a class-incremental test set of a task not trained yet).
         checks = [*(("training loss" if phase == "train" else f"{phase}-phase loss", value,
                      math.isfinite(value)) for phase, value in last_losses),
-                  *((f"test loss on task {j}", value, not math.isnan(value))
-                    for j, value in enumerate(losses, 1))]
+                  *((f"test loss on task {j}", losses[j - 1], not math.isnan(losses[j - 1]))
+                    for j in evaluated_tasks(task, benchmark.num_tasks, future_tasks))]
         for what, value, good in checks:
             if not good:
                 raise TrainingDivergedError(
