@@ -33,7 +33,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     """A rich table of a run's final metrics: one row per declared metric
     (:data:`cl_runner.results.metrics.METRICS`, those with a ``table`` label) that the summary
     holds, formatted by its kind (accuracy in %, forgetting as a fraction, time in s); ``n/a``
-    for an undefined value."""
+    for an undefined value, "not evaluated" for forward transfer under
+    ``eval.future_tasks=none``."""
     where = ("; accuracy on the validation split, held out of the training data"
              if summary.get("evaluated_on") == "validation" else "")
     table = Table(title=f"{summary['strategy']} on {summary['benchmark']} "
@@ -51,7 +52,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
                 "parameter_cost", {}).get("shared_floats"):
             label += " (the model)"  # nothing stored besides the model
         ok = isinstance(value, int | float) and value == value  # not None, not NaN
-        table.add_row(label, metric.format(value) if ok else "n/a")
+        future = summary.get("config", {}).get("eval", {}).get("future_tasks", "all")
+        missing = ("not evaluated (eval.future_tasks=none)"
+                   if metric.needs_initial and future == "none" else "n/a")
+        table.add_row(label, metric.format(value) if ok else missing)
     return table
 
 

@@ -195,12 +195,30 @@ class ObjectiveConfig:
     diverged_value: float | None = None
 
 
+class FutureTasks(str, enum.Enum):
+    """Which not-yet-trained tasks the end-of-task evaluation scores (``eval.future_tasks``)."""
+
+    #: every task after every task: the whole T x T matrix (the MC-SGD paper's heatmaps)
+    all = "all"
+    #: the initial evaluation of all tasks and, after task t, tasks 1..t+1: every cell a
+    #: reported metric reads (forward transfer: the initial accuracies and a[t-1, t])
+    next = "next"
+    #: tasks 1..t after task t and no initial evaluation: no forward transfer
+    none = "none"
+
+
 @dataclass
 class EvalConfig:
-    """``eval.*``: continual evaluation (De Lange et al., ICLR 2023), see
-    :mod:`cl_runner.training.continual_eval`.
+    """``eval.*``: the end-of-task evaluation's extent, and continual evaluation (De Lange
+    et al., ICLR 2023), see :mod:`cl_runner.training.continual_eval`.
 
     Attributes:
+        future_tasks: which tasks not trained yet the end-of-task evaluation scores
+            (:class:`FutureTasks`): ``all`` (default: the full matrix, as every run before
+            this option), ``next`` or ``none``. A cell not evaluated is empty in
+            ``accuracy_matrix.csv`` and ``metrics.csv``; a metric that needs one is null
+            (forward transfer under ``none``). Evaluation cost on 20-task Rotated MNIST:
+            docs/results/measured.md.
         every_steps: evaluate the tasks seen so far every N optimizer steps (and at every
             task end) into ``continual_eval.csv``; null (default) = off, no cost at all.
             Steps of every phase count (MC-SGD's line phase too), so strategies of different
@@ -213,6 +231,7 @@ class EvalConfig:
             subset; the end-of-task accuracy matrix still uses the whole test sets).
     """
 
+    future_tasks: FutureTasks = FutureTasks.all
     every_steps: int | None = None
     every_examples: int | None = None
     subset_size: int = 1000

@@ -16,13 +16,29 @@ ratios, not seconds).
   100; 1,000 test images per seen task per point): its slowdown over naive and the cost of
   one evaluation point are reported (``--only floor,naive,naive_ce``).
 
-Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive] [--threads 1]
+- naive_next, naive_none: the naive run with ``eval.future_tasks=next`` / ``none`` (what a
+  smaller end-of-task evaluation saves).
+- ``--repo NAME=PATH`` (repeatable): also the naive run of another checkout (its own
+  ``.venv/bin/python``, its own code), labelled ``naive@NAME``, in the same invocation and the
+  same alternation, e.g. ``--repo main=/work/main``: the one honest comparison of two versions
+  on a shared machine.
+
+Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive]
+       [--threads 1] [--repo NAME=PATH ...]
 
 Every worker runs at --threads torch threads (default 1): at 2 threads on a shared 2-core
 machine the bare loop itself swung from 16 s to 36 s between invocations (2026-12-03).
 
 Two ratios are reported: wall / floor wall, and (wall - evaluation - data preparation) / floor
-wall, i.e. the runner's cost for the same training steps (loop, hooks, resume states, files).
+wall, i.e. the runner's cost for the same training steps (loop, hooks, resume states, files,
+the training sets' rotations); and the per-step overhead in microseconds,
+((wall - evaluation - data preparation) - floor wall) / steps, each run against the floor of
+the same repeat, median over repeats: the figure that does not scale with the machine's speed
+(issue 32); it is also given without the per-task construction of the training sets
+(``task data``: Rotated MNIST rotates 60,000 images per task inside the task's time). The CPU time of the measured part of each worker (``time.process_time``) is
+reported beside the wall time: at 1 thread on a machine shared with other jobs it moves far
+less than the wall time (the process's share of a core does not count), so the CPU ratio is
+the steadier comparison there.
 The evaluations (T+1 passes over all T test sets, 20 x 21 x 10,000 images for 20 tasks) are
 matrix products that scale with threads while batch-10 training steps barely do, so the first
 ratio depends on --threads: 1.13 at 2 threads, about 1.35-1.6 at 1 thread (2026-12-03).
@@ -67,7 +83,7 @@ def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int =
     gen = torch.Generator().manual_seed(1)
     model = MLP(784, [256, 256], 10)
     steps = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(tasks):
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.8)
         order = torch.randperm(n, generator=gen)
@@ -78,12 +94,29 @@ def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int =
             loss.backward()
             opt.step()
             steps += 1
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "steps": steps, "task_seconds": [seconds / tasks] * tasks}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "steps": steps,
+            "task_seconds": [seconds / tasks] * tasks}
+
+
+def timed(owner, name: str, sink: list[float]) -> None:
+    """Replace ``owner.name`` by a wrapper adding each call's wall and CPU seconds to
+    ``sink[0]`` and ``sink[1]``."""
+    inner = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            sink[0] += time.perf_counter() - wall
+            sink[1] += time.process_time() - cpu
+
+    setattr(owner, name, wrapper)
 
 
 def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0,
-               eval_every: int | None = None) -> dict:
+               eval_every: int | None = None, future_tasks: str | None = None) -> dict:
     from hydra import compose, initialize_config_dir
 
     from cl_runner.cli import CONF_DIR
@@ -98,27 +131,68 @@ def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, t
         overrides.append(f"hardware.num_threads={threads}")
     if eval_every:
         overrides.append(f"eval.every_steps={eval_every}")
+    if future_tasks:
+        overrides.append(f"eval.future_tasks={future_tasks}")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    start = time.perf_counter()
+    # wall and CPU time of the parts the floor does not do, the same way in every checkout's
+    # code: the evaluations, building the benchmark, and each task's training set (Rotated
+    # MNIST rotates 60,000 images per task inside the task's time, not in data_seconds)
+    from cl_runner import dispatch
+    from cl_runner.data import mnist
+    from cl_runner.training import evaluate
+
+    parts: dict[str, list[float]] = {"eval": [0.0, 0.0], "data": [0.0, 0.0], "task_data": [0.0, 0.0]}
+    timed(evaluate, "evaluate", parts["eval"])
+    timed(dispatch, "build_benchmark", parts["data"])
+    timed(mnist.TransformedMNIST, "train_data", parts["task_data"])
+    start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as out:
         summary = run_experiment(resolve(cfg), out)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "steps": summary["steps"], "task_seconds": summary["task_seconds"],
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "steps": summary["steps"], "task_seconds": summary["task_seconds"],
             "data_seconds": summary["data_seconds"], "eval_seconds": sum(summary["eval_seconds"]),
+            "task_data_seconds": parts["task_data"][0],
+            "parts_cpu_seconds": {k: v[1] for k, v in parts.items()},
             "average_accuracy": summary["average_accuracy"],
             "continual_eval_seconds": summary.get("continual_eval_seconds", 0.0),
             "continual_eval_points": summary.get("continual_eval_points", 0)}
 
 
 def measure(kind: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--tasks", str(args.tasks),
+    """Run one measurement of ``kind`` in a fresh process: ``naive@NAME`` runs the naive worker
+    with the interpreter and code of the checkout ``args.repos[NAME]``."""
+    repo, worker = REPO, kind
+    if "@" in kind:
+        worker, name = kind.split("@", 1)
+        repo = Path(args.repos[name])
+    python = repo / ".venv" / "bin" / "python"
+    cmd = [str(python) if python.exists() else sys.executable, str(Path(__file__).resolve()),
+           "--worker", worker, "--tasks", str(args.tasks),
            "--data-root", args.data_root, "--threads", str(args.threads),
            "--eval-every", str(args.eval_every)] + (["--samples", str(args.samples)] if args.samples else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_step_overhead_us(run: dict, floor: dict) -> float:
+    """As :func:`step_overhead_us` in CPU time, leaving out the CPU time of the evaluations,
+    the benchmark's construction and the training sets' construction."""
+    parts = sum(run.get("parts_cpu_seconds", {}).values())
+    return 1e6 * (run["cpu_seconds"] - parts - floor["cpu_seconds"]) / run["steps"]
+
+
+def step_overhead_us(run: dict, floor: dict, task_data: bool = False) -> float:
+    """Microseconds per training step the run spends beyond the floor on the same steps:
+    ``((wall - evaluation - data preparation) - floor wall) / steps``; with ``task_data``
+    the training sets' construction per task (rotations) is left out too."""
+    rest = run["seconds"] - run.get("eval_seconds", 0.0) - run.get("data_seconds", 0.0)
+    if task_data:
+        rest -= run.get("task_data_seconds", 0.0)
+    return 1e6 * (rest - floor["seconds"]) / run["steps"]
 
 
 def main() -> None:
@@ -132,7 +206,10 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("CL_RUNNER_DATA", str(REPO / "data")))
     parser.add_argument("--eval-every", type=int, default=100,
                         help="eval.every_steps of the naive_ce run (continual evaluation)")
-    parser.add_argument("--worker", choices=["floor", "naive", "mcsgd", "naive_ce"],
+    parser.add_argument("--repo", action="append", default=[], metavar="NAME=PATH",
+                        help="also run naive from the checkout PATH (its .venv), as naive@NAME")
+    parser.add_argument("--worker", choices=["floor", "naive", "mcsgd", "naive_ce", "naive_next",
+                                             "naive_none"],
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -142,6 +219,9 @@ def main() -> None:
         elif args.worker == "naive_ce":
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
                              eval_every=args.eval_every)
+        elif args.worker in ("naive_next", "naive_none"):
+            res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
+                             future_tasks=args.worker.split("_")[1])
         else:
             res = worker_run(args.worker, args.tasks, args.samples, args.data_root, args.threads)
         res["peak_rss_mb"] = peak_rss_mb()
@@ -152,7 +232,8 @@ def main() -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # a pipe: do not squeeze the table
-    kinds = args.only.split(",")
+    args.repos = dict(r.split("=", 1) for r in args.repo)
+    kinds = args.only.split(",") + [f"naive@{name}" for name in args.repos]
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for r in range(args.repeats):
         for kind in kinds:
@@ -164,8 +245,9 @@ def main() -> None:
 
     table = Table(title=f"Rotated MNIST, {args.tasks} tasks, "
                         f"{args.samples or 60000} examples per task, median of {args.repeats}")
-    for col in ("run", "wall (s)", "eval (s)", "data (s)", "steps/s", "median s/task", "peak RSS (MB)",
-                "ratio to floor", "ratio w/o eval+data"):
+    for col in ("run", "wall (s)", "eval (s)", "data (s)", "task data (s)", "steps/s", "median s/task", "peak RSS (MB)",
+                "ratio to floor", "ratio w/o eval+data", "us/step over floor", "CPU (s)",
+                "CPU ratio"):
         table.add_column(col, justify="right")
     report = {"date": datetime.now().isoformat(timespec="seconds"), "args": vars(args), "runs": runs}
     floor = statistics.median(r["seconds"] for r in runs["floor"]) if "floor" in runs else None
@@ -178,19 +260,35 @@ def main() -> None:
         # what the floor does not do: T+1 evaluations of all T test sets, loading and rotating
         evaluation = statistics.median(r.get("eval_seconds", 0.0) for r in results)
         data = statistics.median(r.get("data_seconds", 0.0) for r in results)
+        task_data = statistics.median(r.get("task_data_seconds", 0.0) for r in results)
         rest = statistics.median(r["seconds"] - r.get("eval_seconds", 0.0) - r.get("data_seconds", 0.0)
                                  for r in results)
-        if kind == "naive" and floor:
-            # the ratio per repeat, each naive run against the floor of the same repeat
-            report["naive_over_floor_per_repeat"] = [n["seconds"] / f["seconds"]
-                                                     for n, f in zip(runs["naive"], runs["floor"], strict=True)]
-        report[kind] = {"wall_seconds": wall, "steps_per_second": steps / wall,
+        overhead = None
+        if kind.startswith("naive") and floor:
+            # per repeat, each run against the floor of the same repeat
+            report.setdefault("over_floor_per_repeat", {})[kind] = [
+                n["seconds"] / f["seconds"] for n, f in zip(results, runs["floor"], strict=True)]
+            per_step = [step_overhead_us(n, f) for n, f in zip(results, runs["floor"], strict=True)]
+            report.setdefault("step_overhead_us_per_repeat", {})[kind] = per_step
+            overhead = statistics.median(per_step)
+            report.setdefault("step_overhead_us_without_task_data", {})[kind] = statistics.median(
+                step_overhead_us(n, f, task_data=True)
+                for n, f in zip(results, runs["floor"], strict=True))
+            report.setdefault("cpu_step_overhead_us_per_repeat", {})[kind] = [
+                cpu_step_overhead_us(n, f) for n, f in zip(results, runs["floor"], strict=True)]
+        cpu = statistics.median(r["cpu_seconds"] for r in results)
+        cpu_floor = statistics.median(r["cpu_seconds"] for r in runs["floor"]) if floor else None
+        report[kind] = {"wall_seconds": wall, "cpu_seconds": cpu,
+                        "cpu_ratio_to_floor": cpu / cpu_floor if floor else None, "steps_per_second": steps / wall,
                         "median_task_seconds": per_task, "peak_rss_mb": peak, "ratio_to_floor": ratio,
                         "eval_seconds": evaluation, "data_seconds": data,
-                        "ratio_to_floor_without_eval_and_data": rest / floor if floor else None}
-        table.add_row(kind, f"{wall:.1f}", f"{evaluation:.1f}", f"{data:.1f}", f"{steps / wall:.0f}",
+                        "ratio_to_floor_without_eval_and_data": rest / floor if floor else None,
+                        "step_overhead_us": overhead}
+        table.add_row(kind, f"{wall:.1f}", f"{evaluation:.1f}", f"{data:.1f}", f"{task_data:.1f}", f"{steps / wall:.0f}",
                       f"{per_task:.2f}", f"{peak:.0f}", f"{ratio:.3f}" if floor else "-",
-                      f"{rest / floor:.3f}" if floor else "-")
+                      f"{rest / floor:.3f}" if floor else "-",
+                      f"{overhead:.1f}" if overhead is not None else "-", f"{cpu:.1f}",
+                      f"{cpu / cpu_floor:.3f}" if floor else "-")
     console.print(table)
     if "naive_ce" in runs and "naive" in runs:
         ce = runs["naive_ce"]
@@ -203,9 +301,18 @@ def main() -> None:
         console.print(f"continual evaluation every {args.eval_every} steps: "
                       f"{ce[0]['continual_eval_points']} points, median {per_point:.1f} ms per point "
                       f"(all seen tasks, 1,000 images each), naive_ce / naive wall {slowdown:.3f}")
-    if "naive_over_floor_per_repeat" in report:
-        console.print("naive / floor per repeat: "
-                      + ", ".join(f"{v:.3f}" for v in report["naive_over_floor_per_repeat"]))
+    for kind, ratios in report.get("over_floor_per_repeat", {}).items():
+        console.print(f"{kind} / floor per repeat: " + ", ".join(f"{v:.3f}" for v in ratios)
+                      + "; us/step over floor per repeat: "
+                      + ", ".join(f"{v:.1f}" for v in report["step_overhead_us_per_repeat"][kind])
+                      + f"; without the training sets' construction (task data): "
+                      f"{report['step_overhead_us_without_task_data'][kind]:.1f}; in CPU time "
+                      "without evaluation, data and task data, per repeat: "
+                      + ", ".join(f"{v:.1f}" for v in report["cpu_step_overhead_us_per_repeat"][kind]))
+    for name, path in {"(this checkout)": str(REPO), **args.repos}.items():
+        console.print(f"naive@{name}: {path} at "
+                      + subprocess.run(["git", "-C", path, "log", "-1", "--format=%h %s"],
+                                       capture_output=True, text=True).stdout.strip()[:80])
     out = REPO / "outputs" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench_{datetime.now():%Y%m%d_%H%M%S}.json"

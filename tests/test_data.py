@@ -119,10 +119,14 @@ def test_bad_benchmark_values_rejected(mnist_root):
         RotatedMNIST(RotatedMNISTConfig(train_samples_per_task=70_000), str(mnist_root), False, 1, CPU)
 
 
-def test_chunked_rotation_equals_one_call(monkeypatch):
-    import cl_runner.data.mnist as mnist
+@pytest.mark.parametrize("angle", [0.0, 1.0, 9.0, 18.0, 33.0, 45.0, 89.5, 90.0, 123.4, 180.0,
+                                   200.0, 270.0, 333.0, -13.0, 720.0 + 9.0])
+def test_rotation_by_gather_equals_torchvision_rotate(angle):
+    """rotate() gathers pixels through a precomputed index (issue 32): byte-identical to
+    torchvision's nearest-neighbour rotate of the whole batch, corners and all."""
+    from torchvision.transforms.v2 import functional as TF
 
-    x = random_images(n=10)
-    whole = rotate(x, 33.0)
-    monkeypatch.setattr(mnist, "ROTATE_CHUNK", 3)
-    assert torch.equal(mnist.rotate(x, 33.0), whole)
+    x = random_images(n=64, seed=int(angle * 10) % 1000)
+    x[:, :, 0, :] = 255  # bright border: a misplaced fill pixel would show
+    expected = TF.rotate(x, angle, interpolation=TF.InterpolationMode.NEAREST, fill=0)
+    assert torch.equal(rotate(x, angle), expected)

@@ -199,11 +199,14 @@ def read_accuracy_matrix(path: str | Path, num_tasks: int | None = None) -> np.n
     """Read ``accuracy_matrix.csv`` (index ``after_task_i``, columns ``task_j``, fractions).
 
     Returns:
-        Array of shape ``(rows, T)``; ``rows == T`` for a finished run.
+        Array of shape ``(rows, T)``; ``rows == T`` for a finished run. An empty cell above
+        the diagonal (a task not trained yet that was not evaluated, ``eval.future_tasks``)
+        is NaN.
 
     Raises:
-        ValueError: the file is not a numeric table of accuracies in [0, 1], or its number of
-            columns differs from ``num_tasks``; the message names the file.
+        ValueError: the file is not a numeric table of accuracies in [0, 1] (empty cells only
+            above the diagonal), or its number of columns differs from ``num_tasks``; the
+            message names the file.
     """
     path = Path(path)
     try:
@@ -215,8 +218,11 @@ def read_accuracy_matrix(path: str | Path, num_tasks: int | None = None) -> np.n
         raise ValueError(f"{path}: empty accuracy table")
     if num_tasks is not None and values.shape[1] != num_tasks:
         raise ValueError(f"{path}: {values.shape[1]} task columns, expected {num_tasks}")
-    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
-        raise ValueError(f"{path}: accuracies must be finite fractions in [0, 1]")
+    future = np.triu(np.ones(values.shape, dtype=bool), k=1)  # row i, task j > i
+    known = values[~(future & np.isnan(values))]
+    if not np.all(np.isfinite(known)) or known.min() < 0 or known.max() > 1:
+        raise ValueError(f"{path}: accuracies must be finite fractions in [0, 1] (empty only "
+                         f"for a task not trained yet)")
     return values
 
 

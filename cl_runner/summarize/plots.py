@@ -183,8 +183,9 @@ def heatmap_figure(summary: Summary, g: Group, width: float = COLUMN_WIDTH):
                     ax.text(j, i, f"{v:.0f}", ha="center", va="center",
                             fontsize=size, color="black" if v > 60 else "white")
     seeds = "one seed" if len(g.runs) == 1 else f"mean over {len(g.runs)} seeds"
+    blank = ", blank: not evaluated" if np.isnan(g.matrix_mean).any() else ""
     fig.suptitle(figure_title(short_label(summary.group_keys, g.values), width)
-                 + f"\naccuracy matrix (%), {seeds}")
+                 + f"\naccuracy matrix (%), {seeds}{blank}")
     return fig
 
 

@@ -15,10 +15,10 @@ from cl_runner.data.benchmark import Benchmark
 from cl_runner.data.masking import masks_by_label
 from cl_runner.errors import TrainingDivergedError
 from cl_runner.training.batch import Batch
-from cl_runner.training.evaluate import Evaluator
+from cl_runner.training.evaluate import Evaluation, Evaluator
 from cl_runner.training.hooks import PhaseRunner, RunnerHook, StrategyHooks, TaskContext
 from cl_runner.training.result import SequenceResult
-from cl_runner.training.steps import batch_slice, classification_loss, shuffled
+from cl_runner.training.steps import classification_loss, shuffled, task_inputs
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +26,25 @@ log = logging.getLogger(__name__)
 def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.optim.Optimizer,
                     task: int, train_x: torch.Tensor, train_y: torch.Tensor,
                     to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
-                    masks: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+                    masks: torch.Tensor | None,
+                    inputs: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
     One step: a :class:`~cl_runner.training.batch.Batch` from an index slice ->
     ``strategy.train_batch`` -> its class mask -> one forward pass -> ``strategy.loss``
     (+ ``strategy.penalty``) -> zero_grad, backward -> ``strategy.after_backward`` ->
     optimizer step -> ``strategy.after_step``. Hooks the strategy does not override are not
-    called (the default loss is inlined), so plain fine-tuning pays for none of them.
+    called (the default loss is inlined), so plain fine-tuning pays for none of them. When the
+    strategy overrides neither ``train_batch`` nor ``loss`` and ``inputs`` is given, the step
+    gathers float rows of ``inputs`` and builds no Batch (nothing would read it): the same
+    numbers, the bare loop's work (issue 32).
 
     Args:
         masks: None (no masking), the task's bool ``(C,)`` mask, or the per-label table
             ``(C, C)`` of :func:`~cl_runner.data.masking.masks_by_label` (rows picked by each
             example's label) when the strategy mixes tasks.
+        inputs: ``to_input(train_x)`` computed once for the task
+            (:func:`~cl_runner.training.steps.task_inputs`), or None: convert per batch.
     """
     use_batch = strategy.overrides("train_batch")
     use_loss = strategy.overrides("loss")
@@ -46,21 +52,27 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     use_after_backward = strategy.overrides("after_backward")
     use_after_step = strategy.overrides("after_step")
     by_label = masks is not None and masks.dim() == 2
+    plain = inputs is not None and not use_batch and not use_loss
 
     def step(order: torch.Tensor, i: int) -> torch.Tensor:
         # ---- hot path: keep syncs, logging and allocations out of here ----
-        idx = batch_slice(order, i, batch_size)
-        batch = Batch(train_x[idx], train_y[idx], task, len(idx))
-        if use_batch:
-            batch = strategy.train_batch(batch)
-        if masks is not None:
-            batch.allowed = masks[batch.y] if by_label else masks
-        batch.inputs = to_input(batch.x)
-        output = model(batch.inputs)
-        if use_loss:
-            loss = strategy.loss(batch, output, model)
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        if plain:  # default batch and loss: no Batch, float rows converted once per task
+            y = train_y[idx]
+            allowed = masks if not by_label else masks[y]
+            loss = classification_loss(model(inputs[idx]), y, allowed)
         else:
-            loss = classification_loss(output, batch.y, batch.allowed)
+            batch = Batch(train_x[idx], train_y[idx], task, idx.shape[0])
+            if use_batch:
+                batch = strategy.train_batch(batch)
+            if masks is not None:
+                batch.allowed = masks[batch.y] if by_label else masks
+            batch.inputs = to_input(batch.x)
+            output = model(batch.inputs)
+            if use_loss:
+                loss = strategy.loss(batch, output, model)
+            else:
+                loss = classification_loss(output, batch.y, batch.allowed)
         if use_penalty:
             extra = strategy.penalty(model)
             if extra is not None:
@@ -77,6 +89,41 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     return step
 
 
+def evaluated_tasks(trained: int, num_tasks: int, future_tasks: str) -> range:
+    """The tasks (1-based) the end-of-task evaluation scores after ``trained`` tasks (0: the
+    initial evaluation) of ``num_tasks``: all of them (``"all"``); tasks 1..trained+1, and
+    every task initially (``"next"``: forward transfer needs the initial accuracies and
+    a[t-1, t]); tasks 1..trained (``"none"``).
+
+    Raises:
+        ValueError: ``future_tasks`` is none of these.
+    """
+    if future_tasks == "all" or (future_tasks == "next" and trained == 0):
+        return range(1, num_tasks + 1)
+    if future_tasks == "next":
+        return range(1, min(trained + 1, num_tasks) + 1)
+    if future_tasks == "none":
+        return range(1, trained + 1)
+    raise ValueError(f"future_tasks must be all, next or none, got {future_tasks!r}")
+
+
+def _evaluate(evaluator: Evaluator, model: nn.Module, trained: int, tasks: range,
+              num_tasks: int) -> Evaluation:
+    """The :class:`Evaluation` of ``tasks`` after ``trained`` tasks with every row as a
+    length-``num_tasks`` list, NaN for a task not evaluated (the confusion counts cover the
+    evaluated test sets)."""
+    accuracy, loss = [math.nan] * num_tasks, [math.nan] * num_tasks
+    if not len(tasks):
+        return Evaluation(accuracy, loss)
+    scored = evaluator.evaluate(model, trained=trained, tasks=tasks)
+    matrices = {name: [math.nan] * num_tasks for name in scored.matrices}
+    for i, j in enumerate(tasks):
+        accuracy[j - 1], loss[j - 1] = scored.accuracy[i], scored.loss[i]
+        for name, row in scored.matrices.items():
+            matrices[name][j - 1] = row[i]
+    return Evaluation(accuracy, loss, matrices, scored.confusion)
+
+
 def train_sequence(
     benchmark: Benchmark,
     model: nn.Module,
@@ -90,11 +137,12 @@ def train_sequence(
     max_steps_per_task: int | None = None,
     hooks: Sequence[RunnerHook] = (),
     start: SequenceResult | None = None,
+    future_tasks: str = "all",
 ) -> SequenceResult:
     """Train ``model`` on tasks 1..T of ``benchmark`` in order with ``strategy``'s hooks.
 
-    After each task the model is evaluated on the test sets of all T tasks (trained and not
-    yet trained), batched and without gradients.
+    After each task the model is evaluated on the test sets of the tasks trained so far and,
+    as ``future_tasks`` says, of tasks not trained yet, batched and without gradients.
 
     Task-incremental benchmarks (``benchmark.class_masks("train")`` not None) train task t
     on logits masked to task t's classes (:mod:`cl_runner.data.masking`); when the strategy
@@ -116,6 +164,10 @@ def train_sequence(
         start: the result of tasks 1..k of an interrupted run (a resumed run: model, strategy
             and generators already restored to the end of task k); training continues with
             task k+1 and the initial evaluation is not repeated. None: start at task 1.
+        future_tasks: which tasks not trained yet are evaluated (:func:`evaluated_tasks`):
+            ``"all"`` (the whole matrix), ``"next"`` (the initial evaluation of all tasks,
+            then tasks 1..t+1 after task t) or ``"none"``; a cell not evaluated holds NaN
+            in ``result.accuracy`` and ``result.loss`` (and the initial row under ``"none"``).
 
     Raises:
         TrainingDivergedError: the last loss of a training phase of a task is NaN or
@@ -133,7 +185,10 @@ def train_sequence(
             hook.before_run(model)
         result = SequenceResult()
         evaluated = time.perf_counter()
-        result.initial_accuracy, result.initial_loss = evaluator.tasks(model, trained=0)
+        initial = _evaluate(evaluator, model, 0,
+                            evaluated_tasks(0, benchmark.num_tasks, future_tasks),
+                            benchmark.num_tasks)
+        result.initial_accuracy, result.initial_loss = initial.accuracy, initial.loss
         result.eval_seconds.append(time.perf_counter() - evaluated)
     else:
         result = copy.deepcopy(start)
@@ -141,6 +196,7 @@ def train_sequence(
     train_masks = benchmark.class_masks("train")  # (T, C) bool, or None: no masking at all
     label_masks = (masks_by_label(train_masks) if train_masks is not None and strategy.mixes_tasks
                    else None)
+    inputs = None  # the float copy of the current task's inputs, its buffer reused per task
 
     for task in range(len(result.accuracy) + 1, benchmark.num_tasks + 1):
         started = time.perf_counter()
@@ -155,8 +211,13 @@ def train_sequence(
         # decided once per task: None (MNIST), this task's (C,) mask, or per-example by label
         allowed = None if train_masks is None else train_masks[task - 1]
 
+        # the task's inputs as floats once (into last task's buffer), unless the strategy's
+        # own batch or loss needs the stored ones per batch
+        inputs = (None if strategy.overrides("train_batch") or strategy.overrides("loss")
+                  else task_inputs(train_x, to_input, inputs))
         step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
-                               batch_size, allowed if label_masks is None else label_masks)
+                               batch_size, allowed if label_masks is None else label_masks,
+                               inputs)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
@@ -165,7 +226,9 @@ def train_sequence(
         strategy.after_training(ctx)  # may run phases of its own (MC-SGD's line phase)
         last_losses = phases.pop_last_losses()  # one sync per task, for the log and the check
         evaluated = time.perf_counter()
-        evaluation = evaluator.evaluate(model, trained=task)
+        evaluation = _evaluate(evaluator, model, task,
+                               evaluated_tasks(task, benchmark.num_tasks, future_tasks),
+                               benchmark.num_tasks)
         accuracy, losses = evaluation.accuracy, evaluation.loss
         result.eval_seconds.append(time.perf_counter() - evaluated)
         result.add_matrices(evaluation.matrices, evaluation.confusion)
@@ -187,8 +250,8 @@ def train_sequence(
         # a test set's labels (a class-incremental test set of a task not trained yet).
         checks = [*(("training loss" if phase == "train" else f"{phase}-phase loss", value,
                      math.isfinite(value)) for phase, value in last_losses),
-                  *((f"test loss on task {j}", value, not math.isnan(value))
-                    for j, value in enumerate(losses, 1))]
+                  *((f"test loss on task {j}", losses[j - 1], not math.isnan(losses[j - 1]))
+                    for j in evaluated_tasks(task, benchmark.num_tasks, future_tasks))]
         for what, value, good in checks:
             if not good:
                 raise TrainingDivergedError(
