@@ -1,0 +1,152 @@
+"""MAS, Memory Aware Synapses (Aljundi, Babiloni, Elhoseiny, Rohrbach & Tuytelaars, "Memory Aware
+Synapses: Learning what (not) to forget", ECCV 2018, Section 4.1, Eqs. 2-4 and Section 4.3; the
+authors' code rahafaljundi/MAS-Memory-Aware-Synapses, ``MAS_utils/MAS_based_Training.py``).
+
+**Importance (Eqs. 2 and 4).** At the end of task t (``after_training``), for N training
+examples of the task, with F the network's output (the logits: no softmax, no label)::
+
+    g_ij(x_k) = d [ ||F(x_k; theta)||_2^2 ] / d theta_ij,
+    Omega^t_ij = 1/N sum_k | g_ij(x_k) |
+
+per example (``torch.func.vmap(grad(...))``, model in eval mode as the authors'
+``compute_importance_l2``), i.e. the mean over examples of the gradient magnitude: the
+authors' running average weighted by the number of samples (``MAS_Omega_update.step``:
+``omega = (omega * prev_size + |g|) / curr_size``) with their per-sample setting
+(``b1=True``, ``MAS_Omega_Acuumelation``). No label is used. On task-incremental benchmarks F
+is the task's head: the outputs of the task's classes (its training mask).
+
+**Accumulation over tasks**: a plain sum, ``Omega <- Omega + Omega^t`` (the authors'
+``accumelate_reg_params``: ``acc_omega = prev_omega + new_omega``), and the anchor
+``theta*`` becomes the weights after task t (``init_val``).
+
+**Penalty (Eq. 3)** while training task t > 1: ``lambda * sum_ij Omega_ij (theta_ij -
+theta*_ij)^2`` (no 1/2: the authors' ``Weight_Regularized_SGD`` adds ``2 lambda Omega (theta -
+theta*)`` to the gradient). Hot path: EWC's ``_Quadratic`` (``torch._foreach`` kernels, the
+gradient written by hand), so MAS costs what online EWC costs per step.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
+from cl_runner.strategies.ewc import _Quadratic, _split_like, flat_params
+from cl_runner.strategies.schemas import MASConfig
+
+
+def output_sensitivity(model: nn.Module, x: torch.Tensor, *, batch_size: int, to_input=None,
+                       outputs: torch.Tensor | None = None) -> torch.Tensor:
+    """MAS importance of ``model`` at its current weights (Aljundi et al. 2018, Eq. 4).
+
+    ``Omega_i = 1/N sum_n | d ||F(x_n)||_2^2 / d theta_i |``: the mean over the N examples of
+    the magnitude of the per-example gradient of the squared L2 norm of the output, computed
+    with ``torch.func.vmap(grad(...))`` in batches (no per-example Python loop). The model is
+    put in eval mode for the computation (dropout off) and its mode is restored afterwards.
+
+    Args:
+        model: the network; its buffers are used read-only.
+        x: ``(N, ...)`` stored inputs, N >= 1 (no labels).
+        batch_size: examples per vectorized batch (memory only; the result does not depend
+            on it).
+        to_input: turns a stored batch into model input (``benchmark.to_input``); identity
+            when None.
+        outputs: bool ``(C,)``, the output units that make up F (a task's head), or None for
+            all of them.
+
+    Returns:
+        float32 ``(P,)`` over the trainable parameters, in :func:`~cl_runner.strategies.ewc.flat_params` order.
+    """
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def squared_norm(theta, xi):
+        out = functional_call(model, (theta, frozen, buffers), (xi.unsqueeze(0),))[0]
+        if outputs is not None:
+            out = out[outputs]
+        return out.square().sum()
+
+    per_example = vmap(grad(squared_norm), in_dims=(None, 0))
+    total = torch.zeros(sum(params[n].numel() for n in names), device=x.device)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size]
+            g = per_example(params, to_input(xb) if to_input is not None else xb)
+            total += torch.cat([g[n].abs().sum(0).reshape(-1) for n in names])
+    finally:
+        model.train(was_training)
+    return total / len(x)
+
+
+@STRATEGIES.register("mas", config=MASConfig)
+class MAS(Strategy):
+    """Memory Aware Synapses (see the module docstring). ``stats()`` reports, per task, the
+    mean and max of the task's importance and the seconds spent computing it.
+
+    Attributes:
+        omega: the accumulated importance ``(P,)`` (sum over the tasks so far), or None.
+        anchor: ``theta*`` ``(P,)``, the weights after the last task.
+    """
+
+    #: per-parameter views of omega/anchor, rebuilt by the first penalty after a resume
+    transient_attributes = ("_views",)
+
+    def __init__(self, cfg: MASConfig) -> None:
+        super().__init__(cfg)
+        cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
+        self.omega: torch.Tensor | None = None
+        self.anchor: torch.Tensor | None = None
+        self.history: list[dict[str, float]] = []
+        self._views: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    def after_training(self, ctx: TaskContext) -> None:
+        """Omega += the task's importance on its training examples; anchor = the weights."""
+        started = time.perf_counter()
+        n = len(ctx.train_y)
+        if self.cfg.importance_samples is not None and self.cfg.importance_samples < n:
+            pick = torch.randperm(n, generator=ctx.generator)[: self.cfg.importance_samples]
+            x = ctx.train_x[pick.to(ctx.device)]
+        else:
+            x = ctx.train_x
+        masks = ctx.benchmark.class_masks("train")
+        importance = output_sensitivity(ctx.model, x, batch_size=self.cfg.importance_batch_size,
+                                        to_input=ctx.benchmark.to_input,
+                                        outputs=None if masks is None else masks[ctx.task - 1])
+        with torch.no_grad():
+            self.add_task(importance, flat_params(ctx.model).detach().clone())
+        self.history.append({"task": ctx.task, "omega_mean": float(importance.mean()),
+                             "omega_max": float(importance.max()),
+                             "omega_seconds": time.perf_counter() - started})
+
+    def add_task(self, importance: torch.Tensor, anchor: torch.Tensor) -> None:
+        """Accumulate a task's importance ``(P,)`` (a sum over tasks) and set the anchor
+        ``(P,)``."""
+        self.omega = importance.clone() if self.omega is None else self.omega + importance
+        self.anchor = anchor
+        self._views = None
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        if self.omega is None:
+            return None
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self._views is None:
+            self._views = (_split_like(self.omega, params), _split_like(self.anchor, params))
+        return self.cfg.mas_lambda * _Quadratic.apply(*self._views, *params)
+
+    def stats(self) -> dict[str, Any]:
+        return {"mas": self.history}
+
+    def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
+        """State: the accumulated Omega and the anchor (2 P floats), not tied to one task."""
+        state = 0.0 if self.omega is None else float(self.omega.numel() + self.anchor.numel())
+        return cost(model, [0.0] * num_tasks, state,
+                    "task_floats: none; state_floats: the accumulated importance Omega and the "
+                    "anchor weights (2 x trainable parameters)")
