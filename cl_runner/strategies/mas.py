@@ -21,8 +21,9 @@ is the task's head: the outputs of the task's classes (its training mask).
 
 **Penalty (Eq. 3)** while training task t > 1: ``lambda * sum_ij Omega_ij (theta_ij -
 theta*_ij)^2`` (no 1/2: the authors' ``Weight_Regularized_SGD`` adds ``2 lambda Omega (theta -
-theta*)`` to the gradient). Hot path: EWC's ``_Quadratic`` (``torch._foreach`` kernels, the
-gradient written by hand), so MAS costs what online EWC costs per step.
+theta*)`` to the gradient). Hot path: the value without autograd and the gradient added to
+``p.grad`` after backward, in place, on buffers made once per task
+(:class:`~cl_runner.strategies.quadratic.AnchoredQuadratic`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
-from cl_runner.strategies.ewc import _Quadratic, _split_like, flat_params
+from cl_runner.strategies.ewc import _split_like, flat_params
+from cl_runner.strategies.quadratic import AnchoredQuadratic
 from cl_runner.strategies.schemas import MASConfig
 
 
@@ -96,8 +98,8 @@ class MAS(Strategy):
         anchor: ``theta*`` ``(P,)``, the weights after the last task.
     """
 
-    #: per-parameter views of omega/anchor, rebuilt by the first penalty after a resume
-    transient_attributes = ("_views",)
+    #: the penalty's buffers over views of omega/anchor, rebuilt by the next penalty
+    transient_attributes = ("_quadratic",)
 
     def __init__(self, cfg: MASConfig) -> None:
         super().__init__(cfg)
@@ -105,7 +107,7 @@ class MAS(Strategy):
         self.omega: torch.Tensor | None = None
         self.anchor: torch.Tensor | None = None
         self.history: list[dict[str, float]] = []
-        self._views: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._quadratic: AnchoredQuadratic | None = None
 
     def after_training(self, ctx: TaskContext) -> None:
         """Omega += the task's importance on its training examples; anchor = the weights."""
@@ -131,15 +133,23 @@ class MAS(Strategy):
         ``(P,)``."""
         self.omega = importance.clone() if self.omega is None else self.omega + importance
         self.anchor = anchor
-        self._views = None
+        self._quadratic = None
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """The penalty's value ``lambda * sum Omega (theta - theta*)^2`` (no autograd: its
+        gradient is added in :meth:`after_backward`)."""
         if self.omega is None:
             return None
-        params = [p for p in model.parameters() if p.requires_grad]
-        if self._views is None:
-            self._views = (_split_like(self.omega, params), _split_like(self.anchor, params))
-        return self.cfg.mas_lambda * _Quadratic.apply(*self._views, *params)
+        if self._quadratic is None:
+            params = [p for p in model.parameters() if p.requires_grad]
+            self._quadratic = AnchoredQuadratic(params, _split_like(self.omega, params),
+                                                _split_like(self.anchor, params))
+        return self.cfg.mas_lambda * self._quadratic.value()
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Add the penalty's gradient ``2 lambda Omega (theta - theta*)`` to ``p.grad``."""
+        if self._quadratic is not None:
+            self._quadratic.add_gradient(self.cfg.mas_lambda)
 
     def stats(self) -> dict[str, Any]:
         return {"mas": self.history}

@@ -27,11 +27,13 @@ the authors' ``task_updates``. The anchor ``theta~`` becomes the current weights
 **Surrogate loss (Eq. 4)** while training task mu > 1: ``c * sum_k Omega_k (theta_k -
 theta~_k)^2`` (no 1/2: the authors' ``quadratic_regularizer`` times ``lam``).
 
-Hot path, one parameter list at a time with ``torch._foreach`` kernels and no host sync:
-``penalty`` computes ``S = Omega (theta - theta~)`` and the surrogate's value without autograd;
-``after_backward`` keeps the cross-entropy's gradient tensors (the path integral's g) and
-installs ``g + 2c S`` as the gradients the optimizer uses; ``after_step`` adds ``-g * (theta -
-theta_old)`` to omega and remembers theta. Task 1 (no Omega yet) pays only the last part.
+Hot path, one parameter list at a time with in-place ``torch._foreach`` kernels on buffers
+made once per task (no allocation, no host sync): ``penalty`` computes ``S = Omega (theta -
+theta~)`` and the surrogate's value without autograd
+(:class:`~cl_runner.strategies.quadratic.AnchoredQuadratic`); ``after_backward`` keeps a copy
+of the cross-entropy's gradient (the path integral's g) and adds ``2c S`` to ``p.grad``, so
+the optimizer follows the full loss; ``after_step`` adds ``-g * (theta - theta_old)`` to omega
+and remembers theta. Task 1 (no Omega yet) pays only the last part.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch
 from torch import nn
 
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
+from cl_runner.strategies.quadratic import AnchoredQuadratic
 from cl_runner.strategies.schemas import SIConfig
 
 
@@ -69,8 +72,8 @@ class SI(Strategy):
         previous: the weights before the next optimizer step.
     """
 
-    #: per-step scratch, rebuilt by the next step
-    transient_attributes = ("_scaled", "_grads")
+    #: the task's parameter list, surrogate buffers and kept gradients, made by before_task
+    transient_attributes = ("_params", "_surrogate", "_grads", "_use_kept")
 
     def __init__(self, cfg: SIConfig) -> None:
         super().__init__(cfg)
@@ -80,63 +83,59 @@ class SI(Strategy):
         self.path: list[torch.Tensor] | None = None
         self.previous: list[torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
-        self._scaled: list[torch.Tensor] | None = None
-        self._grads: list[torch.Tensor] | None = None
+        self._params: list[nn.Parameter] = []
+        self._surrogate: AnchoredQuadratic | None = None
+        self._grads: list[torch.Tensor] = []
+        self._use_kept = False
 
     def before_task(self, ctx: TaskContext) -> None:
         """Start the task's path integral at zero from the current weights."""
-        params = _trainable(ctx.model)
+        self._params = params = _trainable(ctx.model)
         with torch.no_grad():
             if self.anchor is None:  # task 1: theta(t_0) = the initial weights
                 self.anchor = _detached(params)
             self.previous = _detached(params)
             self.path = [torch.zeros_like(p) for p in params]
-        self._scaled = self._grads = None
+            self._grads = [torch.empty_like(p, requires_grad=False) for p in params]
+        self._surrogate = (None if self.omega is None
+                           else AnchoredQuadratic(params, self.omega, self.anchor))
+        self._use_kept = False
 
-    @torch.no_grad()
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         """The surrogate's value ``c * sum Omega (theta - theta~)^2`` (no autograd: its
         gradient ``2 c Omega (theta - theta~)`` is added in :meth:`after_backward`)."""
-        if self.omega is None:
+        if self._surrogate is None:
             return None
-        params = _trainable(model)
-        diff = torch._foreach_sub(params, self.anchor)
-        self._scaled = torch._foreach_mul(diff, self.omega)  # S = Omega (theta - theta~)
-        value = torch.stack([torch.vdot(s.reshape(-1), d.reshape(-1))
-                             for s, d in zip(self._scaled, diff, strict=True)]).sum()
-        return self.cfg.c * value
+        return self.cfg.c * self._surrogate.value()
 
     @torch.no_grad()
     def after_backward(self, model: nn.Module) -> None:
         """Keep the cross-entropy's gradients g for the path integral and give the optimizer
         ``g + 2 c S`` (the full loss's gradient)."""
-        if self._scaled is None:
+        if self._surrogate is None:
             return
-        params = _trainable(model)
-        self._grads = [_grad(p) for p in params]
-        full = torch._foreach_add(self._grads, self._scaled, alpha=2 * self.cfg.c)
-        for p, g in zip(params, full, strict=True):
-            p.grad = g
+        torch._foreach_copy_(self._grads, [_grad(p) for p in self._params])
+        self._surrogate.add_gradient(self.cfg.c)
+        self._use_kept = True
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
         """``omega += -g * (theta - theta_old)``; remember theta (Eq. 3, one step)."""
-        params = _trainable(model)
-        grads = self._grads if self._grads is not None else [_grad(p) for p in params]
-        delta = torch._foreach_sub(params, self.previous)
-        torch._foreach_addcmul_(self.path, grads, delta, value=-1.0)
+        params = self._params
+        grads = self._grads if self._use_kept else [_grad(p) for p in params]
+        torch._foreach_sub_(self.previous, params)  # theta_old - theta = -delta
+        torch._foreach_addcmul_(self.path, grads, self.previous)  # omega += g * (-delta)
         torch._foreach_copy_(self.previous, params)
-        self._grads = self._scaled = None
+        self._use_kept = False
 
     @torch.no_grad()
     def after_training(self, ctx: TaskContext) -> None:
         """Consolidate (Eq. 5): ``Omega = relu(Omega + omega / (Delta^2 + xi))``, then the
         anchor becomes the current weights."""
-        params = _trainable(ctx.model)
-        self.consolidate(params)
-        self.history.append({"task": ctx.task,
-                             "omega_mean": float(torch.cat([o.reshape(-1) for o in self.omega]).mean()),
-                             "omega_max": float(max(o.max() for o in self.omega))})
+        self.consolidate(_trainable(ctx.model))
+        flat = torch.cat([o.reshape(-1) for o in self.omega])
+        self.history.append({"task": ctx.task, "omega_mean": float(flat.mean()),
+                             "omega_max": float(flat.max())})
 
     @torch.no_grad()
     def consolidate(self, params: list[torch.Tensor]) -> None:
@@ -150,6 +149,7 @@ class SI(Strategy):
         self.omega = [o.clamp_min_(0) for o in new]
         self.anchor = _detached(params)
         self.path = [torch.zeros_like(p) for p in params]
+        self._surrogate = None  # before_task builds it for the new Omega and anchor
 
     def stats(self) -> dict[str, Any]:
         return {"si": self.history}
