@@ -44,9 +44,8 @@ class AnchoredQuadratic:
     def add_gradient(self, factor: float) -> None:
         """``p.grad += factor * 2 S`` in place for every parameter (a parameter without a
         gradient gets ``factor * 2 S``), S from the last :meth:`value`."""
-        grads = []
-        for p, s in zip(self.params, self.scaled, strict=True):
+        for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            grads.append(p.grad)
+        grads = [p.grad for p in self.params]
         torch._foreach_add_(grads, self.scaled, alpha=2.0 * factor)
