@@ -26,19 +26,26 @@ class AnchoredQuadratic:
     def __init__(self, params: list[torch.Tensor], weight: list[torch.Tensor],
                  center: list[torch.Tensor]) -> None:
         self.params, self.weight, self.center = params, weight, center
-        self.diff = [torch.empty_like(p, requires_grad=False) for p in params]
-        self.scaled = [torch.empty_like(p, requires_grad=False) for p in params]
+        size = sum(p.numel() for p in params)
+        ref = params[0]
+        #: theta - a and S = w (theta - a), flat (one dot product gives Q) with views per tensor
+        self.flat_diff = torch.empty(size, dtype=ref.dtype, device=ref.device)
+        self.flat_scaled = torch.empty_like(self.flat_diff)
+        splits = [p.numel() for p in params]
+        self.diff = [v.view_as(p) for v, p in zip(self.flat_diff.split(splits), params,
+                                                     strict=True)]
+        self.scaled = [v.view_as(p) for v, p in zip(self.flat_scaled.split(splits), params,
+                                                       strict=True)]
 
     @torch.no_grad()
     def value(self) -> torch.Tensor:
         """``Q`` at the current weights, a 0-d tensor without autograd history; no host
         sync."""
-        torch._foreach_copy_(self.diff, self.params)
-        torch._foreach_sub_(self.diff, self.center)
-        torch._foreach_copy_(self.scaled, self.diff)
-        torch._foreach_mul_(self.scaled, self.weight)
-        return torch.stack([torch.vdot(s.reshape(-1), d.reshape(-1))
-                            for s, d in zip(self.scaled, self.diff, strict=True)]).sum()
+        for p, a, w, d, s in zip(self.params, self.center, self.weight, self.diff, self.scaled,
+                                 strict=True):
+            torch.sub(p, a, out=d)
+            torch.mul(d, w, out=s)
+        return torch.vdot(self.flat_scaled, self.flat_diff)
 
     @torch.no_grad()
     def add_gradient(self, factor: float) -> None:

@@ -30,10 +30,10 @@ theta~_k)^2`` (no 1/2: the authors' ``quadratic_regularizer`` times ``lam``).
 Hot path, one parameter list at a time with in-place ``torch._foreach`` kernels on buffers
 made once per task (no allocation, no host sync): ``penalty`` computes ``S = Omega (theta -
 theta~)`` and the surrogate's value without autograd
-(:class:`~cl_runner.strategies.quadratic.AnchoredQuadratic`); ``after_backward`` keeps a copy
-of the cross-entropy's gradient (the path integral's g) and adds ``2c S`` to ``p.grad``, so
-the optimizer follows the full loss; ``after_step`` adds ``-g * (theta - theta_old)`` to omega
-and remembers theta. Task 1 (no Omega yet) pays only the last part.
+(:class:`~cl_runner.strategies.quadratic.AnchoredQuadratic`); ``after_backward`` adds ``2c S``
+to ``p.grad``, so the optimizer follows the full loss; ``after_step`` adds ``-(p.grad - 2c S)
+* (theta - theta_old)`` to omega (the cross-entropy's gradient g = p.grad - 2c S) and
+remembers theta. Task 1 (no Omega yet) pays only the last part, without the ``2c S`` term.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class SI(Strategy):
         previous: the weights before the next optimizer step.
     """
 
-    #: the task's parameter list, surrogate buffers and kept gradients, made by before_task
-    transient_attributes = ("_params", "_surrogate", "_grads", "_use_kept")
+    #: the task's parameter list and surrogate buffers, made by before_task
+    transient_attributes = ("_params", "_surrogate")
 
     def __init__(self, cfg: SIConfig) -> None:
         super().__init__(cfg)
@@ -85,8 +85,6 @@ class SI(Strategy):
         self.history: list[dict[str, float]] = []
         self._params: list[nn.Parameter] = []
         self._surrogate: AnchoredQuadratic | None = None
-        self._grads: list[torch.Tensor] = []
-        self._use_kept = False
 
     def before_task(self, ctx: TaskContext) -> None:
         """Start the task's path integral at zero from the current weights."""
@@ -96,10 +94,8 @@ class SI(Strategy):
                 self.anchor = _detached(params)
             self.previous = _detached(params)
             self.path = [torch.zeros_like(p) for p in params]
-            self._grads = [torch.empty_like(p, requires_grad=False) for p in params]
         self._surrogate = (None if self.omega is None
                            else AnchoredQuadratic(params, self.omega, self.anchor))
-        self._use_kept = False
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         """The surrogate's value ``c * sum Omega (theta - theta~)^2`` (no autograd: its
@@ -108,25 +104,24 @@ class SI(Strategy):
             return None
         return self.cfg.c * self._surrogate.value()
 
-    @torch.no_grad()
     def after_backward(self, model: nn.Module) -> None:
-        """Keep the cross-entropy's gradients g for the path integral and give the optimizer
-        ``g + 2 c S`` (the full loss's gradient)."""
-        if self._surrogate is None:
-            return
-        torch._foreach_copy_(self._grads, [_grad(p) for p in self._params])
-        self._surrogate.add_gradient(self.cfg.c)
-        self._use_kept = True
+        """Add the surrogate's gradient ``2 c S`` to ``p.grad``: the optimizer follows the
+        full loss (the path integral takes the cross-entropy's part back out in
+        :meth:`after_step`)."""
+        if self._surrogate is not None:
+            self._surrogate.add_gradient(self.cfg.c)
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        """``omega += -g * (theta - theta_old)``; remember theta (Eq. 3, one step)."""
+        """``omega += -g * (theta - theta_old)`` with g the cross-entropy's gradient at
+        theta_old, ``p.grad - 2 c S``; remember theta (Eq. 3, one step)."""
         params = self._params
-        grads = self._grads if self._use_kept else [_grad(p) for p in params]
         torch._foreach_sub_(self.previous, params)  # theta_old - theta = -delta
-        torch._foreach_addcmul_(self.path, grads, self.previous)  # omega += g * (-delta)
+        torch._foreach_addcmul_(self.path, [_grad(p) for p in params], self.previous)
+        if self._surrogate is not None:  # take the surrogate's part 2 c S out of g
+            torch._foreach_addcmul_(self.path, self._surrogate.scaled, self.previous,
+                                    value=-2.0 * self.cfg.c)
         torch._foreach_copy_(self.previous, params)
-        self._use_kept = False
 
     @torch.no_grad()
     def after_training(self, ctx: TaskContext) -> None:
