@@ -36,6 +36,7 @@ No host sync: the seen and present classes are boolean ``(C,)`` tensors updated 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cl_runner.data.masking import mask_logits
@@ -52,20 +53,13 @@ def present_classes(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.zeros(num_classes, dtype=torch.bool, device=y.device).index_fill_(0, y, True)
 
 
-def _with(allowed: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor | None:
-    """The intersection of the loop's class mask (None, ``(C,)`` or ``(B, C)``) and ``mask``
-    (None or ``(C,)``)."""
-    if mask is None:
-        return allowed
-    return mask if allowed is None else allowed & mask
-
-
 def asymmetric_loss(output: torch.Tensor, y: torch.Tensor, num_incoming: int,
                     incoming_classes: torch.Tensor, replay_classes: torch.Tensor | None,
                     allowed: torch.Tensor | None = None) -> torch.Tensor:
     """ER-ACE's loss of a batch ``[incoming (B) | replayed (k)]``: the mean cross-entropy of the
     first ``num_incoming`` rows over ``incoming_classes`` plus the mean cross-entropy of the
-    others over ``replay_classes`` (0 when there are none).
+    others over ``replay_classes`` (0 when there are none), as one masked cross-entropy with
+    per-row weights 1/B and 1/k (one softmax and one backward node for both terms).
 
     Args:
         output: float ``(B + k, C)`` logits. y: int64 ``(B + k,)`` labels.
@@ -77,15 +71,17 @@ def asymmetric_loss(output: torch.Tensor, y: torch.Tensor, num_incoming: int,
     Returns:
         Scalar tensor (nats).
     """
-    b = num_incoming
-    head = allowed[:b] if allowed is not None and allowed.dim() == 2 else allowed
-    loss = classification_loss(output[:b], y[:b], _with(head, incoming_classes))
-    if len(y) > b:
-        tail = allowed[b:] if allowed is not None and allowed.dim() == 2 else allowed
-        replay = _with(tail, replay_classes)
-        logits = output[b:] if replay is None else mask_logits(output[b:], replay)
-        loss = loss + torch.nn.functional.cross_entropy(logits, y[b:])
-    return loss
+    n, b = len(y), num_incoming
+    if n == b:
+        mask = incoming_classes if allowed is None else allowed & incoming_classes
+        return classification_loss(output, y, mask)
+    incoming = torch.arange(n, device=y.device) < b
+    replay = torch.ones_like(incoming_classes) if replay_classes is None else replay_classes
+    mask = torch.where(incoming[:, None], incoming_classes, replay)  # (B + k, C)
+    if allowed is not None:
+        mask = mask & allowed
+    per_example = F.cross_entropy(mask_logits(output, mask), y, reduction="none")
+    return (per_example * torch.where(incoming, 1.0 / b, 1.0 / (n - b))).sum()
 
 
 @STRATEGIES.register("er_ace", config=ERACEConfig)
