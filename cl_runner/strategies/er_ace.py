@@ -18,7 +18,9 @@ examples); the replayed examples are contrasted against all classes.
 ``strategy.variant`` (:class:`~cl_runner.strategies.replay_schemas.ACEVariant`):
 
 - ``paper`` (default): ``C_in`` = the classes present in the incoming batch; ``C_bf`` = every
-  class seen so far (incoming batches up to this one).
+  class seen so far (incoming batches up to this one). This is the paper's loss as recalled
+  (``C_curr`` for the incoming batch, ``C_old`` and ``C_curr`` for the buffer batch); the
+  paper's text was not read for this module, the code below was.
 - ``authors``: the authors' code (and Mammoth's ``models/er_ace.py``): ``C_in`` also keeps
   the classes not seen yet (``mask[:, seen_so_far.max():] = 1``; here: every class that has
   not appeared in an incoming batch, which differs from the code's "labels >= the largest

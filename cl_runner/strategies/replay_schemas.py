@@ -13,7 +13,9 @@ class ACEVariant(str, enum.Enum):
     """Which logits each of ER-ACE's two cross-entropies ranges over (``strategy.variant``)."""
 
     #: incoming batch: the classes present in it; replay batch: the classes seen so far
-    #: (Caccia et al. 2022, Sec. 4, the asymmetric loss as the paper writes it)
+    #: (Caccia et al. 2022, Sec. 4, the asymmetric loss as recalled from the paper: its text
+    #: was not read for this module; Avalanche's ACECriterion also keeps only the present
+    #: classes for the incoming batch)
     paper = "paper"
     #: incoming batch: the classes present in it and those not seen yet; replay batch: every
     #: output (the authors' code, pclucas14/AML ``methods/er_ace.py`` and ``methods/er.py``,
