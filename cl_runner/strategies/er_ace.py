@@ -2,6 +2,8 @@
 Tuytelaars, Pineau & Belilovsky, "New Insights on Reducing Abrupt Representation Change in
 Online Continual Learning", ICLR 2022, Section 4, "ER-ACE"; the authors' code pclucas14/AML,
 ``methods/er_ace.py`` and ``methods/er.py``).
+Section and equation numbers are recalled (the paper's text was not at hand when this was
+written); every statement about the authors' code was read in it.
 
 Each step trains on the incoming batch ``X_in`` and a batch ``X_bf`` drawn uniformly from a
 reservoir buffer (:class:`~cl_runner.strategies.memory.ReservoirBuffer`, as

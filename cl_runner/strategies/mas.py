@@ -1,6 +1,8 @@
 """MAS, Memory Aware Synapses (Aljundi, Babiloni, Elhoseiny, Rohrbach & Tuytelaars, "Memory Aware
 Synapses: Learning what (not) to forget", ECCV 2018, Section 4.1, Eqs. 2-4 and Section 4.3; the
 authors' code rahafaljundi/MAS-Memory-Aware-Synapses, ``MAS_utils/MAS_based_Training.py``).
+Section and equation numbers are recalled (the paper's text was not at hand when this was
+written); every statement about the authors' code was read in it.
 
 **Importance (Eqs. 2 and 4).** At the end of task t (``after_training``), for N training
 examples of the task, with F the network's output (the logits: no softmax, no label)::

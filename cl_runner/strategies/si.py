@@ -1,6 +1,8 @@
 """SI, Synaptic Intelligence (Zenke, Poole & Ganguli, "Continual Learning Through Synaptic
 Intelligence", ICML 2017, Section 3, Eqs. 3-5; the authors' code ganguli-lab/pathint,
 ``pathint/protocols.py`` ``PATH_INT_PROTOCOL`` and ``pathint/optimizers.py``).
+Section and equation numbers are recalled (the paper's text was not at hand when this was
+written); every statement about the authors' code was read in it.
 
 **Path integral (Eq. 3).** While task mu is trained, every parameter k accumulates
 
