@@ -14,7 +14,7 @@ from torch import nn
 
 from cl_runner.strategies.base import TaskContext
 from cl_runner.strategies.er_ace import ERACE
-from cl_runner.strategies.mas import MAS
+from cl_runner.strategies.mas import MAS, _linear_sensitivity, _vmap_sensitivity
 from cl_runner.strategies.schemas import ERACEConfig, MASConfig, SIConfig
 from cl_runner.strategies.si import SI
 from cl_runner.training.batch import Batch
@@ -151,6 +151,21 @@ def test_mas_task_head_restricts_the_output_norm_to_the_task_classes():
     weight, bias = mas.omega[:12].view(4, 3), mas.omega[12:]
     assert weight[:2].abs().sum() == 0 and bias[:2].abs().sum() == 0
     assert (weight[2:] > 0).all() and (bias[2:] > 0).all()
+
+
+def test_mas_linear_layer_shortcut_equals_the_per_example_gradients():
+    # sum_n |delta_n a_n^T| = |Delta|^T |A| for every linear layer of an MLP (ReLU between):
+    # the shortcut must give the per-example vmap result, with and without a task head.
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+    x, head = torch.randn(7, 2, 3), torch.tensor([False, True, True, False])
+    for outputs in (None, head):
+        fast = _linear_sensitivity(model, x, batch_size=3, outputs=outputs)
+        slow = _vmap_sensitivity(model, x, batch_size=3, outputs=outputs)
+        assert fast is not None and torch.allclose(fast, slow, rtol=1e-5, atol=1e-7)
+    shared = nn.Linear(3, 3)  # one layer applied twice: no shortcut
+    assert _linear_sensitivity(nn.Sequential(shared, shared), torch.randn(2, 3),
+                               batch_size=2) is None
 
 
 # ---- ER-ACE (Caccia et al. 2022, Sec. 4) ----
