@@ -361,3 +361,10 @@ STRATEGIES.declare("multitask", config=MultitaskConfig, module="cl_runner.strate
 STRATEGIES.declare("supsup", config=SupSupConfig, module="cl_runner.strategies.supsup")
 STRATEGIES.declare("impresslearn", config=ImpressLearnConfig, module="cl_runner.strategies.impresslearn")
 STRATEGIES.declare("icarl", config=ICaRLConfig, module="cl_runner.strategies.icarl")
+
+from cl_runner.strategies.regularization_schemas import MASConfig, SIConfig  # noqa: E402
+from cl_runner.strategies.replay_schemas import ERACEConfig  # noqa: E402
+
+STRATEGIES.declare("si", config=SIConfig, module="cl_runner.strategies.si")
+STRATEGIES.declare("mas", config=MASConfig, module="cl_runner.strategies.mas")
+STRATEGIES.declare("er_ace", config=ERACEConfig, module="cl_runner.strategies.er_ace")

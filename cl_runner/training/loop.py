@@ -27,7 +27,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                     task: int, train_x: torch.Tensor, train_y: torch.Tensor,
                     to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
                     masks: torch.Tensor | None,
-                    inputs: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+                    inputs: torch.Tensor | None = None) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
     One step: a :class:`~cl_runner.training.batch.Batch` from an index slice ->
