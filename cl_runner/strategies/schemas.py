@@ -361,3 +361,8 @@ STRATEGIES.declare("multitask", config=MultitaskConfig, module="cl_runner.strate
 STRATEGIES.declare("supsup", config=SupSupConfig, module="cl_runner.strategies.supsup")
 STRATEGIES.declare("impresslearn", config=ImpressLearnConfig, module="cl_runner.strategies.impresslearn")
 STRATEGIES.declare("icarl", config=ICaRLConfig, module="cl_runner.strategies.icarl")
+
+from cl_runner.strategies.memory_schemas import GDumbConfig, GEMConfig  # noqa: E402
+
+STRATEGIES.declare("gem", config=GEMConfig, module="cl_runner.strategies.gem")
+STRATEGIES.declare("gdumb", config=GDumbConfig, module="cl_runner.strategies.gdumb")
