@@ -88,7 +88,8 @@ class GreedyClassBalancedMemory:
                 is stored into a full memory (``int(u * |M_c|)``-th slot of the largest class).
 
         Returns:
-            How many of the N examples were stored. One host sync (the labels).
+            How many of the N examples the memory holds after the pass. One host sync (the
+            labels).
         """
         k = self.capacity
         if self.x is None:
