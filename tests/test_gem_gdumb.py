@@ -249,3 +249,28 @@ def test_gdumb_schema_refuses_bad_values_naming_the_key():
                        ("momentum", 1.0), ("clip", 0.0), ("crop_padding", -1)):
         with pytest.raises(ConfigError, match=f"strategy.{key}"):
             GDumbConfig(**{key: value}).validate()
+
+
+def test_gdumb_learning_rate_per_epoch_is_the_authors_schedule(monkeypatch):
+    # max_lr 0.05, min_lr 0.0005: epoch 0 at 0.1 max_lr, epoch 1 at max_lr, then
+    # CosineAnnealingWarmRestarts(T_0=1, T_mult=2) stepped per epoch: restarts (max_lr) at
+    # epochs 2 and 4, in between eta_min + (max - min)(1 + cos(pi T_cur / T_i)) / 2:
+    # epoch 3 (T_cur 1, T_i 2): 0.0005 + 0.0495 / 2 = 0.02525;
+    # epoch 5 (T_cur 1, T_i 4): 0.0005 + 0.0495 (1 + cos(pi / 4)) / 2 = 0.0005 + 0.0495 x
+    # 0.85355339 = 0.04275089
+    seen = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    strategy = GDumb(GDumbConfig(memory_size=6, epochs=6, batch_size=6, crop_padding=0))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x = torch.randint(0, 255, (6, 1, 2, 2), dtype=torch.uint8)
+    ctx = context(1, model, x, torch.arange(6) % 3)
+    strategy.before_task(ctx)
+    strategy.task_data(ctx)
+    strategy.after_training(ctx)
+    assert seen == pytest.approx([0.005, 0.05, 0.05, 0.02525, 0.05, 0.04275089], abs=1e-7)
