@@ -7,6 +7,7 @@ The planted-bug tests show the check fails when a strategy does either."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -86,9 +87,24 @@ def _strategy_overrides(strategy: str) -> list[str]:
     return [f"strategy={strategy}", *SMALL.get(strategy, [])]
 
 
-def check_clean(tracker, summary, held):
+#: host syncs that a strategy's algorithm makes in the training step, allowed there and only
+#: there: strategy -> (op, file, function). GEM (Lopez-Paz & Ranzato 2017) solves its dual QP
+#: on the host: one ``.cpu()`` of <g, g_k> and G G^T per step (cl_runner/strategies/gem.py).
+ALGORITHM_SYNCS = {"gem": ("cpu", "cl_runner/strategies/gem.py", "after_backward")}
+
+
+def algorithm_sync(violation: str, strategy: str | None) -> bool:
+    """True when ``violation`` is the one host sync :data:`ALGORITHM_SYNCS` allows ``strategy``."""
+    if strategy not in ALGORITHM_SYNCS:
+        return False
+    op, path, function = ALGORITHM_SYNCS[strategy]
+    return bool(re.fullmatch(rf"host sync in the training step: {op} at {re.escape(path)}:\d+ "
+                             rf"{function}", violation))
+
+
+def check_clean(tracker, summary, held, strategy: str | None = None):
     assert summary["status"] == "complete"
-    assert tracker.violations == []
+    assert [v for v in tracker.violations if not algorithm_sync(v, strategy)] == []
     assert held == []
 
 
@@ -101,7 +117,8 @@ def check_clean(tracker, summary, held):
 def test_every_tensor_on_the_run_device_and_no_sync_in_the_step(tmp_path, mnist_root, monkeypatch,
                                                                 strategy, benchmark):
     check_clean(*tracked_run(tmp_path, [f"data.root={mnist_root}", f"benchmark={benchmark}",
-                                        *_strategy_overrides(strategy)], monkeypatch))
+                                        *_strategy_overrides(strategy)], monkeypatch),
+                strategy)
 
 
 @pytest.mark.usefixtures("mnist_small_test_set")
@@ -109,7 +126,8 @@ def test_every_tensor_on_the_run_device_and_no_sync_in_the_step(tmp_path, mnist_
 def test_option_variants_keep_tensors_on_the_run_device(tmp_path, mnist_root, monkeypatch,
                                                         strategy, options):
     check_clean(*tracked_run(tmp_path, [f"data.root={mnist_root}", "benchmark=permuted_mnist",
-                                        *_strategy_overrides(strategy), *options], monkeypatch))
+                                        *_strategy_overrides(strategy), *options], monkeypatch),
+                strategy)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +149,8 @@ def test_task_incremental_masks_on_the_run_device(tmp_path, cifar_root, monkeypa
     check_clean(*tracked_run(tmp_path, [f"data.root={cifar_root}", "benchmark=split_cifar100",
                                         "benchmark.verify_checksums=false",
                                         "benchmark.train_samples_per_task=null",
-                                        *_strategy_overrides(strategy), *model], monkeypatch))
+                                        *_strategy_overrides(strategy), *model], monkeypatch),
+                strategy)
 
 
 # ------------------------------------------------------------------ planted bugs

@@ -368,3 +368,8 @@ from cl_runner.strategies.replay_schemas import ERACEConfig  # noqa: E402
 STRATEGIES.declare("si", config=SIConfig, module="cl_runner.strategies.si")
 STRATEGIES.declare("mas", config=MASConfig, module="cl_runner.strategies.mas")
 STRATEGIES.declare("er_ace", config=ERACEConfig, module="cl_runner.strategies.er_ace")
+
+from cl_runner.strategies.memory_schemas import GDumbConfig, GEMConfig  # noqa: E402
+
+STRATEGIES.declare("gem", config=GEMConfig, module="cl_runner.strategies.gem")
+STRATEGIES.declare("gdumb", config=GDumbConfig, module="cl_runner.strategies.gdumb")
