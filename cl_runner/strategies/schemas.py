@@ -361,3 +361,8 @@ STRATEGIES.declare("multitask", config=MultitaskConfig, module="cl_runner.strate
 STRATEGIES.declare("supsup", config=SupSupConfig, module="cl_runner.strategies.supsup")
 STRATEGIES.declare("impresslearn", config=ImpressLearnConfig, module="cl_runner.strategies.impresslearn")
 STRATEGIES.declare("icarl", config=ICaRLConfig, module="cl_runner.strategies.icarl")
+
+from cl_runner.strategies.bias_schemas import BiCConfig, WAConfig  # noqa: E402
+
+STRATEGIES.declare("wa", config=WAConfig, module="cl_runner.strategies.wa")
+STRATEGIES.declare("bic", config=BiCConfig, module="cl_runner.strategies.bic")
