@@ -45,7 +45,7 @@ from torch import nn
 
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import Strategy, TaskContext, cost
-from cl_runner.strategies.icarl import ExemplarMemory, herding, normalized_features
+from cl_runner.strategies.icarl import ExemplarMemory
 from cl_runner.strategies.lwf import distillation_loss
 from cl_runner.training.batch import Batch
 
@@ -154,12 +154,7 @@ class ExemplarDistillation(Strategy):
             raise ConfigError(f"strategy.memory_size={self.cfg.memory_size} is smaller than the "
                               f"{sets} classes seen after task {ctx.task}: {self.cfg.name} keeps "
                               f"at least one exemplar per class")
-        self.memory.reduce(m)
-        feats = normalized_features(ctx.model, ctx.train_x, ctx.benchmark.to_input,
-                                    self.cfg.feature_batch_size)
-        for label in labels:
-            idx = torch.nonzero(ctx.train_y == label).flatten()
-            self.memory.add_set(ctx.train_x[idx[herding(feats[idx], m)]], label, ctx.task)
+        self.memory.update(ctx, labels, m, self.cfg.feature_batch_size)
         self.num_sets = sets
         self.seen = self.seen | self._present
         self.exemplars_per_set.append(m)
@@ -175,10 +170,8 @@ class ExemplarDistillation(Strategy):
         return out if self.active is None else floor_unseen(out, self.active)
 
     def stats(self) -> dict[str, Any]:
-        counts = ([] if self.memory.task is None
-                  else torch.bincount(self.memory.task.cpu()).tolist()[1:])
         return {"memory_size": len(self.memory), "exemplars_per_set": self.exemplars_per_set,
-                "memory_per_task": {str(t): c for t, c in enumerate(counts, start=1) if c}}
+                "memory_per_task": self.memory.per_task()}
 
     def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
         """Task k: its exemplars held at the end (input as stored, label, task id)."""
