@@ -2,7 +2,8 @@
 Aligning, Zhao et al., CVPR 2020) and ``bic`` (Bias Correction, Wu et al., CVPR 2019); no torch
 imported. Declared in :mod:`cl_runner.strategies.schemas`; the algorithms are
 :mod:`cl_runner.strategies.wa` and :mod:`cl_runner.strategies.bic` (module docstrings: the
-papers, sections and equations, and what this runner does differently).
+papers, sections and equations, and what this runner does differently). [R]: read in the
+authors' or PyCIL's code; [M]: a section number recalled from the paper, not read.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ class WAConfig:
     Attributes:
         memory_size: K, the total number of exemplars (herding selection, split evenly over the
             classes seen). Default 2000: the protocol WA follows on CIFAR-100 (iCaRL's, Rebuffi
-            et al. 2017, Sec. 4; WA Sec. 4.1), as PyCIL's ``memory_size``.
-        temperature: T of the distillation's softened probabilities (WA Sec. 3.2, following
+            et al. 2017, Sec. 4; WA Sec. 4.1 [M]), as PyCIL's ``memory_size`` [R].
+        temperature: T of the distillation's softened probabilities (WA Sec. 3.2 [M], following
             Hinton et al.; T = 2, as PyCIL's ``T``).
         clip_weights: clip the output layer's weights to >= 0 after every optimizer step (WA
-            Sec. 3.3; see the module docstring). Default true, the paper's method.
+            Sec. 3.3 [M]; see the module docstring). Default true, the paper's method.
         feature_batch_size: examples per forward pass when extracting features for herding
             (memory only, no effect on the numbers).
     """
@@ -55,13 +56,13 @@ class BiCConfig:
 
     Attributes:
         memory_size: K, the total number of exemplars (herding, split evenly over the classes
-            seen). Default 2000: BiC's CIFAR-100 setting (Wu et al. 2019, Sec. 5.1, iCaRL's
-            protocol), as PyCIL's ``memory_size``.
-        temperature: T of the distillation (Wu et al. Sec. 4.1, Eq. 1: T = 2).
+            seen). Default 2000: BiC's CIFAR-100 setting (Wu et al. 2019, Sec. 5.1 [M], iCaRL's
+            protocol), as PyCIL's ``memory_size`` [R].
+        temperature: T of the distillation (Wu et al. Sec. 4.1 [M]; the authors' code ``T = 2``).
         val_fraction: share of each old class's exemplars held out as the validation set of
             the bias-correction stage (the rest trains the network); each new class holds out
             as many of its training images (the validation set is balanced). Default 0.1: the
-            paper's 9:1 train/validation split of the exemplars (Sec. 5.1; the authors' code
+            paper's 9:1 train/validation split of the exemplars (Sec. 5.1 [M]; the authors' code
             ``nb_val = 0.1``, PyCIL ``split_ratio = 0.1``).
         bias_epochs: passes over the validation set of the bias-correction stage (this
             runner's choice: PyCIL runs 250 on CIFAR-100, the authors' ImageNet code twice the

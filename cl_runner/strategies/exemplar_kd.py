@@ -2,11 +2,12 @@
 cross-entropy over the classes seen so far, knowledge distillation on the old classes weighted
 lambda = n / (n + m), and class scores that give classes not seen yet no output.
 
-Both papers build on the same class-incremental baseline (Wu et al. 2019, Sec. 4.1, Eq. 1-3;
-Zhao et al. 2020, Sec. 3.2, Eq. 1-3), written here once:
+Both papers build on the same class-incremental baseline (Wu et al. 2019, Sec. 4.1; Zhao et al.
+2020, Sec. 3.2; section numbers recalled [M], the rules read [R] in the BiC authors' code and
+PyCIL, see :mod:`cl_runner.strategies.bic` and :mod:`cl_runner.strategies.wa`), written here once:
 
-- **Exemplars** (iCaRL's memory, which both papers use: Wu et al. Sec. 5.1, Zhao et al.
-  Sec. 4.1): a fixed total K = ``memory_size``, split evenly over the classes seen, m = K //
+- **Exemplars** (iCaRL's memory, which both use: the BiC authors' code and PyCIL's
+  ``build_rehearsal_memory`` select by herding): a fixed total K = ``memory_size``, split evenly over the classes seen, m = K //
   #classes per class; a new class's exemplars are picked by herding in normalized feature space,
   an old class keeps the first m of its herding order (:mod:`cl_runner.strategies.icarl`'s
   :func:`herding` and :class:`ExemplarMemory`). Task t trains on its data and the exemplars
@@ -55,7 +56,8 @@ UNSEEN_MARGIN = 10.0
 
 def kd_lambda(old: int, new: int) -> float:
     """BiC's (and WA's) distillation weight lambda = n / (n + m) for n old and m new classes
-    (Wu et al. 2019, Eq. 3; Zhao et al. 2020, Eq. 3); 0 when there is no class at all."""
+    (Wu et al. 2019, Sec. 4.1; the authors' ``lambda_ = itera / (itera + 1)``); 0 when there is
+    no class at all."""
     return old / (old + new) if old + new else 0.0
 
 
