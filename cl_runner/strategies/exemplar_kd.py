@@ -47,7 +47,6 @@ from torch import nn
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import Strategy, TaskContext, cost
 from cl_runner.strategies.icarl import ExemplarMemory
-from cl_runner.strategies.lwf import distillation_loss
 from cl_runner.training.batch import Batch
 
 #: score gap below the lowest seen class given to the classes without an output (nats)
@@ -85,7 +84,8 @@ class ExemplarDistillation(Strategy):
     """
 
     mixes_tasks = True  # task t trains on its data and the exemplars of earlier tasks
-    transient_attributes = ("_units", "_label_unit", "_old", "_new", "_present", "_lambda")
+    transient_attributes = ("_units", "_label_unit", "_inactive", "_old", "_new", "_present",
+                            "_lambda")
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
@@ -109,6 +109,7 @@ class ExemplarDistillation(Strategy):
         self._units = torch.nonzero(self.active).flatten()  # ascending class ids
         self._label_unit = torch.full((num_classes,), -1, dtype=torch.long, device=ctx.device)
         self._label_unit[self._units] = torch.arange(len(self._units), device=ctx.device)
+        self._inactive = ~self.active
         self._old = torch.nonzero(self.seen).flatten()
         old, new = len(self._old), int(self._new.sum())
         self._lambda = kd_lambda(old, new)
@@ -127,14 +128,19 @@ class ExemplarDistillation(Strategy):
 
     def loss(self, batch: Batch, output: torch.Tensor, model: nn.Module) -> torch.Tensor:
         """``lambda * L_d + (1 - lambda) * L_c`` (module docstring); float scalar. No host
-        sync."""
-        ce = F.cross_entropy(output.index_select(1, self._units), self._label_unit[batch.y])
+        sync. ``L_c``: the cross-entropy with the logits of classes without an output set to
+        -inf (the same value and gradients as over the seen units alone); ``L_d``: the
+        soft-target cross-entropy of Li & Hoiem's ``distillation_loss`` (lwf.py), fused."""
+        ce = F.cross_entropy(output.masked_fill(self._inactive, float("-inf")), batch.y)
         if self.teacher is None:
             return ce
+        temperature = self.cfg.temperature
         with torch.no_grad():
-            target = self.teacher_logits(batch.inputs).index_select(1, self._old)
-        kd = distillation_loss(output.index_select(1, self._old), target, self.cfg.temperature)
-        return self._lambda * kd + (1.0 - self._lambda) * ce
+            target = F.softmax(self.teacher_logits(batch.inputs).index_select(1, self._old)
+                               / temperature, 1)
+        # soft-target cross-entropy -sum_k pi^_k log pi_k, batch mean (fused: one kernel)
+        kd = F.cross_entropy(output.index_select(1, self._old) / temperature, target)
+        return torch.lerp(ce, kd, self._lambda)  # lambda * kd + (1 - lambda) * ce
 
     def correct(self, ctx: TaskContext) -> None:
         """The method's own step after training task ``ctx.task`` (WA: weight aligning; BiC:
