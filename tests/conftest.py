@@ -209,6 +209,16 @@ def tiny_run_cfg(request: pytest.FixtureRequest, strategy: str, benchmark: str,
     return cfg
 
 
+def refused_scenario(strategy: str, cfg: DictConfig) -> str | None:
+    """Why registered ``strategy`` refuses the scenario of composed ``cfg``'s benchmark (its
+    config's ``unsupported_scenarios``; a benchmark without ``scenario`` is domain-incremental),
+    or None when it runs there."""
+    refused = getattr(STRATEGIES.get(strategy).config, "unsupported_scenarios", {})
+    scenario = cfg.benchmark.get("scenario")
+    value = "domain_incremental" if scenario is None else getattr(scenario, "value", scenario)
+    return refused.get(str(value))
+
+
 #: composed configs by their overrides: Hydra takes 0.1-0.5 s to compose one, and the suite
 #: composes many lists more than once (interpolations such as ${oc.env:...} stay unresolved
 #: in a composed config, so a cached one still reads the environment when it is used)

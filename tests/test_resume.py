@@ -21,7 +21,15 @@ from cl_runner.errors import ConfigError
 from cl_runner.experiment import run_experiment
 from cl_runner.results.run_folder import differing_keys
 from cl_runner.strategies import STRATEGIES
-from tests.conftest import FAST, REPO, compose_run, run_crashing_after_task, tiny_run_cfg
+from tests.conftest import (
+    FAST,
+    REPO,
+    compose_cfg,
+    compose_run,
+    refused_scenario,
+    run_crashing_after_task,
+    tiny_run_cfg,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -171,6 +179,8 @@ def kill_after_task_1_and_resume(tmp_path: Path, mnist_root: Path, strategy: str
     args = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=3000", "progress=false",
             "hardware=cpu", "hardware.num_threads=1", f"strategy={strategy}",
             *FAST.get(strategy, [])]  # e.g. GDumb's 128 retraining epochs per task
+    if refused_scenario(strategy, compose_cfg([f"strategy={strategy}"])):
+        args.append("benchmark=split_mnist")  # class-incremental methods (WA, BiC)
     whole = cl_run(args + [f"hydra.run.dir={tmp_path / 'whole'}"], mnist_root)
     assert whole.wait(300) == 0, whole.communicate()
     split = tmp_path / "split"

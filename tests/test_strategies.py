@@ -17,7 +17,7 @@ from cl_runner.errors import ConfigError, DatasetNotFoundError, TrainingDiverged
 from cl_runner.experiment import run_experiment
 from cl_runner.results import metrics
 from cl_runner.strategies import STRATEGIES
-from tests.conftest import compose_run, tiny_run_cfg
+from tests.conftest import compose_run, refused_scenario, tiny_run_cfg
 
 SHORT = ["benchmark.num_tasks=3", "benchmark.train_samples_per_task=1000", "progress=false",
          "hardware=cpu", "hardware.num_threads=1"]
@@ -48,8 +48,19 @@ def test_every_strategy_runs_two_tasks_of_every_benchmark(tmp_path, request, str
                                                           benchmark):
     """docs/design.md principle 7: every registered strategy on every registered benchmark (its
     small test data from tests/conftest.py), 2 tasks on the benchmark's default model or the
-    one that fits the strategy, writes a sane accuracy matrix, tidy metrics and summary."""
+    one that fits the strategy, writes a sane accuracy matrix, tidy metrics and summary; a
+    strategy that refuses the benchmark's scenario (``unsupported_scenarios``: WA and BiC need
+    classes that arrive over tasks) is refused by name before any file is written."""
     cfg = tiny_run_cfg(request, strategy, benchmark)
+    reason = refused_scenario(strategy, cfg)
+    if reason is not None:  # a class-incremental method (WA, BiC) on Rotated/Permuted MNIST
+        with pytest.raises(ConfigError) as info:
+            resolve(cfg)
+        msg = str(info.value)
+        assert f"strategy={strategy} does not run on benchmark={benchmark}" in msg
+        assert "benchmark.scenario=domain_incremental" in msg and reason in msg
+        assert not any(tmp_path.iterdir())
+        return
     summary = run_experiment(resolve(cfg), tmp_path)
     out = tmp_path
 

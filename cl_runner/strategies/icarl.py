@@ -159,6 +159,21 @@ class ExemplarMemory(EpisodicMemory):
             self.x, self.y, self.task, self.rank = (
                 t[keep] for t in (self.x, self.y, self.task, self.rank))
 
+    def update(self, ctx: TaskContext, labels: list[int], m: int, batch_size: int) -> None:
+        """Alg. 2's memory update after task ``ctx.task``: reduce every set to ``m`` (Alg. 5),
+        then herd (Alg. 4) one set of ``m`` per label in ``labels`` among the task's training
+        images of that label, in the features of ``ctx.model`` (``batch_size`` per pass)."""
+        self.reduce(m)
+        feats = normalized_features(ctx.model, ctx.train_x, ctx.benchmark.to_input, batch_size)
+        for label in labels:
+            idx = torch.nonzero(ctx.train_y == label).flatten()
+            self.add_set(ctx.train_x[idx[herding(feats[idx], m)]], label, ctx.task)
+
+    def per_task(self) -> dict[str, int]:
+        """Exemplars held per task (1-based, as a string), tasks holding none left out."""
+        counts = [] if self.task is None else torch.bincount(self.task.cpu()).tolist()[1:]
+        return {str(t): c for t, c in enumerate(counts, start=1) if c}
+
 
 @STRATEGIES.register("icarl", config=ICaRLConfig)
 class ICaRL(Strategy):
@@ -242,12 +257,7 @@ class ICaRL(Strategy):
             raise ConfigError(f"strategy.memory_size={self.cfg.memory_size} is smaller than the "
                               f"{sets} exemplar sets of task {ctx.task} (one per class and task): "
                               f"iCaRL needs at least one exemplar per set")
-        self.memory.reduce(m)
-        feats = normalized_features(ctx.model, ctx.train_x, ctx.benchmark.to_input,
-                                    self.cfg.feature_batch_size)
-        for label in labels:
-            idx = torch.nonzero(ctx.train_y == label).flatten()
-            self.memory.add_set(ctx.train_x[idx[herding(feats[idx], m)]], label, ctx.task)
+        self.memory.update(ctx, labels, m, self.cfg.feature_batch_size)
         self.num_sets = sets
         self.seen = self.seen | self._present
         self.exemplars_per_set.append(m)
@@ -275,10 +285,8 @@ class ICaRL(Strategy):
                           self.class_means, self.has_mean)
 
     def stats(self) -> dict[str, Any]:
-        counts = ([] if self.memory.task is None
-                  else torch.bincount(self.memory.task.cpu()).tolist()[1:])
         return {"memory_size": len(self.memory), "exemplars_per_set": self.exemplars_per_set,
-                "memory_per_task": {str(t): c for t, c in enumerate(counts, start=1) if c}}
+                "memory_per_task": self.memory.per_task()}
 
     def parameter_cost(self, model: nn.Module, num_tasks: int) -> dict[str, Any]:
         """Task k: its exemplars held at the end (input as stored, label, task id; ranks not

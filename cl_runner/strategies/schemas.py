@@ -373,3 +373,8 @@ from cl_runner.strategies.memory_schemas import GDumbConfig, GEMConfig  # noqa: 
 
 STRATEGIES.declare("gem", config=GEMConfig, module="cl_runner.strategies.gem")
 STRATEGIES.declare("gdumb", config=GDumbConfig, module="cl_runner.strategies.gdumb")
+
+from cl_runner.strategies.bias_schemas import BiCConfig, WAConfig  # noqa: E402
+
+STRATEGIES.declare("wa", config=WAConfig, module="cl_runner.strategies.wa")
+STRATEGIES.declare("bic", config=BiCConfig, module="cl_runner.strategies.bic")
