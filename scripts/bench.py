@@ -19,7 +19,8 @@ ratios, not seconds).
 - naive_next, naive_none: the naive run with ``eval.future_tasks=next`` / ``none`` (what a
   smaller end-of-task evaluation saves).
 - ``--repo NAME=PATH`` (repeatable): also the naive run of another checkout (its own
-  ``.venv/bin/python``, its own code), labelled ``naive@NAME``, in the same invocation and the
+  ``.venv/bin/python`` when it has one, else this one's; its own code, first on PYTHONPATH;
+  e.g. a ``git archive`` of an old commit), labelled ``naive@NAME``, in the same invocation and the
   same alternation, e.g. ``--repo main=/work/main``: the one honest comparison of two versions
   on a shared machine.
 
@@ -171,7 +172,7 @@ def measure(kind: str, args) -> dict:
            "--worker", worker, "--tasks", str(args.tasks),
            "--data-root", args.data_root, "--threads", str(args.threads),
            "--eval-every", str(args.eval_every)] + (["--samples", str(args.samples)] if args.samples else [])
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # that checkout's code, whichever venv runs it
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
