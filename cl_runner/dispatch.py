@@ -153,10 +153,12 @@ def check_strategy_fits_scenario(run: RunConfig) -> None:
     scenario = getattr(run.benchmark, "scenario", None)
     value = "domain_incremental" if scenario is None else getattr(scenario, "value", scenario)
     if value in refused:
+        fits = [s for s in ("task", "class", "domain") if f"{s}_incremental" not in refused]
         raise ConfigError(
             f"strategy={run.strategy.name} does not run on benchmark={run.benchmark.name} "
-            f"with benchmark.scenario={value}: {refused[value]}. Use benchmark.scenario=task "
-            "(the task id given) on a split benchmark.")
+            f"with benchmark.scenario={value}: {refused[value]}. Use a split benchmark "
+            f"(e.g. benchmark=split_mnist) with "
+            f"{' or '.join(f'benchmark.scenario={s}' for s in fits)}.")
     problem = getattr(run.strategy, "scenario_problem", None)
     reason = problem(value) if problem is not None else None
     if reason is not None:
