@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Class-incremental results (issue 28): run the grid of presets and write
+``docs/results/class_il.md``.
+
+    python scripts/class_il_table.py run OUT [--grids split_mnist_class,seq_mnist] [--seeds 1,2,3] [--jobs 2]
+    python scripts/class_il_table.py table OUT [--md docs/results/class_il.md]
+
+``run`` starts ``cl-run +experiment=PRESET seed=S`` for every cell of the chosen grids, at most
+``--jobs`` at a time, each at one torch thread, each into its own folder
+``OUT/GRID/CELL/seedS`` (a folder whose ``summary.json`` says complete is skipped; cl-run's own
+run-folder checks refuse anything else it would overwrite). ``table`` reads the complete runs'
+``summary.json`` and ``accuracy_matrix.csv`` and writes the tables: final average accuracy
+(mean over the tasks' accuracies after the last task, the papers' "average accuracy"), mean
+± std over seeds (std with n - 1), beside the papers' numbers where ``../shared/CLASS_IL.md`` or
+the paper read gives them (each marked read / recalled / missing).
+
+Grids (each a list of (cell name, preset, extra overrides)):
+
+- ``split_mnist_class``: van de Ven's Split MNIST protocol (``+experiment=split_mnist_*``),
+  class-incremental;
+- ``split_mnist_task`` / ``split_mnist_domain``: the same presets with
+  ``benchmark.scenario=task|domain`` (EWC's lambda set to van de Ven's value for the scenario:
+  1e5 task, 1e10 domain, params/param_values.py [R]; iCaRL only class-incremental, as his);
+- ``seq_mnist``: the DER paper's Seq-MNIST protocol (``+experiment=seq_mnist_*``);
+- ``stability_gap``: ER on Split MNIST class-IL with continual evaluation every 20 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VDV = ["naive", "ewc", "ewc_online", "agem", "er", "multitask", "lwf", "derpp", "icarl"]
+#: van de Ven's EWC lambda per scenario on Split MNIST (params/param_values.py [R])
+EWC_LAMBDA = {"task": "100000.0", "domain": "10000000000.0"}
+
+
+def split_mnist_grid(scenario: str) -> list[tuple[str, str, list[str]]]:
+    """The Split MNIST cells of one scenario: (cell, preset, overrides)."""
+    cells = []
+    for name in VDV:
+        extra = [] if scenario == "class" else [f"benchmark.scenario={scenario}"]
+        if name == "icarl" and scenario != "class":
+            continue  # iCaRL is a class-incremental method (van de Ven runs it there only)
+        if name.startswith("ewc") and scenario in EWC_LAMBDA:
+            extra.append(f"strategy.ewc_lambda={EWC_LAMBDA[scenario]}")
+        cells.append((name, f"split_mnist_{name}", extra))
+    return cells
+
+
+GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "split_mnist_class": split_mnist_grid("class"),
+    "seq_mnist": [(n, f"seq_mnist_{n}", []) for n in (
+        "naive", "er_b200", "er_b500", "derpp_b200", "derpp_b500", "lwf", "ewc_online",
+        "icarl_b500", "multitask")],
+    "stability_gap": [("er", "split_mnist_er", ["eval.every_steps=20"])],
+    "split_mnist_task": split_mnist_grid("task"),
+    "split_mnist_domain": split_mnist_grid("domain"),
+}
+
+
+def complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a complete run (its ``summary.json`` says so)."""
+    try:
+        return json.loads((folder / "summary.json").read_text())["status"] == "complete"
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def run_one(folder: Path, preset: str, seed: int, extra: list[str]) -> str:
+    """One ``cl-run`` into ``folder`` (its log beside it as ``folder.log``); a line saying how
+    it ended."""
+    if complete(folder):
+        return f"skip {folder}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(REPO / ".venv/bin/cl-run"), f"+experiment={preset}", f"seed={seed}",
+           "progress=false", "hardware=cpu", "hardware.num_threads=1",
+           f"hydra.run.dir={folder}", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    started = time.time()
+    with open(f"{folder}.log", "w") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return f"rc={rc} {time.time() - started:.0f}s {folder}"
+
+
+def run(out: Path, grids: list[str], seeds: list[int], jobs: int) -> None:
+    """Every (grid, cell, seed), seeds outermost within a grid so that a cut-short grid has
+    all its cells at seed 1 first."""
+    todo = [(out / grid / cell / f"seed{seed}", preset, seed, extra)
+            for grid in grids for seed in seeds for cell, preset, extra in GRIDS[grid]]
+    with ThreadPoolExecutor(jobs) as pool:
+        for line in pool.map(lambda job: run_one(*job), todo):
+            print(time.strftime("%H:%M:%S"), line, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run")
+    p_run.add_argument("out", type=Path)
+    p_run.add_argument("--grids", default="split_mnist_class,seq_mnist,stability_gap")
+    p_run.add_argument("--seeds", default="1,2,3")
+    p_run.add_argument("--jobs", type=int, default=2)
+    p_table = sub.add_parser("table")
+    p_table.add_argument("out", type=Path)
+    p_table.add_argument("--md", type=Path, default=REPO / "docs/results/class_il.md")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        grids = args.grids.split(",")
+        unknown = sorted(set(grids) - set(GRIDS))
+        if unknown:
+            parser.error(f"unknown grids {unknown}; known: {sorted(GRIDS)}")
+        run(args.out, grids, [int(s) for s in args.seeds.split(",")], args.jobs)
+        return 0
+    from class_il_report import write_report  # the tables (scripts/class_il_report.py)
+
+    args.md.write_text(write_report(args.out, GRIDS))
+    print(f"wrote {args.md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
