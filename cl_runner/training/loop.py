@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.optim.Optimizer,
                     task: int, train_x: torch.Tensor, train_y: torch.Tensor,
                     to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
-                    masks: torch.Tensor | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+                    masks: torch.Tensor | None,
+                    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                    ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
     One step: a :class:`~cl_runner.training.batch.Batch` from an index slice ->
@@ -39,6 +41,9 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
         masks: None (no masking), the task's bool ``(C,)`` mask, or the per-label table
             ``(C, C)`` of :func:`~cl_runner.data.masking.masks_by_label` (rows picked by each
             example's label) when the strategy mixes tasks.
+        augment: None, or the benchmark's train-time augmentation ``(x, num_current) -> x'``
+            applied to the stored batch just before ``to_input`` (``batch.x`` itself stays
+            un-augmented: what a replay buffer stores).
     """
     use_batch = strategy.overrides("train_batch")
     use_loss = strategy.overrides("loss")
@@ -55,7 +60,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
             batch = strategy.train_batch(batch)
         if masks is not None:
             batch.allowed = masks[batch.y] if by_label else masks
-        batch.inputs = to_input(batch.x)
+        batch.inputs = to_input(batch.x if augment is None else augment(batch.x, batch.num_current))
         output = model(batch.inputs)
         if use_loss:
             loss = strategy.loss(batch, output, model)
@@ -156,7 +161,8 @@ def train_sequence(
         allowed = None if train_masks is None else train_masks[task - 1]
 
         step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
-                               batch_size, allowed if label_masks is None else label_masks)
+                               batch_size, allowed if label_masks is None else label_masks,
+                               benchmark.train_augmenter(generator))
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
