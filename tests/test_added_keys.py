@@ -32,6 +32,7 @@ ADDED_LATER = [
     (["strategy=supsup"], "model.mask_rule"),
     (["strategy=naive"], "probe"),
     (["strategy=naive"], "eval.subset_size"),
+    (["strategy=naive"], "benchmark.train_augmentation"),
 ]
 
 
