@@ -40,7 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VDV = ["naive", "ewc", "ewc_online", "agem", "er", "multitask", "lwf", "derpp", "icarl"]
+#: cheapest first (on 2 shared cores a Split MNIST run takes 15-50 minutes: EWC's Fisher over
+#: a whole task is the dearest), so that a grid cut short by the clock has the most methods
+VDV = ["naive", "multitask", "lwf", "agem", "er", "icarl", "derpp", "ewc", "ewc_online"]
 #: van de Ven's EWC lambda per scenario on Split MNIST (params/param_values.py [R])
 EWC_LAMBDA = {"task": "100000.0", "domain": "10000000000.0"}
 
@@ -103,12 +105,12 @@ def wait_for(pid: int) -> str:
     return f"process {pid} ended"
 
 
-def run(out: Path, grids: list[str], seeds: list[int], jobs: int, after: list[int]) -> None:
-    """Every (grid, cell, seed), seeds outermost (seed 1 of every grid first) so that a grid
-    cut short has all its cells at seed 1; the runs ``after`` (pids started earlier) hold
-    slots until they end, so that no more than ``jobs`` runs go on at once."""
+def run(out: Path, plan: list[tuple[str, int]], jobs: int, after: list[int]) -> None:
+    """Every cell of each (grid, seed) of ``plan``, in that order; the runs ``after`` (pids
+    started earlier) hold slots until they end, so that no more than ``jobs`` runs go on at
+    once."""
     todo = [(out / grid / cell / f"seed{seed}", preset, seed, extra)
-            for seed in seeds for grid in grids for cell, preset, extra in GRIDS[grid]]
+            for grid, seed in plan for cell, preset, extra in GRIDS[grid]]
     with ThreadPoolExecutor(jobs) as pool:
         lines = [pool.submit(wait_for, pid) for pid in after]
         lines += [pool.submit(run_one, *job) for job in todo]
@@ -124,6 +126,8 @@ def main(argv: list[str]) -> int:
     p_run.add_argument("out", type=Path)
     p_run.add_argument("--grids", default="split_mnist_class,seq_mnist")
     p_run.add_argument("--seeds", default="1,2,3")
+    p_run.add_argument("--plan", default="", help="GRID:SEED,... in order (replaces --grids/--seeds; "
+                       "default: seed 1 of every grid, then seed 2, ...)")
     p_run.add_argument("--jobs", type=int, default=2)
     p_run.add_argument("--after", default="", help="pids of runs to wait for (comma-separated)")
     p_table = sub.add_parser("table")
@@ -131,12 +135,14 @@ def main(argv: list[str]) -> int:
     p_table.add_argument("--md", type=Path, default=REPO / "docs/results/class_il.md")
     args = parser.parse_args(argv)
     if args.command == "run":
-        grids = args.grids.split(",")
-        unknown = sorted(set(grids) - set(GRIDS))
+        if args.plan:
+            plan = [(g, int(s)) for g, s in (item.split(":") for item in args.plan.split(","))]
+        else:
+            plan = [(g, int(s)) for s in args.seeds.split(",") for g in args.grids.split(",")]
+        unknown = sorted({g for g, _ in plan} - set(GRIDS))
         if unknown:
             parser.error(f"unknown grids {unknown}; known: {sorted(GRIDS)}")
-        run(args.out, grids, [int(s) for s in args.seeds.split(",")], args.jobs,
-            [int(p) for p in args.after.split(",") if p])
+        run(args.out, plan, args.jobs, [int(p) for p in args.after.split(",") if p])
         return 0
     from class_il_report import write_report  # the tables (scripts/class_il_report.py)
 
