@@ -41,8 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 #: cheapest first (on 2 shared cores a Split MNIST run takes 15-50 minutes: EWC's Fisher over
-#: a whole task is the dearest), so that a grid cut short by the clock has the most methods
-VDV = ["naive", "multitask", "lwf", "agem", "er", "icarl", "derpp", "ewc", "ewc_online"]
+#: a whole task is the dearest), so that a grid cut short by the clock has the most methods;
+#: ER early: its run also gives the stability gap
+VDV = ["naive", "er", "multitask", "lwf", "agem", "icarl", "derpp", "ewc", "ewc_online"]
 #: van de Ven's EWC lambda per scenario on Split MNIST (params/param_values.py [R])
 EWC_LAMBDA = {"task": "100000.0", "domain": "10000000000.0"}
 
