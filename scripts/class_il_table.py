@@ -3,13 +3,16 @@
 ``docs/results/class_il.md``.
 
     python scripts/class_il_table.py run OUT [--grids split_mnist_class,seq_mnist] [--seeds 1,2,3] [--jobs 2]
+    python scripts/class_il_table.py run OUT --plan seq_mnist:1,split_mnist_class:1,seq_mnist:2 [--after PID,...]
     python scripts/class_il_table.py table OUT [--md docs/results/class_il.md]
 
 ``run`` starts ``cl-run +experiment=PRESET seed=S`` for every cell of the chosen grids, at most
 ``--jobs`` at a time, each at one torch thread, each into its own folder
 ``OUT/GRID/CELL/seedS`` (a folder whose ``summary.json`` says complete is skipped; cl-run's own
-run-folder checks refuse anything else it would overwrite). ``table`` reads the complete runs'
-``summary.json`` and ``accuracy_matrix.csv`` and writes the tables: final average accuracy
+run-folder checks refuse anything else it would overwrite; a folder that exists without a
+complete result is skipped too: a run going on, or a failed one to look at). ``table`` reads the complete runs'
+``summary.json`` and writes the tables between the page's ``BEGIN``/``END`` markers (the
+notes around them are kept): final average accuracy
 (mean over the tasks' accuracies after the last task, the papers' "average accuracy"), mean
 ± std over seeds (std with n - 1), beside the papers' numbers where ``../shared/CLASS_IL.md`` or
 the paper read gives them (each marked read / recalled / missing).
@@ -71,6 +74,10 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     "split_mnist_task": split_mnist_grid("task"),
     "split_mnist_domain": split_mnist_grid("domain"),
 }
+
+
+#: the generated block of the results page (the text around it is written by hand)
+BEGIN, END = "<!-- tables: scripts/class_il_table.py table -->", "<!-- /tables -->"
 
 
 def complete(folder: Path) -> bool:
@@ -147,7 +154,12 @@ def main(argv: list[str]) -> int:
         return 0
     from class_il_report import write_report  # the tables (scripts/class_il_report.py)
 
-    args.md.write_text(write_report(args.out, GRIDS))
+    tables = f"{BEGIN}\n{write_report(args.out, GRIDS)}\n{END}"
+    old = args.md.read_text() if args.md.exists() else f"# Class-incremental results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in old or END not in old:
+        parser.error(f"{args.md} has no {BEGIN} ... {END} block for the tables")
+    head, rest = old.split(BEGIN, 1)
+    args.md.write_text(head + tables + rest.split(END, 1)[1])
     print(f"wrote {args.md}")
     return 0
 
