@@ -33,6 +33,7 @@ ADDED_LATER = [
     (["strategy=naive"], "probe"),
     (["strategy=naive"], "eval.subset_size"),
     (["strategy=naive"], "eval.future_tasks"),
+    (["strategy=naive"], "benchmark.train_augmentation"),
 ]
 
 

@@ -130,6 +130,39 @@ def test_lwf_distills_each_old_task_head_with_its_own_softmax_on_task_incrementa
     assert loss.detach().item() == pytest.approx(ce + 2 * math.log(2), rel=1e-6)
 
 
+class ClassILBenchmark(FloatBenchmark):
+    """A class-incremental split as LwF sees it: no training masks, the tasks' class table."""
+
+    scenario = "class_incremental"
+
+    def __init__(self, task_masks: torch.Tensor) -> None:
+        super().__init__(None)
+        self.task_masks = task_masks
+
+
+def test_lwf_distills_the_old_classes_with_one_softmax_on_class_incremental_splits():
+    """6 classes, tasks of 2, class-incremental (one head, no masks): at task 3 the teacher's
+    softmax and the student's range over the old classes {0, 1, 2, 3} together (Mammoth's
+    class-IL LwF); units 4, 5 (the current task's, never trained by the teacher) are not
+    distilled. Teacher biases (1, -1, 0, 2, 9, 9), student (0, 0, 1, 1, -9, 5), T = 1; the
+    cross-entropy is over all 6 units (no mask)."""
+    task_masks = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0],
+                               [0, 0, 0, 0, 1, 1]]).bool()
+    lwf = LwF(LwFConfig(alpha=1.0, temperature=1.0))
+    teacher = linear([[0.0]] * 6, [1.0, -1.0, 0.0, 2.0, 9.0, 9.0])
+    lwf.after_training(TaskContext(2, torch.zeros(1, 1, dtype=torch.uint8),
+                                   torch.zeros(1, dtype=torch.int64), teacher,
+                                   ClassILBenchmark(task_masks), CPU, torch.Generator()))
+    student = linear([[0.0]] * 6, [0.0, 0.0, 1.0, 1.0, -9.0, 5.0])
+    lwf.before_task(TaskContext(3, torch.zeros(1, 1, dtype=torch.uint8),
+                                torch.zeros(1, dtype=torch.int64), student,
+                                ClassILBenchmark(task_masks), CPU, torch.Generator()))
+    _, _, loss = step(lwf, student, [[0]], [4], task=3)
+    ce = -math.log(math.exp(-9) / sum(math.exp(v) for v in (0, 0, 1, 1, -9, 5)))
+    want = ce + soft_ce([1.0, -1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 1.0], 1.0)
+    assert loss.detach().item() == pytest.approx(want, rel=1e-6)
+
+
 def test_lwf_teacher_is_frozen_in_eval_mode_and_leaves_its_batchnorm_statistics_alone():
     """A teacher with BatchNorm and dropout: the same batch gives the same loss twice (train
     mode would drop units at random and normalize with the batch's statistics), its running

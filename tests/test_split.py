@@ -212,10 +212,12 @@ def test_split_cifar100_ten_by_ten(cifar_root):
     assert bench.class_masks("test")[9].nonzero().flatten().tolist() == list(range(90, 100))
 
 
-@pytest.mark.parametrize("strategy", ["naive", "er", "derpp", "icarl"])
-def test_split_mnist_presets_hold_van_de_vens_setting(strategy):
+@pytest.mark.parametrize("preset", ["naive", "er", "derpp", "icarl", "ewc", "ewc_online", "agem",
+                                    "multitask", "lwf"])
+def test_split_mnist_presets_hold_van_de_vens_setting(preset):
     """conf/experiment/split_mnist_*.yaml: van de Ven's Split MNIST protocol (CLASS_IL.md [R])."""
-    run = compose_run([f"+experiment=split_mnist_{strategy}"])
+    run = compose_run([f"+experiment=split_mnist_{preset}"])
+    strategy = preset.removesuffix("_online")
     assert run.benchmark.name == "split_mnist" and run.strategy.name == strategy
     assert run.benchmark.scenario == Scenario.class_incremental
     assert run.benchmark.train_mask is False and run.benchmark.eval_classes.value == "all"
@@ -227,5 +229,12 @@ def test_split_mnist_presets_hold_van_de_vens_setting(strategy):
     assert run.benchmark.batch_size == 128 and run.benchmark.max_steps_per_task == 2000
     # 23 epochs of the smallest task (digits 4/5: 11,263 images, 88 batches) hold 2,000 steps
     assert run.benchmark.epochs_per_task * -(-11_263 // 128) >= 2000
-    if strategy != "naive":
+    if strategy in ("er", "derpp", "icarl"):
         assert run.strategy.memory_size == 1000  # 100 per class
+    if strategy == "agem":
+        assert (run.strategy.memory_per_class, run.strategy.memory_batch_size) == (100, 128)
+    if strategy == "ewc":  # param_values.py: class-IL lambda 1e9, Fisher on the whole context
+        assert (run.strategy.ewc_lambda, run.strategy.fisher_samples) == (1e9, 12000)
+        assert run.strategy.mode.value == ("online" if preset == "ewc_online" else "separate")
+    if strategy == "lwf":
+        assert (run.strategy.alpha, run.strategy.temperature) == (1.0, 2.0)

@@ -8,8 +8,9 @@ from typing import ClassVar
 import pandas as pd
 import torch
 
+from cl_runner.data.augment import CropFlip
 from cl_runner.data.masking import Split
-from cl_runner.data.schemas import BenchmarkConfig
+from cl_runner.data.schemas import Augmentation, BenchmarkConfig
 
 
 class Benchmark(ABC):
@@ -51,6 +52,9 @@ class Benchmark(ABC):
         self.train_samples_per_task = cfg.train_samples_per_task
         self.seed = seed
         self.device = torch.device(device)
+        self.augmentation = Augmentation(cfg.train_augmentation)
+        self.crop_padding = cfg.crop_padding
+        self.augment_replayed = cfg.augment_replayed
 
     def subset_index(self, num_examples: int, task: int) -> torch.Tensor:
         """The seeded training subset of ``task``: int64 ``(min(n, num_examples),)`` indices
@@ -71,6 +75,18 @@ class Benchmark(ABC):
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
         """Stored uint8 batch ``(B, *input_shape)`` -> float32 model input in [0, 1]."""
         return x.float().div_(255.0)
+
+    def train_augmenter(self, generator: torch.Generator) -> CropFlip | None:
+        """The augmentation of one task's training batches (``benchmark.train_augmentation``),
+        or None (``none``: no draw, no work). Called once per task by the loop: the device
+        generator of the returned :class:`~cl_runner.data.augment.CropFlip` is seeded with one
+        draw from the run's CPU ``generator`` (which a resumed run restores at the task
+        boundary, so the task's shifts repeat). Stored batches must be ``(B, C, H, W)``."""
+        if self.augmentation == Augmentation.none:
+            return None
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        device_gen = torch.Generator(device=self.device).manual_seed(seed)
+        return CropFlip(self.crop_padding, device_gen, self.augment_replayed)
 
     def artifacts(self) -> dict[str, pd.DataFrame]:
         """Tables describing the task sequence (angles, permutations...), file name -> frame."""

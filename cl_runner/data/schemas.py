@@ -22,6 +22,14 @@ from cl_runner.registry import Registry
 BENCHMARKS: Registry = Registry("benchmark")
 
 
+class Augmentation(str, enum.Enum):
+    """Train-time augmentation of the continual phase's batches (``benchmark.train_augmentation``;
+    :mod:`cl_runner.data.augment`)."""
+
+    none = "none"  # the stored images as they are (default)
+    crop_flip = "crop_flip"  # random crop with zero padding + horizontal flip (DER's CIFAR protocol)
+
+
 @dataclass
 class BenchmarkConfig:
     """Keys shared by every benchmark (``benchmark.*``).
@@ -40,6 +48,16 @@ class BenchmarkConfig:
         validation_fraction: 0 (default): evaluate on the test sets. In (0, 1): hold out this
             share of each task's training examples (seeded) and evaluate on them instead, for
             hyperparameter search without the test sets (:mod:`cl_runner.data.validation`).
+        train_augmentation: ``none`` (default) or ``crop_flip``: each training batch of the
+            continual phase is randomly cropped from the batch zero-padded by ``crop_padding``
+            and flipped left-right with probability 1/2, on the run's device, drawn from a
+            generator seeded per task from the run's generator (:mod:`cl_runner.data.augment`;
+            the DER paper's CIFAR protocol). Never at evaluation, nor in strategies' own passes
+            over stored data (Fisher, herding, memory gradients).
+        crop_padding: p of ``crop_flip`` (DER, Mammoth ``RandomCrop(32, padding=4)``: 4).
+        augment_replayed: ``crop_flip`` also augments the examples a strategy appends to the
+            batch (replay buffers): true (default) as Mammoth's ``buffer.get_data(...,
+            transform=self.transform)``; false: only the current task's examples.
     """
 
     name: str = MISSING
@@ -50,6 +68,9 @@ class BenchmarkConfig:
     epochs_per_task: int = 1
     max_steps_per_task: int | None = None
     validation_fraction: float = 0.0
+    train_augmentation: Augmentation = Augmentation.none
+    crop_padding: int = 4
+    augment_replayed: bool = True
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of any out-of-range value. Checks only
@@ -59,6 +80,8 @@ class BenchmarkConfig:
                            "epochs_per_task")
         check_at_least_one("benchmark", self, "train_samples_per_task", "max_steps_per_task",
                            nullable=True)
+        if self.crop_padding < 0:
+            raise ConfigError(f"benchmark.crop_padding must be >= 0, got {self.crop_padding}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError(f"benchmark.validation_fraction must be in [0, 1), got "
                               f"{self.validation_fraction}")

@@ -84,6 +84,11 @@ class ValidationSplit(Benchmark):
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner.to_input(x)
 
+    def train_augmenter(self, generator: torch.Generator):
+        """The wrapped benchmark's train-time augmentation (held-out examples are evaluated,
+        never augmented)."""
+        return self.inner.train_augmenter(generator)
+
     def artifacts(self) -> dict[str, pd.DataFrame]:
         return self.inner.artifacts()
 

@@ -39,6 +39,11 @@ differs from ours (one output layer shared by all tasks):
   task's units get their own softmax and distillation term, and the terms are summed over the
   old tasks (the paper's one ``L_old`` per old task, as Avalanche's multi-head LwF sums its
   heads). The current task's units are not distilled: the teacher never trained them.
+  Class-incremental splits (one head, no training masks): one softmax over the classes of
+  tasks 1..t-1, as Mammoth's class-IL LwF (``models/lwf.py``: the KL term over
+  ``outputs[:, :(t-1)*cpt]``, read); its other two choices are not reproduced (the
+  cross-entropy masked to the classes seen so far, a warm-up of the classifier on the new
+  classes).
 - **No warm-up.** The paper first trains the new head alone (Sec. 3, "warm-up step"); with a
   shared output layer there are no new parameters to warm up, so training starts at once.
 - Task 1 has no teacher: its loss is the cross-entropy alone.
@@ -108,9 +113,19 @@ class LwF(Strategy):
         self._heads: torch.Tensor | None = None
 
     def before_task(self, ctx: TaskContext) -> None:
-        """The old tasks' heads: rows 1..t-1 of the training class masks (None: one head)."""
+        """The old tasks' heads: rows 1..t-1 of the training class masks; on a
+        class-incremental split (no training masks) one head over the classes of tasks
+        1..t-1; otherwise None (one head of all units)."""
         masks = ctx.benchmark.class_masks("train")
-        self._heads = None if masks is None else masks[: ctx.task - 1]
+        if masks is not None:
+            self._heads = masks[: ctx.task - 1]
+            return
+        task_masks = getattr(ctx.benchmark, "task_masks", None)
+        if (getattr(ctx.benchmark, "scenario", None) == "class_incremental"
+                and task_masks is not None and ctx.task > 1):
+            self._heads = task_masks[: ctx.task - 1].any(0, keepdim=True)  # (1, C)
+        else:
+            self._heads = None
 
     def loss(self, batch: Batch, output: torch.Tensor, model: nn.Module) -> torch.Tensor:
         """Cross-entropy of the batch (the loop's masked one) + ``alpha`` times the

@@ -27,7 +27,9 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                     task: int, train_x: torch.Tensor, train_y: torch.Tensor,
                     to_input: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
                     masks: torch.Tensor | None,
-                    inputs: torch.Tensor | None = None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+                    inputs: torch.Tensor | None = None,
+                    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                    ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
     One step: a :class:`~cl_runner.training.batch.Batch` from an index slice ->
@@ -45,6 +47,9 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
             example's label) when the strategy mixes tasks.
         inputs: ``to_input(train_x)`` computed once for the task
             (:func:`~cl_runner.training.steps.task_inputs`), or None: convert per batch.
+        augment: None, or the benchmark's train-time augmentation ``(x, num_current) -> x'``
+            applied to the stored batch just before ``to_input`` (``batch.x`` itself stays
+            un-augmented: what a replay buffer stores); with it, ``inputs`` must be None.
     """
     use_batch = strategy.overrides("train_batch")
     use_loss = strategy.overrides("loss")
@@ -67,7 +72,8 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                 batch = strategy.train_batch(batch)
             if masks is not None:
                 batch.allowed = masks[batch.y] if by_label else masks
-            batch.inputs = to_input(batch.x)
+            batch.inputs = to_input(batch.x if augment is None
+                                    else augment(batch.x, batch.num_current))
             output = model(batch.inputs)
             if use_loss:
                 loss = strategy.loss(batch, output, model)
@@ -212,12 +218,13 @@ def train_sequence(
         allowed = None if train_masks is None else train_masks[task - 1]
 
         # the task's inputs as floats once (into last task's buffer), unless the strategy's
-        # own batch or loss needs the stored ones per batch
+        # own batch or loss needs the stored ones per batch or the batches are augmented
+        augment = benchmark.train_augmenter(generator)
         inputs = (None if strategy.overrides("train_batch") or strategy.overrides("loss")
-                  else task_inputs(train_x, to_input, inputs))
+                  or augment is not None else task_inputs(train_x, to_input, inputs))
         step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
                                batch_size, allowed if label_masks is None else label_masks,
-                               inputs)
+                               inputs, augment)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
