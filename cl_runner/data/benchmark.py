@@ -36,6 +36,12 @@ class Benchmark(ABC):
     #: benchmarks whose scenario is configurable set it in ``__init__`` (Split CIFAR-100).
     scenario: str = "domain_incremental"
 
+    #: train-time augmentation (``benchmark.train_augmentation``; set by ``__init__``): the class
+    #: defaults keep a benchmark that does not call ``Benchmark.__init__`` un-augmented
+    augmentation: Augmentation = BenchmarkConfig.train_augmentation
+    crop_padding: int = BenchmarkConfig.crop_padding
+    augment_replayed: bool = BenchmarkConfig.augment_replayed
+
     name: str
     num_tasks: int
     input_shape: tuple[int, ...]
