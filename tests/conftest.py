@@ -168,6 +168,21 @@ def fitting_model(cfg: DictConfig) -> str | None:
 
 #: 2 tasks (of the small per-task data given by BENCHMARK_DATA)
 TINY = ["benchmark.num_tasks=2", "progress=false", "hardware=cpu", "hardware.num_threads=1"]
+class FloatBenchmark:
+    """The test double of a benchmark for strategy unit tests: what strategies read from one,
+    ``to_input`` (stored rows -> float inputs) and the training class masks (``(T, C)`` bool, or
+    None: no masking)."""
+
+    def __init__(self, masks: torch.Tensor | None = None) -> None:
+        self.masks = masks
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+    def class_masks(self, split):
+        return self.masks
+
+
 #: per-strategy settings that keep the CPU time small; a new strategy runs with its defaults
 FAST = {"mcsgd": ["strategy.subset_size=50", "strategy.lmc_batch_size=10",
                   "strategy.line_samples=2"],

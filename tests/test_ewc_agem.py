@@ -12,19 +12,9 @@ from cl_runner.experiment import run_experiment
 from cl_runner.strategies.agem import AGEM, AGEMConfig, project_gradient
 from cl_runner.strategies.base import TaskContext
 from cl_runner.strategies.ewc import EWC, EWCConfig, EWCMode, empirical_fisher, flat_params
-from tests.conftest import compose_run
+from tests.conftest import FloatBenchmark, compose_run
 
 CPU = torch.device("cpu")
-
-
-class FloatBenchmark:
-    """The two things the strategies use from a benchmark: ``to_input``; no class masks."""
-
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float()
-
-    def class_masks(self, split):
-        return None
 
 
 def tiny_linear() -> nn.Linear:

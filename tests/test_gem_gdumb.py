@@ -18,21 +18,9 @@ from cl_runner.strategies.gem import GEM, project
 from cl_runner.strategies.memory_schemas import GDumbConfig, GEMConfig
 from cl_runner.training.batch import Batch
 from cl_runner.training.hooks import PhaseRunner, RunnerHook
+from tests.conftest import FloatBenchmark
 
 CPU = torch.device("cpu")
-
-
-class FloatBenchmark:
-    """What the strategies read from a benchmark: ``to_input`` and the training masks."""
-
-    def __init__(self, masks: torch.Tensor | None = None) -> None:
-        self.masks = masks
-
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float()
-
-    def class_masks(self, split):
-        return self.masks
 
 
 def context(task, model, x, y, masks=None, phases=None) -> TaskContext:

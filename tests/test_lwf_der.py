@@ -19,22 +19,9 @@ from cl_runner.strategies.memory import ReservoirBuffer
 from cl_runner.strategies.schemas import DERConfig, DERPPConfig, LwFConfig
 from cl_runner.training.batch import Batch
 from cl_runner.training.steps import classification_loss
-from tests.conftest import compose_run
+from tests.conftest import FloatBenchmark, compose_run
 
 CPU = torch.device("cpu")
-
-
-class FloatBenchmark:
-    """What the strategies use from a benchmark: ``to_input`` and the training class masks."""
-
-    def __init__(self, masks: torch.Tensor | None = None) -> None:
-        self.masks = masks
-
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float()
-
-    def class_masks(self, split):
-        return self.masks
 
 
 def ctx(task: int, model: nn.Module, masks: torch.Tensor | None = None) -> TaskContext:

@@ -19,21 +19,9 @@ from cl_runner.strategies.schemas import ERACEConfig, MASConfig, SIConfig
 from cl_runner.strategies.si import SI
 from cl_runner.training.batch import Batch
 from cl_runner.training.loop import _continual_step
+from tests.conftest import FloatBenchmark
 
 CPU = torch.device("cpu")
-
-
-class FloatBenchmark:
-    """What the strategies use from a benchmark: ``to_input`` and the training class masks."""
-
-    def __init__(self, masks: torch.Tensor | None = None) -> None:
-        self.masks = masks
-
-    def to_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float()
-
-    def class_masks(self, split):
-        return self.masks
 
 
 def ctx(task: int, model: nn.Module, x: torch.Tensor | None = None,
