@@ -15,8 +15,14 @@ run's generators are never touched):
   train-mode mean;
 - distances (L2 over all parameters): start to end of the phase, ``w_bar_t`` to
   ``w_bar_{t-1}`` and to ``w_hat_t``;
-- test accuracy on tasks 1..t-1 (mean) and on task t at ``w_hat_t`` (end of the continual
-  phase), at the line phase's start and at ``w_bar_t`` (its end, the evaluated model).
+- test accuracy on tasks 1..t-1 (mean) and on task t at ``w_bar_{t-1}``, at ``w_hat_t`` (end
+  of the continual phase), at the line phase's start and at ``w_bar_t`` (its end, the
+  evaluated model);
+- with ``--counterfactual``: the same line phase run first in the *other* mode
+  (``line_train_mode`` flipped) from the same start, memory, subset and shuffles, then undone:
+  its test accuracies (``other_*``), distance moved and term losses (``after_other_mode``),
+  and its end's distance to the run's own ``w_bar_t``: the effect of the mode alone, task by
+  task, on one trajectory.
 
 Writes ``OUT/line_probe.csv`` (one row per task) and ``OUT/line_losses.csv`` (task, when,
 term, alpha, loss, accuracy); the run itself goes to ``OUT/run`` (``output_dir``).
@@ -114,7 +120,7 @@ def _line_gradient(model, strategy, terms, to_input, train: bool) -> torch.Tenso
     return out
 
 
-def probed_line_phase(original, masks: int):
+def probed_line_phase(original, masks: int, counterfactual: bool = False):
     def line_phase(self, model, terms, to_input, generator, phases=None, task=0, groups=None):
         ctx = STATE["ctx"]
         rng = torch.get_rng_state()
@@ -141,10 +147,26 @@ def probed_line_phase(original, masks: int):
             acc = _test_accuracy(model, w, bench, range(1, task + 1))
             row[f"old_acc_{label}"] = sum(acc[:-1]) / (task - 1)
             row[f"new_acc_{label}"] = acc[-1]
+        if counterfactual:  # the other mode's line phase from the same state, then undone
+            gen_state = generator.get_state()
+            self.cfg.line_train_mode = not self.cfg.line_train_mode
+            try:
+                original(self, model, terms, to_input, generator, None, task, groups)
+            finally:
+                self.cfg.line_train_mode = not self.cfg.line_train_mode
+            other = _params(model)
+            acc = _test_accuracy(model, other, bench, range(1, task + 1))
+            row.update(other_old_acc_w_bar=sum(acc[:-1]) / (task - 1), other_new_acc_w_bar=acc[-1],
+                       other_moved=_dist(other, start), other_to_own_mode=math.nan)
+            _term_losses(model, self, terms, to_input, task, "after_other_mode")
+            MCSGD._load(model, start)
+            generator.set_state(gen_state)
         torch.set_rng_state(rng)
         original(self, model, terms, to_input, generator, phases, task, groups)
         rng = torch.get_rng_state()
         end = _params(model)
+        if counterfactual:
+            row["other_to_own_mode"] = _dist(end, other)
         _term_losses(model, self, terms, to_input, task, "after")
         acc = _test_accuracy(model, end, bench, range(1, task + 1))
         row.update(old_acc_w_bar=sum(acc[:-1]) / (task - 1), new_acc_w_bar=acc[-1],
@@ -155,7 +177,7 @@ def probed_line_phase(original, masks: int):
     return line_phase
 
 
-def probe(out: Path, overrides: list[str], masks: int = 8):
+def probe(out: Path, overrides: list[str], masks: int = 8, counterfactual: bool = False):
     """Run ``overrides`` into ``out / "run"`` with the line phase instrumented (module
     docstring); ``MCSGD`` is restored afterwards. Returns ``(RunResult, line_probe frame,
     line_losses frame)``, both frames also written to ``out``."""
@@ -169,7 +191,7 @@ def probe(out: Path, overrides: list[str], masks: int = 8):
         return after_training(self, ctx)
 
     MCSGD.after_training = keep_ctx
-    MCSGD.line_phase = probed_line_phase(line_phase, masks)
+    MCSGD.line_phase = probed_line_phase(line_phase, masks, counterfactual)
     try:
         result = run(overrides, out_dir=out / "run")
     finally:
@@ -188,8 +210,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--masks", type=int, default=8)
+    parser.add_argument("--counterfactual", action="store_true")
     args = parser.parse_args(argv[:cut])
-    result, rows, _ = probe(args.out, argv[cut + 1:], args.masks)
+    result, rows, _ = probe(args.out, argv[cut + 1:], args.masks, args.counterfactual)
     s = result.summary
     print(f"average accuracy {100 * s['average_accuracy']:.2f}  forgetting "
           f"{s['forgetting']:.3f}  ({'skipped' if result.skipped else 'ran'})")

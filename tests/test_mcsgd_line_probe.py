@@ -25,11 +25,13 @@ def load_script():
     return module
 
 
-@pytest.mark.parametrize("train_mode", [False, True])
-def test_probe_leaves_the_run_unchanged_and_agrees_with_it(tmp_path, mnist_root, train_mode):
+@pytest.mark.parametrize(("train_mode", "counterfactual"), [(False, False), (True, True)])
+def test_probe_leaves_the_run_unchanged_and_agrees_with_it(tmp_path, mnist_root, train_mode,
+                                                           counterfactual):
     overrides = [*OVERRIDES, f"strategy.line_train_mode={str(train_mode).lower()}"]
     plain = run(overrides, out_dir=tmp_path / "plain")
-    probed, rows, losses = load_script().probe(tmp_path / "probe", overrides, masks=2)
+    probed, rows, losses = load_script().probe(tmp_path / "probe", overrides, masks=2,
+                                               counterfactual=counterfactual)
     # the dropout masks it draws for its own measurements do not reach the run
     pd.testing.assert_frame_equal(probed.accuracy_matrix, plain.accuracy_matrix)
     assert MCSGD.line_phase.__qualname__ == "MCSGD.line_phase"  # restored
@@ -42,5 +44,7 @@ def test_probe_leaves_the_run_unchanged_and_agrees_with_it(tmp_path, mnist_root,
         assert row.new_acc_w_bar == pytest.approx(matrix[t - 1, t - 1], abs=1e-9)
         assert row.old_acc_w_prev == pytest.approx(matrix[t - 2, : t - 1].mean(), abs=1e-9)
         assert row.moved > 0 and row.w_hat_to_prev > row.w_bar_to_prev
-    # 11 points x 2 terms x before/after per task
-    assert len(losses) == 2 * 11 * 2 * 2
+    # 11 points x 2 terms x before/after (and after the other mode) per task
+    assert len(losses) == 2 * 11 * 2 * (3 if counterfactual else 2)
+    if counterfactual:  # the other mode's phase ran (moved) and ended elsewhere
+        assert (rows.other_moved > 0).all() and (rows.other_to_own_mode > 0).all()
