@@ -24,6 +24,14 @@ ratios, not seconds).
   same alternation, e.g. ``--repo main=/work/main``: the one honest comparison of two versions
   on a shared machine.
 
+- ``seq:NAME,...`` (the rest of ``--only``, e.g. ``--only seq:naive,er_b200,si,gem`` or
+  ``--only floor,naive,seq:all``): one row per strategy on Seq-MNIST (``benchmark=split_mnist``,
+  class-incremental, the ``seq_mnist_NAME`` presets, 5 tasks whatever ``--tasks``), time per
+  training step against ``seq:naive``'s in the same repeat, with the time of a strategy's own
+  phases and task-boundary work beside it (``scripts/bench_seq.py``). So far run once at
+  tiny size to check it works (``--repeats 1 --samples 50 --only seq:all``, 2026-12-07): no
+  full-size figures yet (docs/results/measured.md).
+
 Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive]
        [--threads 1] [--repo NAME=PATH ...]
 
@@ -60,6 +68,8 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_seq beside this script
+import bench_seq  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -118,24 +128,14 @@ def timed(owner, name: str, sink: list[float]) -> None:
 
 def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0,
                eval_every: int | None = None, future_tasks: str | None = None) -> dict:
-    from hydra import compose, initialize_config_dir
-
-    from cl_runner.cli import CONF_DIR
     from cl_runner.dispatch import resolve
     from cl_runner.experiment import run_experiment
 
-    overrides = [f"strategy={strategy}", "benchmark=rotated_mnist", f"benchmark.num_tasks={tasks}",
-                 f"data.root={data_root}", "progress=false", "data.download=false"]
-    if samples:
-        overrides.append(f"benchmark.train_samples_per_task={samples}")
-    if threads:
-        overrides.append(f"hardware.num_threads={threads}")
-    if eval_every:
-        overrides.append(f"eval.every_steps={eval_every}")
-    if future_tasks:
-        overrides.append(f"eval.future_tasks={future_tasks}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    extra = ([f"eval.every_steps={eval_every}"] if eval_every else []) + (
+        [f"eval.future_tasks={future_tasks}"] if future_tasks else [])
+    cfg = bench_seq.compose_config([f"strategy={strategy}", "benchmark=rotated_mnist",
+                                    f"benchmark.num_tasks={tasks}"], data_root, samples,
+                                   threads, extra)
     # wall and CPU time of the parts the floor does not do, the same way in every checkout's
     # code: the evaluations, building the benchmark, and each task's training set (Rotated
     # MNIST rotates 60,000 images per task inside the task's time, not in data_seconds)
@@ -166,14 +166,18 @@ def measure(kind: str, args) -> dict:
     """Run one measurement of ``kind`` in a fresh process: ``naive@NAME`` runs the naive worker
     with the interpreter and code of the checkout ``args.repos[NAME]``."""
     repo, worker = REPO, kind
-    if "@" in kind:
+    extra = []
+    if kind.startswith("seq:"):
+        worker, extra = "seq", ["--preset", kind.split(":", 1)[1]]
+    elif "@" in kind:
         worker, name = kind.split("@", 1)
         repo = Path(args.repos[name])
     python = repo / ".venv" / "bin" / "python"
     cmd = [str(python) if python.exists() else sys.executable, str(Path(__file__).resolve()),
            "--worker", worker, "--tasks", str(args.tasks),
            "--data-root", args.data_root, "--threads", str(args.threads),
-           "--eval-every", str(args.eval_every)] + (["--samples", str(args.samples)] if args.samples else [])
+           "--eval-every", str(args.eval_every), *extra] + (
+               ["--samples", str(args.samples)] if args.samples else [])
     env = {**os.environ, "PYTHONPATH": str(repo)}  # that checkout's code, whichever venv runs it
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, env=env)
     if proc.returncode != 0:
@@ -203,7 +207,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--samples", type=int, default=None, help="training examples per task (default all)")
-    parser.add_argument("--only", default="floor,naive,mcsgd")
+    parser.add_argument("--only", default="floor,naive,mcsgd",
+                        help="runs, comma-separated; a seq: part ends the list: its items are "
+                             "Seq-MNIST rows (seq:naive,er_b200,... or seq:all)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in every worker, floor and runs alike (0 = PyTorch's default)")
     parser.add_argument("--data-root", default=os.environ.get("CL_RUNNER_DATA", str(REPO / "data")))
@@ -212,12 +218,15 @@ def main() -> None:
     parser.add_argument("--repo", action="append", default=[], metavar="NAME=PATH",
                         help="also run naive from the checkout PATH (its .venv), as naive@NAME")
     parser.add_argument("--worker", choices=["floor", "naive", "mcsgd", "naive_ce", "naive_next",
-                                             "naive_none"],
+                                             "naive_none", "seq"],
                         help=argparse.SUPPRESS)
+    parser.add_argument("--preset", help=argparse.SUPPRESS)  # the seq worker's item
     args = parser.parse_args()
 
     if args.worker:
-        if args.worker == "floor":
+        if args.worker == "seq":
+            res = bench_seq.worker_seq(args.preset, args.samples, args.data_root, args.threads)
+        elif args.worker == "floor":
             res = worker_floor(args.tasks, args.samples, args.data_root, args.threads)
         elif args.worker == "naive_ce":
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
@@ -236,7 +245,10 @@ def main() -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 140)  # a pipe: do not squeeze the table
     args.repos = dict(r.split("=", 1) for r in args.repo)
-    kinds = args.only.split(",") + [f"naive@{name}" for name in args.repos]
+    plain, _, seq = args.only.partition("seq:")
+    from cl_runner.cli import CONF_DIR
+    kinds = ([k for k in plain.split(",") if k] + [f"naive@{name}" for name in args.repos]
+             + ([f"seq:{i}" for i in bench_seq.seq_items(seq, CONF_DIR)] if seq else []))
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for r in range(args.repeats):
         for kind in kinds:
@@ -255,6 +267,8 @@ def main() -> None:
     report = {"date": datetime.now().isoformat(timespec="seconds"), "args": vars(args), "runs": runs}
     floor = statistics.median(r["seconds"] for r in runs["floor"]) if "floor" in runs else None
     for kind, results in runs.items():
+        if kind.startswith("seq:"):
+            continue  # bench_seq.report_seq
         wall = statistics.median(r["seconds"] for r in results)
         steps = results[0]["steps"]
         per_task = statistics.median(statistics.median(r["task_seconds"]) for r in results)
@@ -292,7 +306,9 @@ def main() -> None:
                       f"{rest / floor:.3f}" if floor else "-",
                       f"{overhead:.1f}" if overhead is not None else "-", f"{cpu:.1f}",
                       f"{cpu / cpu_floor:.3f}" if floor else "-")
-    console.print(table)
+    if table.row_count:
+        console.print(table)
+    bench_seq.report_seq(console, runs, args, report)
     if "naive_ce" in runs and "naive" in runs:
         ce = runs["naive_ce"]
         per_point = statistics.median(1000 * r["continual_eval_seconds"] / r["continual_eval_points"]

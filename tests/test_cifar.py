@@ -351,3 +351,35 @@ def test_cl_run_split_cifar100_mcsgd_end_to_end(tmp_path, cifar_root):
     assert summary["model"] in ("resnet18_reduced", "masked_resnet18_reduced")
     assert summary["benchmark"] == "split_cifar100"
     assert (out / "classes.csv").exists()
+
+
+#: the Split CIFAR-100 class-incremental (10 x 10) presets of issue 29 (their sources' settings:
+#: tests/test_experiments.py); each runs here on 2 tasks of the generated archive
+CLASS_IL_PRESETS = ["split_cifar100_derpp", "split_cifar100_er", "split_cifar100_er_ace",
+                    "split_cifar100_gdumb", "split_cifar100_icarl", "split_cifar100_lwf"]
+
+
+@pytest.mark.parametrize("name", CLASS_IL_PRESETS)
+def test_class_il_preset_runs_two_tasks_of_its_class_order(tmp_path, cifar_root, name):
+    """Two tasks of a 10 x 10 class-incremental preset on the generated archive, its settings
+    as written except a small network, 2 steps per task and GDumb's retraining cut to 1
+    epoch: the tasks hold the first 20 classes of the preset's class order, the run is
+    class-incremental with one 100-way head, and after task 1 the classes of task 2 are
+    never predicted on the seen-classes presets (accuracy 0 on task 2's test set)."""
+    extra = ["strategy.epochs=1"] if name.endswith("gdumb") else []
+    run = compose_run([f"+experiment={name}", f"data.root={cifar_root}", "data.download=false",
+                       "benchmark.verify_checksums=false", "benchmark.num_tasks=2",
+                       "benchmark.max_steps_per_task=2", "model.nf=4", "progress=false",
+                       "hardware=cpu", "hardware.num_threads=1", *extra])
+    summary = run_experiment(run, tmp_path)
+    assert summary["status"] == "complete" and summary["num_tasks"] == 2
+    order = run.benchmark.order()
+    classes = pd.read_csv(tmp_path / "classes.csv")
+    assert classes["class_id"].tolist() == order[:20]
+    assert classes["task"].tolist() == [1] * 10 + [2] * 10
+    config = json.loads((tmp_path / "summary.json").read_text())["config"]["benchmark"]
+    assert config["scenario"] == "class_incremental"
+    matrix = pd.read_csv(tmp_path / "accuracy_matrix.csv", index_col=0).to_numpy()
+    assert matrix.shape == (2, 2) and ((matrix >= 0) & (matrix <= 1)).all()
+    if config["eval_classes"] == "seen":
+        assert matrix[0, 1] == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from omegaconf import OmegaConf
@@ -68,8 +69,10 @@ def test_preset_composes_to_its_benchmark_strategy_and_values(name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_runs_two_tasks(tmp_path, request, name):
     """Every preset trains 2 tasks of its benchmark's small test data and completes; presets of
-    GPU-scale runs (hundreds of epochs per task: split_cifar100_wa, split_cifar100_bic) run 2
-    epochs per task here, every other setting as the preset says."""
+    GPU-scale runs (tens or hundreds of epochs per task: split_cifar100_icarl, _lwf, _wa,
+    _bic, seq_cifar10_*) take at most 5 steps per task here, and a strategy's own phase of
+    many epochs (GDumb's retraining, BiC's bias stage: split_cifar100_gdumb, _bic) 2 epochs,
+    every other setting as the preset says."""
     cfg = compose_cfg([f"+experiment={name}"])
     overrides = benchmark_overrides(request, cfg.benchmark.name)[1:]  # its benchmark stays
     # the CPU-sized model (Seq-CIFAR-10's ResNet-18 has nf 64) and at most 5 steps per task
@@ -77,6 +80,8 @@ def test_preset_runs_two_tasks(tmp_path, request, name):
     overrides += [f"{key}={value}" for key, value in SMALL_MODEL.get(cfg.model.name, {}).items()]
     if cfg.benchmark.epochs_per_task > 5:
         overrides.append("benchmark.max_steps_per_task=5")
+    overrides += [f"strategy.{key}=2" for key, value in cfg.strategy.items()
+                  if key.endswith("epochs") and isinstance(value, int) and value > 5]
     run = compose_run([f"+experiment={name}", "benchmark.num_tasks=2", "progress=false",
                        "hardware=cpu", "hardware.num_threads=1", *overrides])
     summary = run_experiment(run, tmp_path)
@@ -99,6 +104,60 @@ def test_cifar_presets_set_the_papers_settings():
         0.1, 1.0, 64, 0.0)
     assert (mc.strategy.lmc_lr, mc.strategy.beta, mc.strategy.line_samples,
             mc.strategy.memory_per_class) == (0.005, 0.01, 5, 1)
+
+
+#: Split CIFAR-100 class-incremental (10 x 10) presets: the cited sources' values (each
+#: preset's header says where each was read): class order ("1993": numpy's permutation of
+#: 0..99 under seed 1993, iCaRL's and PyCIL's; "natural": 0..99, Mammoth's and Caccia et
+#: al.'s), evaluated classes, nf, lr, momentum, weight decay, batch, epochs, augmentation,
+#: buffer / exemplars
+CIFAR100_CLASS_IL = {
+    "split_cifar100_icarl": ("1993", "seen", 20, 2.0, 0.9, 1e-5, 128, 70, "crop_flip", 2000),
+    "split_cifar100_lwf": ("1993", "seen", 20, 0.1, 0.9, 2e-4, 128, 250, "crop_flip", None),
+    "split_cifar100_er": ("natural", "seen", 64, 0.1, 0.0, 0.0, 32, 50, "crop_flip", 2000),
+    "split_cifar100_derpp": ("natural", "seen", 64, 0.03, 0.0, 0.0, 32, 50, "crop_flip", 2000),
+    "split_cifar100_er_ace": ("natural", "all", 20, 0.1, 0.0, 0.0, 10, 1, "crop_flip", 2000),
+    "split_cifar100_gdumb": ("1993", "seen", 20, None, None, None, 10, 1, "none", 2000),
+    "split_cifar100_wa": ("1993", "all", 20, 0.1, 0.9, 2e-4, 128, 170, "none", 2000),
+    "split_cifar100_bic": ("1993", "all", 20, 0.1, 0.9, 2e-4, 128, 250, "none", 2000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CIFAR100_CLASS_IL))
+def test_cifar100_class_il_presets_carry_their_sources_settings(name):
+    """Each 10 x 10 class-incremental preset: the class order its source uses (the 1993 one
+    recomputed here with numpy, as iCaRL's code and PyCIL draw it), the scenario, and the
+    source's model width, optimizer, batch, epochs, augmentation and memory."""
+    order, seen, nf, lr, momentum, wd, batch, epochs, aug, memory = CIFAR100_CLASS_IL[name]
+    run = compose_run([f"+experiment={name}"])
+    b = run.benchmark
+    assert isinstance(b, SplitCIFAR100Config) and run.model.name == "resnet18_reduced"
+    assert (b.num_tasks, b.classes_per_task, b.scenario.value) == (10, 10, "class_incremental")
+    want = (np.random.RandomState(1993).permutation(100).tolist() if order == "1993"
+            else list(range(100)))
+    assert b.order() == want
+    assert (b.eval_classes.value, run.model.nf, run.model.track_running_stats) == (seen, nf, True)
+    if lr is not None:  # GDumb trains only its own phase (strategy.max_lr etc.)
+        assert (run.optimizer.name, run.optimizer.lr, run.optimizer.momentum,
+                run.optimizer.weight_decay, run.optimizer.gamma) == ("sgd", lr, momentum, wd, 1.0)
+    assert (b.batch_size, b.epochs_per_task, b.train_augmentation.value) == (batch, epochs, aug)
+    if aug == "crop_flip":
+        assert b.crop_padding == 4
+    assert getattr(run.strategy, "memory_size", None) == memory
+
+
+def test_cifar100_class_il_presets_method_settings():
+    """The method-specific values of the 10 x 10 presets (sources in each header)."""
+    derpp = compose_run(["+experiment=split_cifar100_derpp"]).strategy
+    assert (derpp.alpha, derpp.beta, derpp.replay_batch_size) == (0.1, 0.5, 32)
+    assert compose_run(["+experiment=split_cifar100_er"]).strategy.replay_batch_size == 32
+    ace = compose_run(["+experiment=split_cifar100_er_ace"]).strategy
+    assert (ace.replay_batch_size, ace.variant.value) == (10, "authors")
+    lwf = compose_run(["+experiment=split_cifar100_lwf"])
+    assert (lwf.strategy.alpha, lwf.strategy.temperature, lwf.benchmark.train_mask) == (3.0, 2.0, True)
+    gdumb = compose_run(["+experiment=split_cifar100_gdumb"]).strategy
+    assert (gdumb.epochs, gdumb.batch_size, gdumb.max_lr, gdumb.min_lr, gdumb.weight_decay,
+            gdumb.clip, gdumb.crop_padding) == (256, 16, 0.05, 0.0005, 1e-6, 10.0, 4)
 
 
 # the authors' configs (github imirzadeh/CL-LinearModeConnectivity, experiment_2.py): Rotated
