@@ -46,6 +46,9 @@ def params_of(model: nn.Module, seed: int, scale: float = 0.5) -> dict[str, torc
 
 
 def strategy(gradient: str, **kw) -> MCSGD:
+    """The gradient formulas are pinned in eval mode (deterministic); train mode (the
+    default since issue 33) where a test says ``line_train_mode=True``."""
+    kw.setdefault("line_train_mode", False)
     cfg = MCSGDConfig(line_gradient=LineGradient(gradient), line_samples=K, lmc_lr=1.0,
                       lmc_momentum=0.0, lmc_batch_size=64, **kw)
     return MCSGD(cfg)
@@ -104,6 +107,42 @@ def test_unweighted_gradient_gives_every_point_weight_one():
     got = one_step_update("unweighted", terms, model)
     for n in w:
         torch.testing.assert_close(got[n], expected[n], rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_train_mode_line_step_draws_dropout_masks_in_every_forward():
+    """Train mode (the default, issue 33): each of the 2 x (K+1) forwards of a step draws its
+    own dropout mask from the global generator, in the order term, then point, over the
+    term's shuffled examples; the step is the unweighted sum of those gradients, and not the
+    eval-mode one."""
+    model = tiny_model()
+    terms = setup_terms(model)
+    w = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def expected_update(train: bool) -> dict[str, torch.Tensor]:
+        model.train(train)
+        torch.manual_seed(123)
+        out = {n: torch.zeros_like(p) for n, p in w.items()}
+        order = torch.Generator().manual_seed(0)  # the phase's shuffles: a mask hits a row
+        for a, x, y, _ in terms:
+            perm = torch.randperm(len(y), generator=order)
+            x, y = x[perm], y[perm]
+            for j in range(K + 1):
+                point = {n: (a[n] + (j / K) * (w[n] - a[n])).requires_grad_() for n in w}
+                for n, g in zip(point, torch.autograd.grad(mean_loss(model, point, x, y),
+                                                           list(point.values())), strict=True):
+                    out[n] += g
+        return out
+
+    with_dropout, without = expected_update(True), expected_update(False)
+    model.eval()  # the line phase must switch to train mode itself, and restore eval
+    s = strategy("unweighted", line_train_mode=True)
+    torch.manual_seed(123)
+    s.line_phase(model, terms, TinyBenchmark.to_input, torch.Generator().manual_seed(0))
+    assert not model.training
+    got = {n: w[n] - p.detach() for n, p in model.named_parameters()}
+    for n in w:
+        torch.testing.assert_close(got[n], with_dropout[n], rtol=1e-5, atol=1e-6, msg=n)
+    assert any(not torch.allclose(got[n], without[n], atol=1e-4) for n in w)
 
 
 def authors_mechanism(model: nn.Module, anchor, w, x, y,

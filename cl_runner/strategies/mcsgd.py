@@ -26,8 +26,9 @@ each term's anchor, L the batch-mean cross-entropy):
     per task (a batch never mixes tasks), the batch list shuffled; the subset of task t is
     drawn with replacement (MNIST; per class on CIFAR-100); step i uses the i-th batch of each
     term that still has one (no cycling: the shorter term simply stops).
-The line phase runs in eval mode (dropout off, as ``get_clf_loss``) unless
-``line_train_mode=true``; BatchNorm running statistics are never changed by it.
+The line phase runs in train mode (dropout on, as the continual phase) by default, or in eval
+mode (dropout off, as the authors' ``get_clf_loss``) with ``line_train_mode=false``; BatchNorm
+running statistics are never changed by it (docs/results/mcsgd_line_mode.md: why the default).
 
 On task-incremental benchmarks (Split CIFAR-100) every loss of the line phase uses the training
 masks of :mod:`cl_runner.data.masking`: the subset is masked to task t's classes and each
@@ -184,8 +185,9 @@ class MCSGD(Strategy):
         shuffled once (the same batches every pass, as the authors' prebuilt loaders), and
         step i uses batch i of every term that has one.
 
-        Eval mode (dropout off) unless ``line_train_mode``; in train mode the buffers
-        (BatchNorm running statistics) are restored afterwards, so they never change.
+        Train mode (dropout on) when ``line_train_mode`` (the default), else eval mode; in
+        train mode the buffers (BatchNorm running statistics) are restored afterwards, so
+        they never change.
 
         Args:
             terms: ``((anchor, x, y, allowed), ...)``: each anchor a name -> tensor dict of
