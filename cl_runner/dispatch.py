@@ -48,6 +48,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         if node.name not in registry:
             raise ConfigError(f"{registry.kind}.name={node.name!r} is not registered; valid "
                               f"options: {', '.join(registry.names())}")
+    run.hardware.validate()
     for registry in REGISTRIES:  # value checks that need no data, before any file is read
         node = getattr(run, registry.kind)
         if hasattr(node, "validate"):
@@ -219,8 +220,18 @@ def build_model(run: RunConfig, benchmark: Benchmark, device: torch.device) -> t
 
 
 def build_strategy(run: RunConfig) -> Strategy:
-    """The strategy named by ``run.strategy.name``."""
-    return STRATEGIES.build(run.strategy)
+    """The strategy named by ``run.strategy.name``.
+
+    Raises:
+        ConfigError: the strategy refuses ``hardware.precision``
+            (:meth:`~cl_runner.strategies.base.Strategy.precision_problem`).
+    """
+    strategy = STRATEGIES.build(run.strategy)
+    problem = strategy.precision_problem(run.hardware.precision)
+    if problem is not None:
+        raise ConfigError(f"hardware.precision={run.hardware.precision}: strategy="
+                          f"{run.strategy.name} refuses it: {problem}")
+    return strategy
 
 
 def optimizer_factory(run: RunConfig):

@@ -1,0 +1,67 @@
+"""Numerical precision of the training step and the evaluation (``hardware.precision``; the
+key and its default: ``HardwareConfig`` in cl_runner/config.py).
+
+The precision:
+
+- ``32``: float32 everywhere, no autocast (the default; the step is the one it always was).
+- ``bf16``: the forward computation of every step runs under ``torch.autocast(device_type,
+  dtype=torch.bfloat16)`` (matrix products in bfloat16, reductions and the loss in float32,
+  as autocast's op lists decide); weights, gradients and optimizer state stay float32. No
+  gradient scaling (bfloat16 has float32's exponent range).
+- ``16-mixed``: the same under ``dtype=torch.float16``, with a ``torch.amp.GradScaler``: the
+  loss is scaled before ``backward``, the gradients are unscaled before a strategy's
+  ``after_backward`` sees them and before the optimizer step, which is skipped on an
+  overflow (one host sync per step: the scaler's check for infinities). The scaler, like the
+  optimizer, is made anew for every task (so a run resumed at a task boundary continues
+  exactly as an uninterrupted one).
+
+:class:`Precision` is what the loop, the evaluation and strategies' own phases share
+(``TaskContext.precision``): ``with precision.autocast(): ...`` around a forward pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+#: the values of ``hardware.precision``, and the autocast dtype of each (None: no autocast)
+DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16,
+                                         "16-mixed": torch.float16}
+
+
+class Precision:
+    """The precision of a run's forward passes on one device type.
+
+    Args:
+        name: ``"32"``, ``"bf16"`` or ``"16-mixed"`` (:data:`DTYPES`).
+        device_type: ``"cpu"`` or ``"cuda"`` (``torch.device.type`` of the run).
+
+    Raises:
+        ValueError: an unknown ``name``.
+    """
+
+    def __init__(self, name: str = "32", device_type: str = "cpu") -> None:
+        if name not in DTYPES:
+            raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {name!r}")
+        self.name = name
+        self.device_type = device_type
+        self.dtype = DTYPES[name]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether forward passes run under autocast (any precision but ``32``)."""
+        return self.dtype is not None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """A context running its forward passes at this precision: ``torch.autocast`` of the
+        device type and dtype, or a no-op for ``32``."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """A new gradient scaler for ``16-mixed`` (one per task, as the optimizer), else
+        None."""
+        return torch.amp.GradScaler(self.device_type) if self.name == "16-mixed" else None
+
