@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from cl_runner.data.schemas import BENCHMARKS
-from cl_runner.errors import ConfigError
+from cl_runner.hardware_config import HardwareConfig
 from cl_runner.models.schemas import MODELS
 from cl_runner.results import run_folder
 from cl_runner.results.names import job_folder_name
@@ -45,47 +45,6 @@ class DataConfig:
 
     root: str = "${oc.env:CL_RUNNER_DATA,data}"
     download: bool = True
-
-
-#: the values of ``hardware.precision`` (:mod:`cl_runner.training.precision`)
-PRECISIONS = ("32", "bf16", "16-mixed")
-
-
-class Device(str, enum.Enum):
-    """``hardware.device``: ``auto`` = CUDA when available, else CPU."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-@dataclass
-class HardwareConfig:
-    """``hardware=auto|cpu|cuda``.
-
-    Attributes:
-        device: auto, cpu or cuda.
-        num_threads: CPU threads for PyTorch (null = PyTorch's default, one per core).
-        deterministic: use deterministic algorithms only (slower on CUDA; bit-reproducible).
-        precision: ``32`` (float32, no autocast: the results of every run before this key),
-            ``bf16`` (forward passes and the evaluation under ``torch.autocast`` in bfloat16)
-            or ``16-mixed`` (float16 autocast with a gradient scaler); strategies that do
-            their own backward passes outside the loop's step refuse ``16-mixed``
-            (:mod:`cl_runner.training.precision`, docs/results/gpu.md). Changes results.
-    """
-
-    name: str = "auto"
-    device: Device = Device.auto
-    num_threads: int | None = None
-    deterministic: bool = False
-    precision: str = "32"
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the key of a value out of range (no torch
-        imported)."""
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"hardware.precision must be one of {', '.join(PRECISIONS)}, "
-                              f"got {self.precision!r}")
 
 
 @dataclass

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
-from cl_runner.config import REGISTRIES, Device, HardwareConfig, RunConfig
+from cl_runner.config import REGISTRIES, RunConfig
 from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.errors import ConfigError
+from cl_runner.hardware_config import Device, HardwareConfig
 from cl_runner.models.schemas import MODELS
 from cl_runner.strategies.schemas import STRATEGIES
 from cl_runner.training.schemas import OPTIMIZERS
@@ -224,13 +225,18 @@ def build_strategy(run: RunConfig) -> Strategy:
 
     Raises:
         ConfigError: the strategy refuses ``hardware.precision``
-            (:meth:`~cl_runner.strategies.base.Strategy.precision_problem`).
+            (:meth:`~cl_runner.strategies.base.Strategy.precision_problem`) or
+            ``hardware.compile`` (its ``compile_problem``).
     """
     strategy = STRATEGIES.build(run.strategy)
     problem = strategy.precision_problem(run.hardware.precision)
     if problem is not None:
         raise ConfigError(f"hardware.precision={run.hardware.precision}: strategy="
                           f"{run.strategy.name} refuses it: {problem}")
+    mode = run.hardware.compile
+    if mode not in (False, "false") and strategy.compile_problem is not None:
+        raise ConfigError(f"hardware.compile={mode}: strategy={run.strategy.name} refuses it: "
+                          f"{strategy.compile_problem}; use hardware.compile=false")
     return strategy
 
 

@@ -48,10 +48,15 @@ class Strategy(StrategyHooks):
             line phase), or None. Such a strategy refuses ``hardware.precision=16-mixed``
             (:meth:`precision_problem`); passes kept in float32 (EWC's Fisher, BiC's bias
             phase) do not count.
+        compile_problem: why ``hardware.compile`` cannot compile the strategy's step (its
+            model's forward changes per task in a way TorchDynamo guards on), or None; such a
+            strategy refuses ``hardware.compile`` (:meth:`precision_problem`'s sibling check in
+            :func:`cl_runner.dispatch.build_strategy`).
     """
 
     transient_attributes: ClassVar[tuple[str, ...]] = ()
     own_backward: ClassVar[str | None] = None
+    compile_problem: ClassVar[str | None] = None
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg

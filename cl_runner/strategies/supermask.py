@@ -101,6 +101,9 @@ class SupermaskStrategy(Strategy):
 
     With ``task_inference`` the evaluation differentiates the output entropy by the mask
     coefficients, a backward pass without gradient scaling: ``16-mixed`` is refused then.
+    ``hardware.compile`` is refused: the forward pass reads the current task's mask slot, a
+    Python int TorchDynamo guards on, so every task recompiles and past torch's recompile
+    limit (8) the step would silently run eagerly.
     """
 
     #: the current task's trainable parameters (the model's own): set in before_task; the
@@ -126,6 +129,9 @@ class SupermaskStrategy(Strategy):
         """Record task ``ctx.task``'s masks (the evaluation that follows scores it)."""
         self.task_masks[ctx.task] = masks
         self._stacks = None
+
+    compile_problem = ("its model's forward reads the task's mask slot (a recompilation per task; "
+                       "past torch's limit of 8 the step silently runs eagerly)")
 
     @property
     def own_backward(self) -> str | None:  # type: ignore[override]

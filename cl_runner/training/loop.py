@@ -17,7 +17,7 @@ from cl_runner.errors import TrainingDivergedError
 from cl_runner.training.batch import Batch
 from cl_runner.training.evaluate import Evaluation, Evaluator
 from cl_runner.training.hooks import PhaseRunner, RunnerHook, StrategyHooks, TaskContext
-from cl_runner.training.precision import Precision
+from cl_runner.training.precision import Precision, compiled
 from cl_runner.training.result import SequenceResult
 from cl_runner.training.steps import classification_loss, shuffled, task_inputs
 
@@ -31,6 +31,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                     inputs: torch.Tensor | None = None,
                     augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
                     precision: Precision | None = None,
+                    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
@@ -57,6 +58,8 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
             passes) run under ``precision.autocast()``; for ``16-mixed`` the loss is scaled
             by a new ``GradScaler`` (per task, as the optimizer), the gradients unscaled
             before ``after_backward`` and the optimizer step taken by the scaler.
+        forward: the step's forward pass (``hardware.compile``: the compiled model of
+            :func:`~cl_runner.training.precision.compiled`); None: ``model``.
     """
     use_batch = strategy.overrides("train_batch")
     use_loss = strategy.overrides("loss")
@@ -65,6 +68,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     use_after_step = strategy.overrides("after_step")
     by_label = masks is not None and masks.dim() == 2
     plain = inputs is not None and not use_batch and not use_loss
+    forward = model if forward is None else forward
 
     def step_loss(order: torch.Tensor, i: int) -> torch.Tensor:
         # ---- hot path: keep syncs, logging and allocations out of here ----
@@ -72,7 +76,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
         if plain:  # default batch and loss: no Batch, float rows converted once per task
             y = train_y[idx]
             allowed = masks if not by_label else masks[y]
-            loss = classification_loss(model(inputs[idx]), y, allowed)
+            loss = classification_loss(forward(inputs[idx]), y, allowed)
         else:
             batch = Batch(train_x[idx], train_y[idx], task, idx.shape[0])
             if use_batch:
@@ -81,7 +85,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                 batch.allowed = masks[batch.y] if by_label else masks
             batch.inputs = to_input(batch.x if augment is None
                                     else augment(batch.x, batch.num_current))
-            output = model(batch.inputs)
+            output = forward(batch.inputs)
             if use_loss:
                 loss = strategy.loss(batch, output, model)
             else:
@@ -192,6 +196,7 @@ def train_sequence(
     start: SequenceResult | None = None,
     future_tasks: str = "all",
     precision: str = "32",
+    compile: str | bool = False,
 ) -> SequenceResult:
     """Train ``model`` on tasks 1..T of ``benchmark`` in order with ``strategy``'s hooks.
 
@@ -225,6 +230,8 @@ def train_sequence(
         precision: ``"32"``, ``"bf16"`` or ``"16-mixed"`` (:mod:`~cl_runner.training.precision`):
             the training steps (:func:`_mixed_step`), the evaluations and strategies' own
             phases (through ``TaskContext.precision``) run their forward passes under autocast.
+        compile: ``False`` or a ``hardware.compile`` mode: the step's forward pass through
+            ``torch.compile`` (:func:`~cl_runner.training.precision.compiled`, once per run).
 
     Raises:
         TrainingDivergedError: the last loss of a training phase of a task is NaN or
@@ -237,6 +244,7 @@ def train_sequence(
     device = next(model.parameters()).device
     phases = PhaseRunner(hooks)
     amp = Precision(precision, device.type)
+    forward = compiled(model, compile)
     evaluator = Evaluator(benchmark, strategy, eval_batch_size, autocast=amp.autocast)
     if start is None:
         for hook in hooks:
@@ -277,7 +285,7 @@ def train_sequence(
                   or augment is not None else task_inputs(train_x, to_input, inputs))
         step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
                                batch_size, allowed if label_masks is None else label_masks,
-                               inputs, augment, amp)
+                               inputs, augment, amp, forward)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,

@@ -1,5 +1,6 @@
-"""Numerical precision of the training step and the evaluation (``hardware.precision``; the
-key and its default: ``HardwareConfig`` in cl_runner/config.py).
+"""Numerical precision of the training step and the evaluation (``hardware.precision``), and
+the compiled forward pass of the step (``hardware.compile``); the keys and their defaults:
+``HardwareConfig`` in cl_runner/hardware_config.py.
 
 The precision:
 
@@ -17,17 +18,32 @@ The precision:
 
 :class:`Precision` is what the loop, the evaluation and strategies' own phases share
 (``TaskContext.precision``): ``with precision.autocast(): ...`` around a forward pass.
+
+Compilation (:func:`compiled`): ``false`` (eager, the default), ``default`` or
+``reduce-overhead`` (``torch.compile`` modes; the latter adds CUDA graphs on CUDA, for the
+batch-10 MLP steps whose time on a GPU is kernel launches). Only the model's forward pass in the
+loop's step is compiled (and its backward, by AOTAutograd): the strategy's hooks, the loss,
+the optimizer step, strategies' own phases and the evaluation stay eager, so a host sync in a
+hook (GEM's QP) or a batch whose size changes (replay) is outside the compiled graph (a new
+batch size costs one recompilation, then dynamic shapes).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 #: the values of ``hardware.precision``, and the autocast dtype of each (None: no autocast)
 DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16": torch.bfloat16,
                                          "16-mixed": torch.float16}
+
+#: the values of ``hardware.compile`` and the ``torch.compile`` mode of each (None: eager)
+#: (``hardware.compile=false`` composes as the bool False)
+COMPILE_MODES: dict[str | bool, str | None] = {False: None, "false": None, "default": "default",
+                                               "reduce-overhead": "reduce-overhead"}
 
 
 class Precision:
@@ -65,3 +81,19 @@ class Precision:
         None."""
         return torch.amp.GradScaler(self.device_type) if self.name == "16-mixed" else None
 
+
+def compiled(model: nn.Module, mode: str | bool) -> Callable[..., torch.Tensor]:
+    """``model``'s forward for the training step: ``model`` itself for ``mode`` False (or
+    ``"false"``), else ``torch.compile(model, mode=...)`` (TorchDynamo + Inductor; its backward compiled too, by
+    AOTAutograd; ``reduce-overhead`` adds CUDA graphs on CUDA, nothing on the CPU). The
+    compiled module shares ``model``'s parameters and buffers; only the loop's forward pass
+    goes through it (strategies' own passes and the evaluation call ``model`` eagerly).
+
+    Raises:
+        ValueError: an unknown ``mode`` (:data:`COMPILE_MODES`).
+    """
+    if isinstance(mode, int) and mode is not False or mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be false, default or reduce-overhead, got {mode!r}")
+    if COMPILE_MODES[mode] is None:
+        return model
+    return torch.compile(model, mode=COMPILE_MODES[mode])
