@@ -43,7 +43,8 @@ class HardwareConfig:
             the model's forward pass in the training step (its backward too; hooks, loss,
             optimizer step and evaluation stay eager); ``reduce-overhead`` adds CUDA graphs on
             CUDA. The first steps pay the compilation (tens of seconds); numbers agree with
-            eager up to float rounding (:mod:`cl_runner.training.precision`).
+            eager up to float rounding, dropout masks included
+            (:mod:`cl_runner.training.precision`).
     """
 
     name: str = "auto"

@@ -12,7 +12,7 @@ import torch._dynamo.utils
 from cl_runner.errors import ConfigError
 from cl_runner.experiment import run_experiment
 from tests.conftest import compose_run
-from tests.test_precision import BASE, BEFORE
+from tests.test_precision import BASE, BEFORE, FAST_MCSGD
 
 #: largest |difference| allowed between a compiled and an eager run: accuracy per cell (the
 #: 1,000 test images: 0.001 per image) and relative test loss. Measured on the naive run below:
@@ -36,6 +36,8 @@ def _close(got, want) -> None:
 
 @pytest.mark.parametrize(("strategy", "extra"), [
     ("naive", []),
+    # dropout 0.2: the compiled forward must draw eager's dropout masks (fallback_random)
+    ("mcsgd", FAST_MCSGD),
     # replay: batches of 10 on task 1, 10 + 10 replayed after it (a recompilation, one shape more)
     ("er", ["benchmark.train_samples_per_task=300"]),
     # a host sync (the QP's inputs to the CPU) in after_backward, outside the compiled graph
@@ -47,7 +49,7 @@ def test_a_compiled_step_gives_the_eager_numbers(tmp_path, mnist_small_test_set,
     compiled = _metrics(tmp_path, mnist_small_test_set, strategy,
                         [*extra, "hardware.compile=default"])
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
-    eager = (BEFORE[strategy] if strategy == "naive"
+    eager = (BEFORE[strategy] if strategy in BEFORE
              else _metrics(tmp_path, mnist_small_test_set, strategy, extra))
     _close(compiled, eager)
 

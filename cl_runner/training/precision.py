@@ -25,7 +25,9 @@ batch-10 MLP steps whose time on a GPU is kernel launches). Only the model's for
 loop's step is compiled (and its backward, by AOTAutograd): the strategy's hooks, the loss,
 the optimizer step, strategies' own phases and the evaluation stay eager, so a host sync in a
 hook (GEM's QP) or a batch whose size changes (replay) is outside the compiled graph (a new
-batch size costs one recompilation, then dynamic shapes).
+batch size costs one recompilation, then dynamic shapes). Dropout masks are drawn with eager's
+generator (Inductor's ``fallback_random``), so a compiled run gives the eager run's numbers up to
+float rounding, dropout included (tests/test_compile.py).
 """
 
 from __future__ import annotations
@@ -96,4 +98,8 @@ def compiled(model: nn.Module, mode: str | bool) -> Callable[..., torch.Tensor]:
         raise ValueError(f"compile must be false, default or reduce-overhead, got {mode!r}")
     if COMPILE_MODES[mode] is None:
         return model
-    return torch.compile(model, mode=COMPILE_MODES[mode])
+    # options instead of mode (torch takes one of them): reduce-overhead is Inductor's CUDA
+    # graphs; fallback_random draws dropout masks with eager's generator, so a compiled run
+    # with dropout follows the eager one (Inductor's own RNG would draw other masks)
+    return torch.compile(model, options={"fallback_random": True,
+                                         "triton.cudagraphs": mode == "reduce-overhead"})
