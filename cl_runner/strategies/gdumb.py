@@ -182,7 +182,7 @@ class GDumb(Strategy):
     def after_training(self, ctx: TaskContext) -> None:
         masks = ctx.benchmark.class_masks("train")
         steps = self.retrain(ctx.model, ctx.benchmark.to_input, masks, ctx.generator,
-                             ctx.phases, ctx.task, ctx.precision.autocast)
+                             ctx.phases, ctx.task, autocast=ctx.precision.autocast)
         self.retrain_steps.append(steps)
 
     def retrain(self, model: nn.Module, to_input, masks: torch.Tensor | None,

@@ -135,7 +135,7 @@ class MCSGD(Strategy):
         self._load(ctx.model, start)
         before = self.line_objective(ctx.model, terms, to_input)
         self.line_phase(ctx.model, terms, to_input, ctx.generator, ctx.phases, ctx.task, groups,
-                        ctx.precision.autocast)
+                        autocast=ctx.precision.autocast)
         after = self.line_objective(ctx.model, terms, to_input)
         self.line_history.append({"task": ctx.task, "line_loss_before": before,
                                   "line_loss_after": after})
