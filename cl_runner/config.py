@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from cl_runner.data.schemas import BENCHMARKS
+from cl_runner.hardware_config import HardwareConfig
 from cl_runner.models.schemas import MODELS
 from cl_runner.results import run_folder
 from cl_runner.results.names import job_folder_name
@@ -44,30 +45,6 @@ class DataConfig:
 
     root: str = "${oc.env:CL_RUNNER_DATA,data}"
     download: bool = True
-
-
-class Device(str, enum.Enum):
-    """``hardware.device``: ``auto`` = CUDA when available, else CPU."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-@dataclass
-class HardwareConfig:
-    """``hardware=auto|cpu|cuda``.
-
-    Attributes:
-        device: auto, cpu or cuda.
-        num_threads: CPU threads for PyTorch (null = PyTorch's default, one per core).
-        deterministic: use deterministic algorithms only (slower on CUDA; bit-reproducible).
-    """
-
-    name: str = "auto"
-    device: Device = Device.auto
-    num_threads: int | None = None
-    deterministic: bool = False
 
 
 @dataclass

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
-from cl_runner.config import REGISTRIES, Device, HardwareConfig, RunConfig
+from cl_runner.config import REGISTRIES, RunConfig
 from cl_runner.data.schemas import BENCHMARKS
 from cl_runner.errors import ConfigError
+from cl_runner.hardware_config import Device, HardwareConfig
 from cl_runner.models.schemas import MODELS
 from cl_runner.strategies.schemas import STRATEGIES
 from cl_runner.training.schemas import OPTIMIZERS
@@ -48,6 +49,7 @@ def resolve(cfg: DictConfig) -> RunConfig:
         if node.name not in registry:
             raise ConfigError(f"{registry.kind}.name={node.name!r} is not registered; valid "
                               f"options: {', '.join(registry.names())}")
+    run.hardware.validate()
     for registry in REGISTRIES:  # value checks that need no data, before any file is read
         node = getattr(run, registry.kind)
         if hasattr(node, "validate"):
@@ -219,8 +221,23 @@ def build_model(run: RunConfig, benchmark: Benchmark, device: torch.device) -> t
 
 
 def build_strategy(run: RunConfig) -> Strategy:
-    """The strategy named by ``run.strategy.name``."""
-    return STRATEGIES.build(run.strategy)
+    """The strategy named by ``run.strategy.name``.
+
+    Raises:
+        ConfigError: the strategy refuses ``hardware.precision``
+            (:meth:`~cl_runner.strategies.base.Strategy.precision_problem`) or
+            ``hardware.compile`` (its ``compile_problem``).
+    """
+    strategy = STRATEGIES.build(run.strategy)
+    problem = strategy.precision_problem(run.hardware.precision)
+    if problem is not None:
+        raise ConfigError(f"hardware.precision={run.hardware.precision}: strategy="
+                          f"{run.strategy.name} refuses it: {problem}")
+    mode = run.hardware.compile
+    if mode not in (False, "false") and strategy.compile_problem is not None:
+        raise ConfigError(f"hardware.compile={mode}: strategy={run.strategy.name} refuses it: "
+                          f"{strategy.compile_problem}; use hardware.compile=false")
+    return strategy
 
 
 def optimizer_factory(run: RunConfig):

@@ -357,6 +357,7 @@ def _train(run: RunConfig, out_dir: Path, config: dict[str, Any], summary: dict[
             max_steps_per_task=run.benchmark.max_steps_per_task,
             hooks=[ProgressHook(progress, done), *hooks, resume_hook, interrupt], start=start,
             future_tasks=getattr(run.eval.future_tasks, "value", run.eval.future_tasks),
+            precision=run.hardware.precision, compile=run.hardware.compile,
         )
     return result, strategy, model, benchmark, data_seconds, resume_hook, hooks
 

@@ -18,6 +18,9 @@ ratios, not seconds).
 
 - naive_next, naive_none: the naive run with ``eval.future_tasks=next`` / ``none`` (what a
   smaller end-of-task evaluation saves).
+- naive_compiled: the naive run with ``hardware.compile=default`` (torch.compile of the step's
+  forward pass; the compilation, tens of seconds, is inside the wall time). Meant for a GPU;
+  on the CPU it is not expected to be faster.
 - ``--repo NAME=PATH`` (repeatable): also the naive run of another checkout (its own
   ``.venv/bin/python`` when it has one, else this one's; its own code, first on PYTHONPATH;
   e.g. a ``git archive`` of an old commit), labelled ``naive@NAME``, in the same invocation and the
@@ -127,12 +130,14 @@ def timed(owner, name: str, sink: list[float]) -> None:
 
 
 def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0,
-               eval_every: int | None = None, future_tasks: str | None = None) -> dict:
+               eval_every: int | None = None, future_tasks: str | None = None,
+               compile_mode: str | None = None) -> dict:
     from cl_runner.dispatch import resolve
     from cl_runner.experiment import run_experiment
 
     extra = ([f"eval.every_steps={eval_every}"] if eval_every else []) + (
-        [f"eval.future_tasks={future_tasks}"] if future_tasks else [])
+        [f"eval.future_tasks={future_tasks}"] if future_tasks else []) + (
+        [f"hardware.compile={compile_mode}"] if compile_mode else [])
     cfg = bench_seq.compose_config([f"strategy={strategy}", "benchmark=rotated_mnist",
                                     f"benchmark.num_tasks={tasks}"], data_root, samples,
                                    threads, extra)
@@ -218,7 +223,7 @@ def main() -> None:
     parser.add_argument("--repo", action="append", default=[], metavar="NAME=PATH",
                         help="also run naive from the checkout PATH (its .venv), as naive@NAME")
     parser.add_argument("--worker", choices=["floor", "naive", "mcsgd", "naive_ce", "naive_next",
-                                             "naive_none", "seq"],
+                                             "naive_none", "naive_compiled", "seq"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)  # the seq worker's item
     args = parser.parse_args()
@@ -231,6 +236,9 @@ def main() -> None:
         elif args.worker == "naive_ce":
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
                              eval_every=args.eval_every)
+        elif args.worker == "naive_compiled":
+            res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
+                             compile_mode="default")
         elif args.worker in ("naive_next", "naive_none"):
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
                              future_tasks=args.worker.split("_")[1])

@@ -121,7 +121,8 @@ def _line_gradient(model, strategy, terms, to_input, train: bool) -> torch.Tenso
 
 
 def probed_line_phase(original, masks: int, counterfactual: bool = False):
-    def line_phase(self, model, terms, to_input, generator, phases=None, task=0, groups=None):
+    def line_phase(self, model, terms, to_input, generator, phases=None, task=0, groups=None,
+                   **kw):
         ctx = STATE["ctx"]
         rng = torch.get_rng_state()
         w_prev, w_hat = terms[0][0], terms[1][0]
@@ -151,7 +152,7 @@ def probed_line_phase(original, masks: int, counterfactual: bool = False):
             gen_state = generator.get_state()
             self.cfg.line_train_mode = not self.cfg.line_train_mode
             try:
-                original(self, model, terms, to_input, generator, None, task, groups)
+                original(self, model, terms, to_input, generator, None, task, groups, **kw)
             finally:
                 self.cfg.line_train_mode = not self.cfg.line_train_mode
             other = _params(model)
@@ -162,7 +163,7 @@ def probed_line_phase(original, masks: int, counterfactual: bool = False):
             MCSGD._load(model, start)
             generator.set_state(gen_state)
         torch.set_rng_state(rng)
-        original(self, model, terms, to_input, generator, phases, task, groups)
+        original(self, model, terms, to_input, generator, phases, task, groups, **kw)
         rng = torch.get_rng_state()
         end = _params(model)
         if counterfactual:

@@ -20,7 +20,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from cl_runner.config import CONF_DIR, REGISTRIES, HardwareConfig, LoggerConfig, RunConfig
+from cl_runner.config import CONF_DIR, REGISTRIES, LoggerConfig, RunConfig
+from cl_runner.hardware_config import HardwareConfig
 
 CONF = Path(CONF_DIR)
 #: groups whose option files must state only what differs from their schema

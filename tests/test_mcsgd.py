@@ -254,7 +254,8 @@ def run_tasks(s: MCSGD, model: nn.Module, tasks: list[tuple[torch.Tensor, torch.
               trained: list[dict[str, torch.Tensor]], spy: list) -> None:
     """Drive ``before_task``/``after_training`` like the loop; ``trained[t]`` plays the continual
     phase's result; ``spy`` records (terms, start weights) of every line phase."""
-    def capture(model, terms, to_input, generator, phases=None, task=0, groups=None):
+    def capture(model, terms, to_input, generator, phases=None, task=0, groups=None,
+                autocast=None):
         spy.append((terms, {n: p.detach().clone() for n, p in model.named_parameters()}))
     s.line_phase = capture
     gen = torch.Generator().manual_seed(0)

@@ -36,6 +36,10 @@ from cl_runner.results.run_folder import NON_RESULT_KEYS
 RESULT_NEUTRAL_KEYS: tuple[str, ...] = (*NON_RESULT_KEYS, "hardware", "eval", "checkpoints",
                                         "probes", "probe", "hparams_search", "hydra")
 
+#: keys below a result-neutral key that do change results: ``hardware.precision`` (bf16 or
+#: float16 forward passes are another experiment than float32)
+RESULT_KEYS_UNDER_NEUTRAL: tuple[str, ...] = ("hardware.precision",)
+
 #: the keys a sweep job folder's name starts with when they are set (what a reader looks for)
 LEADING_KEYS = ("strategy", "seed")
 
@@ -45,8 +49,11 @@ MAX_NAME = 120
 
 def is_result_neutral(key: str) -> bool:
     """Whether the dotted config key ``key`` (or the group it names) is in, or below a key of,
-    :data:`RESULT_NEUTRAL_KEYS`: ``hardware.num_threads`` -> True, ``optimizer.lr`` -> False."""
+    :data:`RESULT_NEUTRAL_KEYS`: ``hardware.num_threads`` -> True, ``optimizer.lr`` -> False;
+    a key of :data:`RESULT_KEYS_UNDER_NEUTRAL` (``hardware.precision``) -> False."""
     parts = key.split(".")
+    if any(".".join(parts[:i]) in RESULT_KEYS_UNDER_NEUTRAL for i in range(1, len(parts) + 1)):
+        return False
     return any(".".join(parts[:i]) in RESULT_NEUTRAL_KEYS for i in range(1, len(parts) + 1))
 
 

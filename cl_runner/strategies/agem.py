@@ -59,6 +59,7 @@ class AGEM(Strategy):
 
     #: set again in before_task: the run's generator and the benchmark's input transform
     transient_attributes = ("to_input", "generator")
+    own_backward = "its reference gradient (in after_backward) runs"
 
     def __init__(self, cfg: AGEMConfig) -> None:
         super().__init__(cfg)

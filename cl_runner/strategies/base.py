@@ -43,9 +43,20 @@ class Strategy(StrategyHooks):
     Attributes:
         transient_attributes: attributes not saved: set again by the strategy's hooks before
             they are used (e.g. ``ctx.generator``, ``benchmark.to_input``, caches).
+        own_backward: what backward passes the strategy runs besides the loop's step, under
+            autocast but without the loop's gradient scaler (A-GEM's reference gradient, MC-SGD's
+            line phase), or None. Such a strategy refuses ``hardware.precision=16-mixed``
+            (:meth:`precision_problem`); passes kept in float32 (EWC's Fisher, BiC's bias
+            phase) do not count.
+        compile_problem: why ``hardware.compile`` cannot compile the strategy's step (its
+            model's forward changes per task in a way TorchDynamo guards on), or None; such a
+            strategy refuses ``hardware.compile`` (:meth:`precision_problem`'s sibling check in
+            :func:`cl_runner.dispatch.build_strategy`).
     """
 
     transient_attributes: ClassVar[tuple[str, ...]] = ()
+    own_backward: ClassVar[str | None] = None
+    compile_problem: ClassVar[str | None] = None
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -67,6 +78,16 @@ class Strategy(StrategyHooks):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (tensors already on the run's device)."""
         vars(self).update(state)
+
+    def precision_problem(self, precision: str) -> str | None:
+        """Why the strategy cannot train under ``hardware.precision=precision``, or None.
+        Default: ``16-mixed`` is refused when :attr:`own_backward` is set (float16 gradients
+        without loss scaling underflow)."""
+        if precision == "16-mixed" and self.own_backward is not None:
+            return (f"{self.own_backward} backward passes outside the training step, without "
+                    f"its gradient scaler (float16 gradients would underflow); use "
+                    f"hardware.precision=bf16 or 32")
+        return None
 
     def stats(self) -> dict[str, Any]:
         """Strategy-specific figures for ``summary.json`` (JSON-serializable)."""

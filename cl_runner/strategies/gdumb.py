@@ -36,6 +36,8 @@ retrains whenever it is asked to predict; here the accuracy matrix asks after ev
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -153,6 +155,8 @@ class GDumb(Strategy):
     """GDumb (see the module docstring). ``stats()`` reports the memory per class and the
     steps of each retraining."""
 
+    own_backward = "its retraining on the memory (its whole training) runs"
+
     def __init__(self, cfg: GDumbConfig) -> None:
         super().__init__(cfg)
         cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
@@ -178,12 +182,13 @@ class GDumb(Strategy):
     def after_training(self, ctx: TaskContext) -> None:
         masks = ctx.benchmark.class_masks("train")
         steps = self.retrain(ctx.model, ctx.benchmark.to_input, masks, ctx.generator,
-                             ctx.phases, ctx.task)
+                             ctx.phases, ctx.task, autocast=ctx.precision.autocast)
         self.retrain_steps.append(steps)
 
     def retrain(self, model: nn.Module, to_input, masks: torch.Tensor | None,
                 generator: torch.Generator, phases: PhaseRunner | None = None,
-                task: int = 0) -> int:
+                task: int = 0,
+                autocast: Callable[[], AbstractContextManager] = nullcontext) -> int:
         """Reset ``model`` to the initial weights and train it on the memory alone (module
         docstring), as the phase ``"memory"`` of ``phases``. Returns the steps run.
 
@@ -192,6 +197,8 @@ class GDumb(Strategy):
             masks: the benchmark's training masks ``(T, C)`` or None; when given each memory
                 example is masked to the classes of the task owning its label.
             generator: the run's CPU generator (shuffles, crop offsets).
+            autocast: the run's ``hardware.precision`` context: forward pass and loss run
+                under it (bf16; 16-mixed is refused, see ``own_backward``).
         """
         cfg, mem = self.cfg, self.memory
         model.load_state_dict(self.initial)
@@ -224,7 +231,8 @@ class GDumb(Strategy):
             order, offsets = state
             idx = batch_slice(order, i, bs)
             xb = x[idx] if offsets is None else random_crop(x[idx], offsets[idx], pad)
-            loss = classification_loss(model(to_input(xb)), y[idx], rows(allowed, idx))
+            with autocast():
+                loss = classification_loss(model(to_input(xb)), y[idx], rows(allowed, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.clip)

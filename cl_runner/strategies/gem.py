@@ -99,6 +99,7 @@ class GEM(Strategy):
     #: set again in before_task: the benchmark's input transform and masks, the ring of task t
     transient_attributes = ("to_input", "train_masks", "_ring_x", "_ring_y", "_ring_pos",
                             "_ring_seen", "_projected", "_steps")
+    own_backward = "its memory gradients (in after_backward) run"
 
     def __init__(self, cfg: GEMConfig) -> None:
         super().__init__(cfg)

@@ -39,6 +39,8 @@ authors' code calls the model with each batch's task id.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -89,6 +91,8 @@ class MCSGD(Strategy):
     """MC-SGD (see the module docstring). ``stats()`` reports, per task t >= 2, the line
     objective on the whole memory and subset before and after the line phase."""
 
+    own_backward = "its line phase runs"
+
     def __init__(self, cfg: MCSGDConfig) -> None:
         super().__init__(cfg)
         cfg.validate()  # ConfigError on an out-of-range value (checked first by dispatch)
@@ -131,7 +135,8 @@ class MCSGD(Strategy):
         start = {n: w_prev[n] + cfg.beta * (w_hat[n] - w_prev[n]) for n in w_hat}
         self._load(ctx.model, start)
         before = self.line_objective(ctx.model, terms, to_input)
-        self.line_phase(ctx.model, terms, to_input, ctx.generator, ctx.phases, ctx.task, groups)
+        self.line_phase(ctx.model, terms, to_input, ctx.generator, ctx.phases, ctx.task, groups,
+                        autocast=ctx.precision.autocast)
         after = self.line_objective(ctx.model, terms, to_input)
         self.line_history.append({"task": ctx.task, "line_loss_before": before,
                                   "line_loss_after": after})
@@ -172,7 +177,8 @@ class MCSGD(Strategy):
 
     def line_phase(self, model: nn.Module, terms: tuple[LineTerm, ...], to_input,
                    generator: torch.Generator, phases: PhaseRunner | None = None, task: int = 0,
-                   groups: list[list[int]] | None = None) -> None:
+                   groups: list[list[int]] | None = None,
+                   autocast: Callable[[], AbstractContextManager] = nullcontext) -> None:
         """Minimize the line objective over ``model``'s parameters in place, with SGD
         (``lmc_lr``, ``lmc_momentum``) and the gradient of ``line_gradient`` (module docstring).
 
@@ -199,6 +205,9 @@ class MCSGD(Strategy):
             task: the 1-based task id, for the hooks.
             groups: ``authors`` only: per term, sizes of its consecutive groups (the memory:
                 examples per task); a batch never spans two groups. None: one group per term.
+            autocast: the run's ``hardware.precision`` context (``ctx.precision.autocast``):
+                each point's forward pass and loss run under it (bf16; 16-mixed is refused,
+                as this phase's backward has no gradient scaler).
         """
         cfg = self.cfg
         params = dict(model.named_parameters())
@@ -242,13 +251,15 @@ class MCSGD(Strategy):
                 for alpha, weight in points:
                     point = {n: (anchor[n] + alpha * (p.detach() - anchor[n])).requires_grad_()
                              for n, p in params.items()}
-                    logits = functional_call(model, point, (xb,))
-                    if per_example is None:
-                        loss = classification_loss(logits, yb, ab)
-                    else:
-                        if ab is not None:
-                            logits = mask_logits(logits, ab)
-                        loss = (F.cross_entropy(logits, yb, reduction="none") * per_example).sum()
+                    with autocast():
+                        logits = functional_call(model, point, (xb,))
+                        if per_example is None:
+                            loss = classification_loss(logits, yb, ab)
+                        else:
+                            if ab is not None:
+                                logits = mask_logits(logits, ab)
+                            loss = (F.cross_entropy(logits, yb, reduction="none")
+                                    * per_example).sum()
                     g = torch.autograd.grad(loss, list(point.values()))
                     for n, gi in zip(point, g, strict=True):
                         grads[n].add_(gi, alpha=weight * scale)

@@ -98,6 +98,12 @@ class SupermaskStrategy(Strategy):
     Subclasses set ``self.params`` (what the optimizer trains) in ``before_task`` and call
     :meth:`learned` in ``after_training`` with the task's final masks, and implement
     :meth:`task_floats`.
+
+    With ``task_inference`` the evaluation differentiates the output entropy by the mask
+    coefficients, a backward pass without gradient scaling: ``16-mixed`` is refused then.
+    ``hardware.compile`` is refused: the forward pass reads the current task's mask slot, a
+    Python int TorchDynamo guards on, so every task recompiles and past torch's recompile
+    limit (8) the step would silently run eagerly.
     """
 
     #: the current task's trainable parameters (the model's own): set in before_task; the
@@ -123,6 +129,15 @@ class SupermaskStrategy(Strategy):
         """Record task ``ctx.task``'s masks (the evaluation that follows scores it)."""
         self.task_masks[ctx.task] = masks
         self._stacks = None
+
+    compile_problem = ("its model's forward reads the task's mask slot (a recompilation per task; "
+                       "past torch's limit of 8 the step silently runs eagerly)")
+
+    @property
+    def own_backward(self) -> str | None:  # type: ignore[override]
+        """The one-shot task inference's gradient, with ``task_inference`` (else None)."""
+        return ("its one-shot task inference (at test time) runs" if self.cfg.task_inference
+                else None)
 
     def inference_protocol(self) -> InferenceProtocol | None:
         """With ``task_inference``: batches of ``inference_batch_size``, shuffled with

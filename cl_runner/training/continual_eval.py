@@ -109,6 +109,7 @@ class ContinualEvalHook(RunnerHook):
 
     def before_task(self, ctx: TaskContext) -> None:
         self._task, self._task_step = ctx.task, 0
+        self.evaluator.autocast = ctx.precision.autocast  # the run's hardware.precision
 
     def before_phase(self, task: int, phase: str, total_steps: int) -> None:
         self._phase = phase

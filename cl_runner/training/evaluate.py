@@ -26,7 +26,8 @@ any training, where there is nothing to infer: the model is scored blind, as it 
 
 Gradients: everything runs under ``torch.inference_mode`` except for a strategy that declares
 ``predict_needs_grad`` (task inference differentiates through the model), which runs under
-``torch.no_grad`` and enables gradients inside its hook.
+``torch.no_grad`` and enables gradients inside its hook; with ``hardware.precision`` bf16 or
+16-mixed, under the run's autocast too.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ class Evaluator:
             overridden), or None.
         batch_size: examples per forward pass (task-inferred passes use the strategy's
             protocol's batch size).
+        autocast: None, or a context factory every forward pass runs under
+            (``Precision.autocast`` of a run with ``hardware.precision`` bf16 or 16-mixed).
         switch_tasks: False for evaluations in the middle of training (continual evaluation,
             :meth:`score` only): no ``eval_task`` and no task inference there (switching a
             supermask strategy to another task's mask would change what is being trained).
@@ -209,7 +212,9 @@ class Evaluator:
     """
 
     def __init__(self, benchmark: Benchmark, strategy: StrategyHooks | None,
-                 batch_size: int, switch_tasks: bool = True) -> None:
+                 batch_size: int, switch_tasks: bool = True,
+                 autocast: Callable[[], contextlib.AbstractContextManager] | None = None) -> None:
+        self.autocast = autocast
         self.benchmark = benchmark
         self.batch_size = batch_size
         self.scenario: str = getattr(benchmark.scenario, "value", benchmark.scenario)
@@ -229,7 +234,12 @@ class Evaluator:
         self._classes = benchmark.num_classes if self.scenario == CLASS_INCREMENTAL else 0
 
     def _grad_mode(self) -> contextlib.AbstractContextManager:
-        return torch.no_grad() if self._grad else torch.inference_mode()
+        """The grad mode of the evaluation, under the run's autocast when it has one."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad() if self._grad else torch.inference_mode())
+        if self.autocast is not None:
+            stack.enter_context(self.autocast())
+        return stack
 
     def _predictor(self, model: nn.Module, task: int | None) -> Predictor | None:
         if not self._predict:

@@ -44,6 +44,7 @@ from torch import nn
 
 from cl_runner.data.benchmark import Benchmark
 from cl_runner.training.batch import Batch
+from cl_runner.training.precision import Precision
 from cl_runner.training.result import SequenceResult
 from cl_runner.training.steps import classification_loss
 
@@ -226,6 +227,9 @@ class TaskContext:
             strategy makes (memory selection, subsets, shuffles).
         phases: runs a strategy's own optimization phase (MC-SGD's line phase) with the
             loop's progress, interruption and divergence check (:class:`PhaseRunner`).
+        precision: the run's ``hardware.precision``
+            (:class:`~cl_runner.training.precision.Precision`): a strategy's own training
+            phase runs its forward passes under ``ctx.precision.autocast()``.
     """
 
     task: int
@@ -236,6 +240,7 @@ class TaskContext:
     device: torch.device
     generator: torch.Generator
     phases: PhaseRunner = field(default_factory=PhaseRunner)
+    precision: Precision = field(default_factory=Precision)
 
 
 class StrategyHooks:

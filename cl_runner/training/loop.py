@@ -17,6 +17,7 @@ from cl_runner.errors import TrainingDivergedError
 from cl_runner.training.batch import Batch
 from cl_runner.training.evaluate import Evaluation, Evaluator
 from cl_runner.training.hooks import PhaseRunner, RunnerHook, StrategyHooks, TaskContext
+from cl_runner.training.precision import Precision, compiled
 from cl_runner.training.result import SequenceResult
 from cl_runner.training.steps import classification_loss, shuffled, task_inputs
 
@@ -29,6 +30,8 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                     masks: torch.Tensor | None,
                     inputs: torch.Tensor | None = None,
                     augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                    precision: Precision | None = None,
+                    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The continual phase's step ``step(order, i) -> loss`` for task ``task``.
 
@@ -50,6 +53,13 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
         augment: None, or the benchmark's train-time augmentation ``(x, num_current) -> x'``
             applied to the stored batch just before ``to_input`` (``batch.x`` itself stays
             un-augmented: what a replay buffer stores); with it, ``inputs`` must be None.
+        precision: None or ``32``: float32, the step as it always was. Otherwise the batch,
+            forward pass, loss, penalty and ``after_backward`` (A-GEM's and GEM's reference
+            passes) run under ``precision.autocast()``; for ``16-mixed`` the loss is scaled
+            by a new ``GradScaler`` (per task, as the optimizer), the gradients unscaled
+            before ``after_backward`` and the optimizer step taken by the scaler.
+        forward: the step's forward pass (``hardware.compile``: the compiled model of
+            :func:`~cl_runner.training.precision.compiled`); None: ``model``.
     """
     use_batch = strategy.overrides("train_batch")
     use_loss = strategy.overrides("loss")
@@ -58,14 +68,15 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
     use_after_step = strategy.overrides("after_step")
     by_label = masks is not None and masks.dim() == 2
     plain = inputs is not None and not use_batch and not use_loss
+    forward = model if forward is None else forward
 
-    def step(order: torch.Tensor, i: int) -> torch.Tensor:
+    def step_loss(order: torch.Tensor, i: int) -> torch.Tensor:
         # ---- hot path: keep syncs, logging and allocations out of here ----
         idx = order[i * batch_size : (i + 1) * batch_size]
         if plain:  # default batch and loss: no Batch, float rows converted once per task
             y = train_y[idx]
             allowed = masks if not by_label else masks[y]
-            loss = classification_loss(model(inputs[idx]), y, allowed)
+            loss = classification_loss(forward(inputs[idx]), y, allowed)
         else:
             batch = Batch(train_x[idx], train_y[idx], task, idx.shape[0])
             if use_batch:
@@ -74,7 +85,7 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
                 batch.allowed = masks[batch.y] if by_label else masks
             batch.inputs = to_input(batch.x if augment is None
                                     else augment(batch.x, batch.num_current))
-            output = model(batch.inputs)
+            output = forward(batch.inputs)
             if use_loss:
                 loss = strategy.loss(batch, output, model)
             else:
@@ -83,11 +94,51 @@ def _continual_step(model: nn.Module, strategy: StrategyHooks, optimizer: torch.
             extra = strategy.penalty(model)
             if extra is not None:
                 loss = loss + extra
+        return loss
+
+    if precision is not None and precision.enabled:
+        return _mixed_step(step_loss, model, strategy, optimizer, precision)
+
+    def step(order: torch.Tensor, i: int) -> torch.Tensor:
+        loss = step_loss(order, i)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if use_after_backward:
             strategy.after_backward(model)
         optimizer.step()
+        if use_after_step:
+            strategy.after_step(model)
+        return loss
+
+    return step
+
+
+def _mixed_step(step_loss: Callable[[torch.Tensor, int], torch.Tensor], model: nn.Module,
+                strategy: StrategyHooks, optimizer: torch.optim.Optimizer,
+                precision: Precision) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """The continual phase's step under autocast (``precision`` not ``32``): ``step_loss``
+    and ``after_backward`` under ``precision.autocast()``, backward and optimizer step
+    outside it, through a new ``GradScaler`` for ``16-mixed`` (gradients unscaled before
+    ``after_backward``; the scaler's overflow check is one host sync per step)."""
+    use_after_backward = strategy.overrides("after_backward")
+    use_after_step = strategy.overrides("after_step")
+    autocast, scaler = precision.autocast, precision.scaler()
+
+    def step(order: torch.Tensor, i: int) -> torch.Tensor:
+        with autocast():
+            loss = step_loss(order, i)
+        optimizer.zero_grad(set_to_none=True)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if use_after_backward:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            with autocast():
+                strategy.after_backward(model)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
         if use_after_step:
             strategy.after_step(model)
         return loss
@@ -144,6 +195,8 @@ def train_sequence(
     hooks: Sequence[RunnerHook] = (),
     start: SequenceResult | None = None,
     future_tasks: str = "all",
+    precision: str = "32",
+    compile: str | bool = False,
 ) -> SequenceResult:
     """Train ``model`` on tasks 1..T of ``benchmark`` in order with ``strategy``'s hooks.
 
@@ -174,6 +227,11 @@ def train_sequence(
             ``"all"`` (the whole matrix), ``"next"`` (the initial evaluation of all tasks,
             then tasks 1..t+1 after task t) or ``"none"``; a cell not evaluated holds NaN
             in ``result.accuracy`` and ``result.loss`` (and the initial row under ``"none"``).
+        precision: ``"32"``, ``"bf16"`` or ``"16-mixed"`` (:mod:`~cl_runner.training.precision`):
+            the training steps (:func:`_mixed_step`), the evaluations and strategies' own
+            phases (through ``TaskContext.precision``) run their forward passes under autocast.
+        compile: ``False`` or a ``hardware.compile`` mode: the step's forward pass through
+            ``torch.compile`` (:func:`~cl_runner.training.precision.compiled`, once per run).
 
     Raises:
         TrainingDivergedError: the last loss of a training phase of a task is NaN or
@@ -185,7 +243,9 @@ def train_sequence(
     """
     device = next(model.parameters()).device
     phases = PhaseRunner(hooks)
-    evaluator = Evaluator(benchmark, strategy, eval_batch_size)
+    amp = Precision(precision, device.type)
+    forward = compiled(model, compile)
+    evaluator = Evaluator(benchmark, strategy, eval_batch_size, autocast=amp.autocast)
     if start is None:
         for hook in hooks:
             hook.before_run(model)
@@ -207,7 +267,8 @@ def train_sequence(
     for task in range(len(result.accuracy) + 1, benchmark.num_tasks + 1):
         started = time.perf_counter()
         train_x, train_y = benchmark.train_data(task)
-        ctx = TaskContext(task, train_x, train_y, model, benchmark, device, generator, phases)
+        ctx = TaskContext(task, train_x, train_y, model, benchmark, device, generator, phases,
+                          amp)
         strategy.before_task(ctx)
         for hook in hooks:
             hook.before_task(ctx)
@@ -224,7 +285,7 @@ def train_sequence(
                   or augment is not None else task_inputs(train_x, to_input, inputs))
         step = _continual_step(model, strategy, optimizer, task, train_x, train_y, to_input,
                                batch_size, allowed if label_masks is None else label_masks,
-                               inputs, augment)
+                               inputs, augment, amp, forward)
         model.train()
         steps_per_epoch = math.ceil(n / batch_size)
         steps = phases.run(task, "train", epochs_per_task, steps_per_epoch,
