@@ -20,10 +20,10 @@ from tests.conftest import compose_run
 #: 2 tasks of 1,000 real Rotated MNIST training images (100 steps each), 1,000 test images
 BASE = ["benchmark=rotated_mnist", "benchmark.num_tasks=2", "benchmark.train_samples_per_task=1000",
         "progress=false", "hardware=cpu", "hardware.num_threads=1"]
-#: the line phase in eval mode, as MC-SGD's default was at 7b83fae, when BEFORE was computed
-#: (the default is train mode since issue 33)
+#: the line phase in eval mode at lmc_lr 0.01, MC-SGD's defaults at 7b83fae, when BEFORE was
+#: computed (train mode and lmc_lr 0.0025 since issue 33)
 FAST_MCSGD = ["strategy.subset_size=50", "strategy.lmc_batch_size=10", "strategy.line_samples=2",
-              "strategy.line_train_mode=false"]
+              "strategy.line_train_mode=false", "strategy.lmc_lr=0.01"]
 
 #: metrics.csv's (accuracy, test loss) per (train_task, eval_task) of these runs, computed with
 #: the code before hardware.precision existed (7b83fae, scratch script, 1 thread)
