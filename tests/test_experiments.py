@@ -30,7 +30,7 @@ def test_there_are_presets():
 
 def test_command_line_wins_over_a_preset():
     run = compose_run(["+experiment=rotated_mnist_mcsgd", "optimizer.lr=0.123", "seed=9"])
-    assert (run.optimizer.lr, run.seed, run.strategy.lmc_lr) == (0.123, 9, 0.01)
+    assert (run.optimizer.lr, run.seed, run.strategy.lmc_lr) == (0.123, 9, 0.0025)
 
 
 def leaves(node: dict, prefix: str = "") -> dict[str, object]:

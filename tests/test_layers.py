@@ -14,7 +14,7 @@ LAYERS: list[set[str]] = [
     {"results", "data", "models"},
     {"training"},
     {"strategies"},
-    {"config", "dispatch", "resume", "runner_hooks", "loggers", "experiment", "sweep", "job",
+    {"config", "hardware_config", "dispatch", "resume", "runner_hooks", "loggers", "experiment", "sweep", "job",
      "objective", "summarize", "analysis", "analyze", "plotting", "slurm", "submitit_launchers"},
     {"cli", "api", "__main__", "__init__"},
 ]

@@ -103,7 +103,7 @@ def test_help_lists_the_groups_and_examples_not_the_schemas(tmp_path):
         assert f" {name}," in lines["strategy"] or lines["strategy"].endswith(f" {name}"), name
     assert "mcsgd*" in lines["strategy"]
     assert "rotated_mnist_mcsgd" in text and "cl-run -m strategy=naive,mcsgd" in text
-    assert "lmc_lr: 0.01" in text  # the composed config of the choices
+    assert "lmc_lr: 0.0025" in text  # the composed config of the choices
     assert "schema" not in text  # neither schema/* groups nor run_schema
     assert "powered by Hydra" not in text  # Hydra's default template is replaced
 
@@ -119,7 +119,7 @@ def test_help_describes_the_chosen_options_keys_with_their_allowed_values(tmp_pa
     assert not _imported(proc.stderr) & set(HEAVY)
     text = proc.stdout
     joined = " ".join(text.split())  # descriptions wrap over lines
-    assert "strategy.lmc_lr float = 0.01 SGD learning rate of the line phase" in joined
+    assert "strategy.lmc_lr float = 0.0025 SGD learning rate of the line phase" in joined
     assert "strategy.line_gradient exact|unweighted|authors = unweighted" in joined
     assert "optimizer.lr float = 0.01 learning rate of task 1." in joined
     assert "eval.every_examples int or null = null instead of every_steps" in joined
