@@ -72,6 +72,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_seq beside this script
+import bench_floor  # noqa: E402
 import bench_seq  # noqa: E402
 
 
@@ -81,7 +82,6 @@ def peak_rss_mb() -> float:
 
 def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int = 0) -> dict:
     import torch
-    import torch.nn.functional as F
 
     from cl_runner.data.sources import load_mnist
     from cl_runner.models.mlp import MLP
@@ -96,18 +96,8 @@ def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int =
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
     model = MLP(784, [256, 256], 10)
-    steps = 0
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(tasks):
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.8)
-        order = torch.randperm(n, generator=gen)
-        for s in range(0, n, 10):
-            idx = order[s : s + 10]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
+    steps = bench_floor.sgd_floor(model, x, y, tasks, gen)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"seconds": seconds, "cpu_seconds": cpu, "steps": steps,
             "task_seconds": [seconds / tasks] * tasks}

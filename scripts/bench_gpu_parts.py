@@ -137,7 +137,9 @@ def part_smoke(args) -> None:
 
 def part_floor(args) -> None:
     import torch
-    import torch.nn.functional as F
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_floor beside this script
+    from bench_floor import sgd_floor
 
     from cl_runner.data.sources import load_mnist
     from cl_runner.models.mlp import MLP
@@ -149,20 +151,10 @@ def part_floor(args) -> None:
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
     model = MLP(784, [256, 256], 10).to(device)
-    steps = 0
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(args.tasks):
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.8)
-        order = torch.randperm(args.samples, generator=gen).to(device)
-        for s in range(0, args.samples, 10):
-            idx = order[s : s + 10]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
+    steps = sgd_floor(model, x, y, args.tasks, gen, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
