@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: cheapest first (on 2 shared cores a Split MNIST run takes 15-50 minutes: EWC's Fisher over
 #: a whole task is the dearest), so that a grid cut short by the clock has the most methods;
 #: ER early: its run also gives the stability gap
-VDV = ["naive", "er", "multitask", "lwf", "agem", "icarl", "derpp", "ewc", "ewc_online"]
+VDV = ["naive", "er", "multitask", "lwf", "agem", "icarl", "derpp", "si", "ewc", "ewc_online"]
 #: van de Ven's EWC lambda per scenario on Split MNIST (params/param_values.py [R])
 EWC_LAMBDA = {"task": "100000.0", "domain": "10000000000.0"}
 
@@ -70,7 +70,13 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     "split_mnist_class": split_mnist_grid("class"),
     "seq_mnist": [(n, f"seq_mnist_{n}", []) for n in (
         "naive", "er_b200", "er_b500", "derpp_b200", "derpp_b500", "lwf", "ewc_online",
-        "icarl_b500", "multitask")],
+        "icarl_b500", "multitask", "der_b200", "der_b500", "si", "er_ace_b200", "er_ace_b500",
+        "agem_b200", "agem_b500", "icarl_b200", "wa_b200", "wa_b500", "bic_b200", "bic_b500")]
+    + [("gem_b200", "seq_mnist_gem", []), ("gem_b500", "seq_mnist_gem_500", []),
+       ("gdumb_b500", "seq_mnist_gdumb", []),
+       ("gdumb_b200", "seq_mnist_gdumb", ["strategy.memory_size=200"]),
+       # Mammoth's A-GEM as read: its first batch of each task (10 examples) is the memory
+       ("agem_mammoth", "seq_mnist_agem_b200", ["strategy.memory_per_class=5"])],
     "split_mnist_task": split_mnist_grid("task"),
     "split_mnist_domain": split_mnist_grid("domain"),
 }
