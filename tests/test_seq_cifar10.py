@@ -57,7 +57,12 @@ def test_seq_mnist_presets_hold_the_der_papers_values():
             "derpp_b500": (0.03, {"memory_size": 500, "replay_batch_size": 10, "alpha": 1.0,
                                   "beta": 0.5}),
             "ewc_online": (0.03, {"ewc_lambda": 180.0, "gamma_ewc": 1.0}),
-            "icarl_b500": (0.1, {"memory_size": 500})}
+            "icarl_b500": (0.1, {"memory_size": 500}), "icarl_b200": (0.1, {"memory_size": 200}),
+            "der_b200": (0.03, {"memory_size": 200, "replay_batch_size": 10, "alpha": 0.2}),
+            "der_b500": (0.03, {"memory_size": 500, "replay_batch_size": 128, "alpha": 1.0}),
+            # A-GEM: lr 0.1, minibatch 128; buffer // 5 tasks per task, class-balanced here
+            "agem_b200": (0.1, {"memory_per_class": 20, "memory_batch_size": 128}),
+            "agem_b500": (0.1, {"memory_per_class": 50, "memory_batch_size": 128})}
     for name, (lr, strategy) in want.items():
         run = compose_run([f"+experiment=seq_mnist_{name}"])
         assert (run.benchmark.batch_size, run.benchmark.epochs_per_task) == (10, 1)
@@ -66,6 +71,20 @@ def test_seq_mnist_presets_hold_the_der_papers_values():
         for key, value in strategy.items():
             assert getattr(run.strategy, key) == value, (name, key)
     assert compose_run(["+experiment=seq_mnist_lwf"]).optimizer.weight_decay == 0.0005
+
+
+@pytest.mark.parametrize("name", ["wa", "bic"])
+@pytest.mark.parametrize("buffer", [200, 500])
+def test_seq_mnist_wa_bic_presets_say_their_lr_is_our_choice(name, buffer):
+    """Neither the DER paper nor best_args has WA or BiC on Seq-MNIST: the presets borrow
+    iCaRL's lr (0.1 at both buffers) in the protocol's setting, and their header says so."""
+    preset = f"seq_mnist_{name}_b{buffer}"
+    run = compose_run([f"+experiment={preset}"])
+    assert (run.strategy.name, run.strategy.memory_size, run.optimizer.lr) == (name, buffer, 0.1)
+    assert (run.benchmark.batch_size, run.benchmark.epochs_per_task) == (10, 1)
+    assert run.model.hidden_sizes == [100, 100] and run.optimizer.momentum == 0.0
+    header = (Path(CONF_DIR) / "experiment" / f"{preset}.yaml").read_text()
+    assert "Our choice, not a paper's" in header and "'icarl' at 200 and 500: lr 0.1" in header
 
 
 def test_seq_cifar10_presets_hold_the_der_papers_setting():
