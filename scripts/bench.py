@@ -80,7 +80,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int = 0) -> dict:
+def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int = 0,
+                 hidden: list[int] | None = None) -> dict:
     import torch
 
     from cl_runner.data.sources import load_mnist
@@ -95,7 +96,7 @@ def worker_floor(tasks: int, samples: int | None, data_root: str, threads: int =
     y = train_y[:n]
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
-    model = MLP(784, [256, 256], 10)
+    model = MLP(784, hidden or [256, 256], 10)
     start, cpu = time.perf_counter(), time.process_time()
     steps = bench_floor.sgd_floor(model, x, y, tasks, gen)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -121,13 +122,14 @@ def timed(owner, name: str, sink: list[float]) -> None:
 
 def worker_run(strategy: str, tasks: int, samples: int | None, data_root: str, threads: int = 0,
                eval_every: int | None = None, future_tasks: str | None = None,
-               compile_mode: str | None = None) -> dict:
+               compile_mode: str | None = None, hidden: list[int] | None = None) -> dict:
     from cl_runner.dispatch import resolve
     from cl_runner.experiment import run_experiment
 
     extra = ([f"eval.every_steps={eval_every}"] if eval_every else []) + (
         [f"eval.future_tasks={future_tasks}"] if future_tasks else []) + (
-        [f"hardware.compile={compile_mode}"] if compile_mode else [])
+        [f"hardware.compile={compile_mode}"] if compile_mode else []) + (
+        [f"model.hidden_sizes=[{','.join(map(str, hidden))}]"] if hidden else [])
     cfg = bench_seq.compose_config([f"strategy={strategy}", "benchmark=rotated_mnist",
                                     f"benchmark.num_tasks={tasks}"], data_root, samples,
                                    threads, extra)
@@ -172,6 +174,7 @@ def measure(kind: str, args) -> dict:
            "--worker", worker, "--tasks", str(args.tasks),
            "--data-root", args.data_root, "--threads", str(args.threads),
            "--eval-every", str(args.eval_every), *extra] + (
+               ["--hidden", args.hidden] if args.hidden and worker != "seq" else []) + (
                ["--samples", str(args.samples)] if args.samples else [])
     env = {**os.environ, "PYTHONPATH": str(repo)}  # that checkout's code, whichever venv runs it
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, env=env)
@@ -212,28 +215,35 @@ def main() -> None:
                         help="eval.every_steps of the naive_ce run (continual evaluation)")
     parser.add_argument("--repo", action="append", default=[], metavar="NAME=PATH",
                         help="also run naive from the checkout PATH (its .venv), as naive@NAME")
+    parser.add_argument("--hidden", default=None, metavar="H1,H2",
+                        help="hidden sizes of the floor's and the naive runs' MLP (default: the "
+                             "benchmark's 256,256); a small net, e.g. 16,16, shrinks the step's "
+                             "arithmetic so that the runner's per-step overhead stands out of the "
+                             "machine's noise")
     parser.add_argument("--worker", choices=["floor", "naive", "mcsgd", "naive_ce", "naive_next",
                                              "naive_none", "naive_compiled", "seq"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)  # the seq worker's item
     args = parser.parse_args()
 
+    hidden = [int(h) for h in args.hidden.split(",")] if args.hidden else None
     if args.worker:
         if args.worker == "seq":
             res = bench_seq.worker_seq(args.preset, args.samples, args.data_root, args.threads)
         elif args.worker == "floor":
-            res = worker_floor(args.tasks, args.samples, args.data_root, args.threads)
+            res = worker_floor(args.tasks, args.samples, args.data_root, args.threads, hidden)
         elif args.worker == "naive_ce":
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
-                             eval_every=args.eval_every)
+                             eval_every=args.eval_every, hidden=hidden)
         elif args.worker == "naive_compiled":
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
-                             compile_mode="default")
+                             compile_mode="default", hidden=hidden)
         elif args.worker in ("naive_next", "naive_none"):
             res = worker_run("naive", args.tasks, args.samples, args.data_root, args.threads,
-                             future_tasks=args.worker.split("_")[1])
+                             future_tasks=args.worker.split("_")[1], hidden=hidden)
         else:
-            res = worker_run(args.worker, args.tasks, args.samples, args.data_root, args.threads)
+            res = worker_run(args.worker, args.tasks, args.samples, args.data_root, args.threads,
+                             hidden=hidden)
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return
@@ -257,7 +267,8 @@ def main() -> None:
                           f"peak RSS {res['peak_rss_mb']:.0f} MB")
 
     table = Table(title=f"Rotated MNIST, {args.tasks} tasks, "
-                        f"{args.samples or 60000} examples per task, median of {args.repeats}")
+                        f"{args.samples or 60000} examples per task, median of {args.repeats}"
+                        + (f", MLP 784-{args.hidden.replace(',', '-')}-10" if args.hidden else ""))
     for col in ("run", "wall (s)", "eval (s)", "data (s)", "task data (s)", "steps/s", "median s/task", "peak RSS (MB)",
                 "ratio to floor", "ratio w/o eval+data", "us/step over floor", "CPU (s)",
                 "CPU ratio"):

@@ -79,6 +79,10 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
        ("agem_mammoth", "seq_mnist_agem_b200", ["strategy.memory_per_class=5"])],
     "split_mnist_task": split_mnist_grid("task"),
     "split_mnist_domain": split_mnist_grid("domain"),
+    # van de Ven & Tolias 2019 (arXiv 1904.07734) ran iCaRL with a total budget of 2,000
+    # exemplars (their code of 2019-05, main.py --budget default 2000, README
+    # `./main.py --icarl --budget=2000` [R]); the preset follows the 2022 code's 100 per class
+    "split_mnist_probe": [("icarl_budget2000", "split_mnist_icarl", ["strategy.memory_size=2000"])],
 }
 
 
