@@ -34,6 +34,7 @@ ADDED_LATER = [
     (["strategy=naive"], "eval.subset_size"),
     (["strategy=naive"], "eval.future_tasks"),
     (["strategy=naive"], "benchmark.train_augmentation"),
+    (["strategy=naive"], "model.init"),
 ]
 
 

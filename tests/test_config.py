@@ -85,6 +85,7 @@ def _messages(exc: BaseException) -> str:
     (["benchmark=rotated_mnist", "benchmark.angle_stepp=3"], "angle_stepp"),
     (["strategy=mcsgd", "strategy.continual_start=foo"], "w_bar"),
     (["hardware=gpu"], "cuda"),
+    (["model.init=xavir"], "xavier"),  # the enum's options are listed
 ])
 def test_bad_overrides_rejected_with_a_message_naming_the_problem(overrides, expected):
     with pytest.raises(HydraException) as info:

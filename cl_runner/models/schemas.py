@@ -17,6 +17,13 @@ from cl_runner.registry import Registry
 MODELS: Registry = Registry("model")
 
 
+class MLPInit(str, enum.Enum):
+    """How an MLP's linear layers start."""
+
+    torch = "torch"  # PyTorch's nn.Linear default: W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    xavier = "xavier"  # W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)); b = 0 (Mammoth's MLP)
+
+
 @dataclass
 class MLPConfig:
     """``model=mlp``: fully connected ReLU network.
@@ -24,11 +31,16 @@ class MLPConfig:
     Attributes:
         hidden_sizes: widths of the hidden layers (the papers: 256, 256).
         dropout: dropout probability after each hidden layer (0 disables it).
+        init: ``torch`` (default: PyTorch's ``nn.Linear`` initialization, which van de Ven's
+            code also uses) or ``xavier`` (Glorot & Bengio 2010's uniform weights, zero biases:
+            Mammoth's ``MNISTMLP``, the DER paper's Seq-MNIST network, ``backbone/__init__.py``
+            ``xavier`` [R]); the ``seq_mnist_*`` presets of the DER protocol set it.
     """
 
     name: str = "mlp"
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     dropout: float = 0.0
+    init: MLPInit = MLPInit.torch
 
 
 @dataclass
