@@ -66,19 +66,28 @@ def split_mnist_grid(scenario: str) -> list[tuple[str, str, list[str]]]:
     return cells
 
 
-GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
-    "split_mnist_class": split_mnist_grid("class"),
-    "seq_mnist": [(n, f"seq_mnist_{n}", []) for n in (
+#: the DER paper's Seq-MNIST protocol: every method of issues 28 and 29, buffers 200 and 500
+SEQ_MNIST: list[tuple[str, str, list[str]]] = [
+    *((n, f"seq_mnist_{n}", []) for n in (
         "naive", "er_b200", "er_b500", "derpp_b200", "derpp_b500", "lwf", "ewc_online",
         "icarl_b500", "multitask", "der_b200", "der_b500", "si", "er_ace_b200", "er_ace_b500",
-        "agem_b200", "agem_b500", "icarl_b200", "wa_b200", "wa_b500", "bic_b200", "bic_b500")]
-    + [("gem_b200", "seq_mnist_gem", []), ("gem_b500", "seq_mnist_gem_500", []),
-       ("gdumb_b500", "seq_mnist_gdumb", []),
-       ("gdumb_b200", "seq_mnist_gdumb", ["strategy.memory_size=200"]),
-       # Mammoth's A-GEM as read: its first batch of each task (10 examples) is the memory
-       ("agem_mammoth", "seq_mnist_agem_b200", ["strategy.memory_per_class=5"])],
+        "agem_b200", "agem_b500", "icarl_b200", "wa_b200", "wa_b500", "bic_b200", "bic_b500")),
+    ("gem_b200", "seq_mnist_gem", []), ("gem_b500", "seq_mnist_gem_500", []),
+    ("gdumb_b500", "seq_mnist_gdumb", []),
+    ("gdumb_b200", "seq_mnist_gdumb", ["strategy.memory_size=200"]),
+    # Mammoth's A-GEM as read: its first batch of each task (10 examples) is the memory
+    ("agem_mammoth", "seq_mnist_agem_b200", ["strategy.memory_per_class=5"]),
+]
+
+
+GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "split_mnist_class": split_mnist_grid("class"),
+    "seq_mnist": SEQ_MNIST,
     "split_mnist_task": split_mnist_grid("task"),
     "split_mnist_domain": split_mnist_grid("domain"),
+    # the Seq-MNIST presets from PyTorch's initialization instead of Mammoth's Xavier start:
+    # what the presets did before model.init existed (runs of 2026-12-07, commit c25d7bb)
+    "seq_mnist_torch_init": [(c, p, [*x, "model.init=torch"]) for c, p, x in SEQ_MNIST],
     # van de Ven & Tolias 2019 (arXiv 1904.07734) ran iCaRL with a total budget of 2,000
     # exemplars (their code of 2019-05, main.py --budget default 2000, README
     # `./main.py --icarl --budget=2000` [R]); the preset follows the 2022 code's 100 per class
