@@ -133,8 +133,8 @@ CIFAR100_CLASS_IL = {
     "split_cifar100_derpp": ("natural", "seen", 64, 0.03, 0.0, 0.0, 32, 50, "crop_flip", 2000),
     "split_cifar100_er_ace": ("natural", "all", 20, 0.1, 0.0, 0.0, 10, 1, "crop_flip", 2000),
     "split_cifar100_gdumb": ("1993", "seen", 20, None, None, None, 10, 1, "none", 2000),
-    "split_cifar100_wa": ("1993", "all", 20, 0.1, 0.9, 2e-4, 128, 170, "none", 2000),
-    "split_cifar100_bic": ("1993", "all", 20, 0.1, 0.9, 2e-4, 128, 250, "none", 2000),
+    "split_cifar100_wa": ("1993", "all", 20, 0.1, 0.9, 2e-4, 128, 170, "crop_flip", 2000),
+    "split_cifar100_bic": ("1993", "all", 20, 0.1, 0.9, 2e-4, 128, 250, "crop_flip", 2000),
 }
 
 
