@@ -179,6 +179,9 @@ def measure(kind: str, args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(repo)}  # that checkout's code, whichever venv runs it
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, env=env)
     if proc.returncode != 0:
+        if worker == "seq":  # one strategy's row: say why in the table, go on with the others
+            lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+            return {"failed": lines[-1][-200:] if lines else f"exit {proc.returncode}"}
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -263,6 +266,9 @@ def main() -> None:
             with console.status(f"repeat {r + 1}/{args.repeats}: {kind}"):
                 res = measure(kind, args)
             runs[kind].append(res)
+            if "failed" in res:
+                console.print(f"repeat {r + 1}: {kind:6s} failed: {res['failed']}")
+                continue
             console.print(f"repeat {r + 1}: {kind:6s} {res['seconds']:7.1f} s  "
                           f"peak RSS {res['peak_rss_mb']:.0f} MB")
 

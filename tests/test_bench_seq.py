@@ -58,3 +58,18 @@ def test_ratio_is_per_repeat_against_naive_then_median():
     assert er["ms_per_step"] == pytest.approx(2.0)
     gdumb = report["seq"]["gdumb"]
     assert gdumb["own_phase_seconds"] == 4.0 and gdumb["phases"] == ["memory"]
+
+
+def test_a_failed_item_is_a_row_saying_why_and_the_others_keep_their_numbers():
+    """A strategy that diverges in the bench's regime (MAS in naive's, 2026-12-07) gives a
+    ``failed`` row instead of ending the whole bench."""
+    runs = {"seq:naive": [run(1.0, 1000), run(2.0, 1000)],
+            "seq:mas": [run(1.0, 1000), {"failed": "TrainingDivergedError: task 2 is nan"}],
+            "seq:er": [run(2.0, 1000), run(2.0, 1000)]}
+    report: dict = {}
+    out = io.StringIO()
+    bench_seq.report_seq(Console(file=out, width=200), runs,
+                         SimpleNamespace(samples=None, repeats=2), report)
+    assert report["seq"]["mas"] == {"failed": "TrainingDivergedError: task 2 is nan"}
+    assert report["seq"]["er"]["ratio_per_repeat"] == pytest.approx([2.0, 1.0])
+    assert "failed: TrainingDivergedError" in out.getvalue()
