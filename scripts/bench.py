@@ -31,12 +31,15 @@ ratios, not seconds).
   ``--only floor,naive,seq:all``): one row per strategy on Seq-MNIST (``benchmark=split_mnist``,
   class-incremental, the ``seq_mnist_NAME`` presets, 5 tasks whatever ``--tasks``), time per
   training step against ``seq:naive``'s in the same repeat, with the time of a strategy's own
-  phases and task-boundary work beside it (``scripts/bench_seq.py``). So far run once at
-  tiny size to check it works (``--repeats 1 --samples 50 --only seq:all``, 2026-12-07): no
-  full-size figures yet (docs/results/measured.md).
+  phases and task-boundary work beside it (``scripts/bench_seq.py``); a row whose run fails
+  says so and the others go on. Measured 2026-12-07 (``--samples 4000 --repeats 3 --only
+  seq:all``, docs/results/measured.md).
+- ``--hidden H1,H2``: the floor's and the naive runs' MLP widths (default the benchmark's
+  256,256). With a small net (16,16) the step's arithmetic shrinks and the runner's per-step
+  overhead, which does not depend on the widths, stands out of the machine's noise.
 
 Usage: python scripts/bench.py [--repeats 3] [--tasks 20] [--samples N] [--only floor,naive]
-       [--threads 1] [--repo NAME=PATH ...]
+       [--threads 1] [--repo NAME=PATH ...] [--hidden H1,H2]
 
 Every worker runs at --threads torch threads (default 1): at 2 threads on a shared 2-core
 machine the bare loop itself swung from 16 s to 36 s between invocations (2026-12-03).
