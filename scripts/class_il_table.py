@@ -87,7 +87,14 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     "split_mnist_domain": split_mnist_grid("domain"),
     # the Seq-MNIST presets from PyTorch's initialization instead of Mammoth's Xavier start:
     # what the presets did before model.init existed (runs of 2026-12-07, commit c25d7bb)
-    "seq_mnist_torch_init": [(c, p, [*x, "model.init=torch"]) for c, p, x in SEQ_MNIST],
+    # (iCaRL's cells also ran with the loss over the seen classes' units, before strategy.units)
+    "seq_mnist_torch_init": [(c, p, [*x, "model.init=torch"]
+                              + (["strategy.units=seen"] if c.startswith("icarl") else []))
+                             for c, p, x in SEQ_MNIST],
+    # iCaRL's loss over the seen classes' units (the paper's Alg. 3) instead of every output
+    # (Mammoth's get_loss, the presets' strategy.units=all): the presets before the key existed
+    "seq_mnist_icarl_units": [(c, f"seq_mnist_{c}", ["strategy.units=seen"])
+                              for c in ("icarl_b200", "icarl_b500")],
     # van de Ven & Tolias 2019 (arXiv 1904.07734) ran iCaRL with a total budget of 2,000
     # exemplars (their code of 2019-05, main.py --budget default 2000, README
     # `./main.py --icarl --budget=2000` [R]); the preset follows the 2022 code's 100 per class

@@ -35,6 +35,7 @@ ADDED_LATER = [
     (["strategy=naive"], "eval.future_tasks"),
     (["strategy=naive"], "benchmark.train_augmentation"),
     (["strategy=naive"], "model.init"),
+    (["strategy=icarl"], "strategy.units"),
 ]
 
 

@@ -86,6 +86,7 @@ def _messages(exc: BaseException) -> str:
     (["strategy=mcsgd", "strategy.continual_start=foo"], "w_bar"),
     (["hardware=gpu"], "cuda"),
     (["model.init=xavir"], "xavier"),  # the enum's options are listed
+    (["strategy=icarl", "strategy.units=sen"], "seen"),
 ])
 def test_bad_overrides_rejected_with_a_message_naming_the_problem(overrides, expected):
     with pytest.raises(HydraException) as info:

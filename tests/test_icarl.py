@@ -183,6 +183,39 @@ def test_loss_is_the_binary_cross_entropy_with_the_previous_models_targets():
     assert icarl.teacher is None  # not kept beyond its task (never in a resume state)
 
 
+def test_units_all_adds_the_unseen_classes_with_target_zero():
+    """``strategy.units=all`` (Mammoth's and the authors' code): the same batch as above, but
+    the mean runs over 2 examples x 4 units, unit 3 (class 3, not seen yet) with target 0 and
+    new-model logit z3 = -7 x1 + 9 x2 + 4; its weights now get a gradient."""
+    model = FeatureNet(4)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [3.0, 3.0]]))
+        model.head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))
+    icarl = ICaRL(ICaRLConfig(memory_size=4, units="all"))
+    run_task(icarl, ctx(1, model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1], 4))
+    c2 = ctx(2, model, torch.tensor([[0.6, 0.8]]), [2], 4)
+    icarl.before_task(c2)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0], [1.0, 1.0], [-7.0, 9.0]]))
+        model.head.bias.copy_(torch.tensor([0.25, 0.0, -0.5, 4.0]))
+
+    def bce(z, t):
+        s = 1 / (1 + math.exp(-z))
+        return -(t * math.log(s) + (1 - t) * math.log(1 - s))
+
+    terms = []
+    for (x1, x2), label in (([0.6, 0.8], 2), ([1.0, 0.0], 0)):
+        targets = [1 / (1 + math.exp(-x1)), 1 / (1 + math.exp(-(x2 + 0.5))), float(label == 2), 0.0]
+        logits = [0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5, -7 * x1 + 9 * x2 + 4]
+        terms += [bce(z, t) for z, t in zip(logits, targets, strict=True)]
+    inputs = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    batch = Batch(inputs, torch.tensor([2, 0]), 2, 1, inputs=inputs)
+    got = icarl.loss(batch, model(inputs), model)
+    assert got.item() == pytest.approx(sum(terms) / 8, rel=1e-6)
+    got.backward()
+    assert model.head.weight.grad[3].abs().sum() > 0  # the unseen unit is pushed towards 0
+
+
 def test_class_means_follow_the_model_during_a_task():
     """Continual evaluation mid-task: after a training step the means are recomputed with the
     current model at the next predict."""

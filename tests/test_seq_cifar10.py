@@ -57,7 +57,8 @@ def test_seq_mnist_presets_hold_the_der_papers_values():
             "derpp_b500": (0.03, {"memory_size": 500, "replay_batch_size": 10, "alpha": 1.0,
                                   "beta": 0.5}),
             "ewc_online": (0.03, {"ewc_lambda": 180.0, "gamma_ewc": 1.0}),
-            "icarl_b500": (0.1, {"memory_size": 500}), "icarl_b200": (0.1, {"memory_size": 200}),
+            "icarl_b500": (0.1, {"memory_size": 500, "units": "all"}),
+            "icarl_b200": (0.1, {"memory_size": 200, "units": "all"}),
             "der_b200": (0.03, {"memory_size": 200, "replay_batch_size": 10, "alpha": 0.2}),
             "der_b500": (0.03, {"memory_size": 500, "replay_batch_size": 128, "alpha": 1.0}),
             # A-GEM: lr 0.1, minibatch 128; buffer // 5 tasks per task, class-balanced here

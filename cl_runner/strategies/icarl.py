@@ -19,7 +19,10 @@ each stored exemplar carries its rank. Order of Alg. 2: train, reduce, then sele
 cross-entropy over the output units of the classes seen so far, mean over examples and
 units: for a *new* class y the target is ``[y == label]``, for an *old* class the previous
 model's sigmoid output on the same input. Units of classes not yet seen are left out, as in
-Alg. 3 (the authors' Theano code takes all 100 units, target 0 for future classes). The
+Alg. 3 (``strategy.units=seen``, the default). ``strategy.units=all`` keeps every output, the
+classes not seen yet with target 0, as the authors' Theano code (all 100 units) and Mammoth's
+``models/icarl.py`` (``get_loss``: targets over all outputs, the old network's sigmoid on the
+past classes; read at e75a491) do; the DER-protocol presets ``seq_mnist_icarl_*`` use it. The
 previous model's outputs come from a frozen copy of the model taken at the task's start, in
 eval mode, run in the ``loss`` hook on ``batch.inputs`` under ``no_grad`` (one extra forward
 pass per step, only on tasks with old classes), as the authors' code (``func_pred`` on every
@@ -68,7 +71,7 @@ from torch import nn
 from cl_runner.errors import ConfigError
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import EpisodicMemory
-from cl_runner.strategies.schemas import ICaRLConfig
+from cl_runner.strategies.replay_schemas import ICaRLConfig, ICaRLUnits
 from cl_runner.training.batch import Batch
 
 #: score of a class without exemplars: below every ``-||a - b||`` of unit vectors (>= -2)
@@ -215,7 +218,10 @@ class ICaRL(Strategy):
             self.seen = torch.zeros(num_classes, dtype=torch.bool, device=ctx.device)
         present = torch.bincount(ctx.train_y, minlength=num_classes) > 0
         old = self.seen & ~present
-        units = torch.nonzero(self.seen | present).flatten()  # seen classes, ascending
+        if ICaRLUnits(self.cfg.units) == ICaRLUnits.all:
+            units = torch.arange(num_classes, device=ctx.device)  # future classes: target 0
+        else:
+            units = torch.nonzero(self.seen | present).flatten()  # seen classes, ascending
         self._present = present
         self._units = units
         self._old_units = old[units]  # (K,)
@@ -232,7 +238,8 @@ class ICaRL(Strategy):
 
     def loss(self, batch: Batch, output: torch.Tensor, model: nn.Module) -> torch.Tensor:
         """iCaRL's binary cross-entropy with distillation (Alg. 3), mean over the batch and
-        the units of the seen classes (see the module docstring); float scalar."""
+        the units of the seen classes, or of every output with ``strategy.units=all`` (see
+        the module docstring); float scalar."""
         self.stale = True
         logits = output.index_select(1, self._units)
         target = self._targets[batch.y]

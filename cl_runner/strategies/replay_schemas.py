@@ -1,5 +1,5 @@
-"""The config schemas of replay strategies added after ER, DER and A-GEM (ER-ACE); declared in
-:mod:`cl_runner.strategies.schemas` (no torch imported)."""
+"""The config schemas of replay strategies added after ER, DER and A-GEM (ER-ACE, iCaRL);
+declared in :mod:`cl_runner.strategies.schemas` (no torch imported)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from cl_runner.checks import check_at_least_one
+from cl_runner.errors import ConfigError
 
 
 class ACEVariant(str, enum.Enum):
@@ -44,3 +45,42 @@ class ERACEConfig:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""
         check_at_least_one("strategy", self, "memory_size")
         check_at_least_one("strategy", self, "replay_batch_size", nullable=True)
+
+
+class ICaRLUnits(str, enum.Enum):
+    """Which output units iCaRL's binary cross-entropy covers (``strategy.units``)."""
+
+    #: the classes seen so far, the task's new classes included (Rebuffi et al. 2017, Alg. 3;
+    #: van de Ven & Tolias 2019's code: the "active classes" so far)
+    seen = "seen"
+    #: every output: classes not seen yet get target 0 (the authors' Theano code, all 100
+    #: units; Mammoth's ``models/icarl.py`` ``get_loss``: one-hot targets over all
+    #: ``num_classes`` outputs, the old network's sigmoid on the past classes)
+    all = "all"
+
+
+@dataclass
+class ICaRLConfig:
+    """``strategy=icarl`` (module docstring of ``cl_runner/strategies/icarl.py``).
+
+    Attributes:
+        memory_size: K, the total number of exemplars, split evenly over the exemplar sets
+            (one per class; on domain-incremental benchmarks one per class label and task).
+            Default 2000: the paper's CIFAR-100 value (Rebuffi et al. 2017, Sec. 4), kept for
+            MNIST too (ER's budget of 200 is ``strategy.memory_size=200``).
+        feature_batch_size: examples per forward pass when extracting features for herding
+            and the class means (memory only, no effect on the numbers).
+        units: ``seen`` (default, the paper's Alg. 3) or ``all`` (the authors' and Mammoth's
+            code; the ``seq_mnist_icarl_*`` presets); see :class:`ICaRLUnits`.
+    """
+
+    name: str = "icarl"
+    memory_size: int = 2000
+    feature_batch_size: int = 512
+    units: ICaRLUnits = ICaRLUnits.seen
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
+        if self.memory_size < 1:
+            raise ConfigError(f"strategy.memory_size must be >= 1, got {self.memory_size}")
+        check_at_least_one("strategy", self, "feature_batch_size")

@@ -331,32 +331,6 @@ class MultitaskConfig:
                               f"got {self.samples_per_task}")
 
 
-@dataclass
-class ICaRLConfig:
-    """``strategy=icarl`` (module docstring of ``cl_runner/strategies/icarl.py``).
-
-    Attributes:
-        memory_size: K, the total number of exemplars, split evenly over the exemplar sets
-            (one per class; on domain-incremental benchmarks one per class label and task).
-            Default 2000: the paper's CIFAR-100 value (Rebuffi et al. 2017, Sec. 4), kept for
-            MNIST too (ER's budget of 200 is ``strategy.memory_size=200``).
-        feature_batch_size: examples per forward pass when extracting features for herding
-            and the class means (memory only, no effect on the numbers).
-    """
-
-    name: str = "icarl"
-    memory_size: int = 2000
-    feature_batch_size: int = 512
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the key of an out-of-range value."""
-        if self.memory_size < 1:
-            raise ConfigError(f"strategy.memory_size must be >= 1, got {self.memory_size}")
-        if self.feature_batch_size < 1:
-            raise ConfigError(f"strategy.feature_batch_size must be >= 1, "
-                              f"got {self.feature_batch_size}")
-
-
 STRATEGIES.declare("naive", config=NaiveConfig, module="cl_runner.strategies.naive")
 STRATEGIES.declare("stable_sgd", config=StableSGDConfig, module="cl_runner.strategies.stable_sgd")
 STRATEGIES.declare("er", config=ERConfig, module="cl_runner.strategies.er")
@@ -369,10 +343,11 @@ STRATEGIES.declare("mcsgd", config=MCSGDConfig, module="cl_runner.strategies.mcs
 STRATEGIES.declare("multitask", config=MultitaskConfig, module="cl_runner.strategies.multitask")
 STRATEGIES.declare("supsup", config=SupSupConfig, module="cl_runner.strategies.supsup")
 STRATEGIES.declare("impresslearn", config=ImpressLearnConfig, module="cl_runner.strategies.impresslearn")
-STRATEGIES.declare("icarl", config=ICaRLConfig, module="cl_runner.strategies.icarl")
 
 from cl_runner.strategies.regularization_schemas import MASConfig, SIConfig  # noqa: E402
-from cl_runner.strategies.replay_schemas import ERACEConfig  # noqa: E402
+from cl_runner.strategies.replay_schemas import ERACEConfig, ICaRLConfig  # noqa: E402
+
+STRATEGIES.declare("icarl", config=ICaRLConfig, module="cl_runner.strategies.icarl")
 
 STRATEGIES.declare("si", config=SIConfig, module="cl_runner.strategies.si")
 STRATEGIES.declare("mas", config=MASConfig, module="cl_runner.strategies.mas")
