@@ -216,6 +216,18 @@ def test_units_all_adds_the_unseen_classes_with_target_zero():
     assert model.head.weight.grad[3].abs().sum() > 0  # the unseen unit is pushed towards 0
 
 
+@pytest.mark.parametrize(("preset", "units"), [
+    ("split_mnist_icarl", "seen"),  # van de Ven's compare.py: neg_samples "all-so-far"
+    ("seq_mnist_icarl_b200", "all"), ("seq_mnist_icarl_b500", "all"),  # Mammoth's get_loss
+    ("seq_cifar10_icarl_b500", "all"),
+    ("split_cifar100_icarl", "all"),  # the authors' Theano code: targets over all 100 units
+])
+def test_presets_use_their_sources_units(preset, units):
+    from tests.conftest import compose_run
+    assert compose_run([f"+experiment={preset}"]).strategy.units.value == units
+    assert compose_run(["strategy=icarl"]).strategy.units.value == "seen"  # the schema default
+
+
 def test_class_means_follow_the_model_during_a_task():
     """Continual evaluation mid-task: after a training step the means are recomputed with the
     current model at the next predict."""
