@@ -99,6 +99,10 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     # exemplars (their code of 2019-05, main.py --budget default 2000, README
     # `./main.py --icarl --budget=2000` [R]); the preset follows the 2022 code's 100 per class
     "split_mnist_probe": [("icarl_budget2000", "split_mnist_icarl", ["strategy.memory_size=2000"])],
+    # LwF's class-IL distillation over the previous tasks' classes (Mammoth's) instead of every
+    # output (van de Ven's code, the preset's strategy.distill_classes=all): the preset before
+    # the key existed
+    "split_mnist_lwf_previous": [("lwf", "split_mnist_lwf", ["strategy.distill_classes=previous"])],
 }
 
 

@@ -150,6 +150,35 @@ def test_lwf_distills_the_old_classes_with_one_softmax_on_class_incremental_spli
     assert loss.detach().item() == pytest.approx(want, rel=1e-6)
 
 
+def test_lwf_distill_classes_all_distills_every_output_on_class_incremental_splits():
+    """The split above with ``distill_classes=all`` (van de Ven's code, every class active):
+    one softmax over all 6 units for teacher and student, the current task's units 4, 5
+    (teacher biases 9, 9) included, so the term differs from the old-classes one."""
+    task_masks = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0],
+                               [0, 0, 0, 0, 1, 1]]).bool()
+    lwf = LwF(LwFConfig(alpha=1.0, temperature=1.0, distill_classes="all"))
+    teacher = linear([[0.0]] * 6, [1.0, -1.0, 0.0, 2.0, 9.0, 9.0])
+    lwf.after_training(TaskContext(2, torch.zeros(1, 1, dtype=torch.uint8),
+                                   torch.zeros(1, dtype=torch.int64), teacher,
+                                   ClassILBenchmark(task_masks), CPU, torch.Generator()))
+    student = linear([[0.0]] * 6, [0.0, 0.0, 1.0, 1.0, -9.0, 5.0])
+    lwf.before_task(TaskContext(3, torch.zeros(1, 1, dtype=torch.uint8),
+                                torch.zeros(1, dtype=torch.int64), student,
+                                ClassILBenchmark(task_masks), CPU, torch.Generator()))
+    _, _, loss = step(lwf, student, [[0]], [4], task=3)
+    ce = -math.log(math.exp(-9) / sum(math.exp(v) for v in (0, 0, 1, 1, -9, 5)))
+    want = ce + soft_ce([1.0, -1.0, 0.0, 2.0, 9.0, 9.0], [0.0, 0.0, 1.0, 1.0, -9.0, 5.0], 1.0)
+    assert loss.detach().item() == pytest.approx(want, rel=1e-6)
+    previous = ce + soft_ce([1.0, -1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 1.0], 1.0)
+    assert abs(want - previous) > 1.0
+
+
+def test_lwf_presets_distill_as_their_sources():
+    assert compose_run(["+experiment=split_mnist_lwf"]).strategy.distill_classes.value == "all"
+    assert compose_run(["+experiment=seq_mnist_lwf"]).strategy.distill_classes.value == "previous"
+    assert compose_run(["strategy=lwf"]).strategy.distill_classes.value == "previous"
+
+
 def test_lwf_teacher_is_frozen_in_eval_mode_and_leaves_its_batchnorm_statistics_alone():
     """A teacher with BatchNorm and dropout: the same batch gives the same loss twice (train
     mode would drop units at random and normalize with the batch's statistics), its running

@@ -43,7 +43,12 @@ differs from ours (one output layer shared by all tasks):
   tasks 1..t-1, as Mammoth's class-IL LwF (``models/lwf.py``: the KL term over
   ``outputs[:, :(t-1)*cpt]``, read); its other two choices are not reproduced (the
   cross-entropy masked to the classes seen so far, a warm-up of the classifier on the new
-  classes).
+  classes). ``strategy.distill_classes=all`` distills over every output instead, the
+  teacher's softmax over all C units (the current and future classes included), as van de
+  Ven's code does in class-IL with every class active (GMvandeVen/continual-learning at
+  e6d795a, ``train/train_task_based.py``: the previous model's scores are cut to the old
+  classes only with ``--active-classes all-so-far``; read); the ``split_mnist_lwf`` preset
+  uses it.
 - **No warm-up.** The paper first trains the new head alone (Sec. 3, "warm-up step"); with a
   shared output layer there are no new parameters to warm up, so training starts at once.
 - Task 1 has no teacher: its loss is the cross-entropy alone.
@@ -63,7 +68,7 @@ from torch import nn
 
 from cl_runner.strategies.base import STRATEGIES, Strategy, TaskContext, cost
 from cl_runner.strategies.memory import stored_floats
-from cl_runner.strategies.schemas import LwFConfig
+from cl_runner.strategies.schemas import DistillClasses, LwFConfig
 from cl_runner.training.batch import Batch
 from cl_runner.training.steps import classification_loss
 
@@ -115,14 +120,15 @@ class LwF(Strategy):
     def before_task(self, ctx: TaskContext) -> None:
         """The old tasks' heads: rows 1..t-1 of the training class masks; on a
         class-incremental split (no training masks) one head over the classes of tasks
-        1..t-1; otherwise None (one head of all units)."""
+        1..t-1 (``distill_classes=previous``); otherwise None (one head of all units)."""
         masks = ctx.benchmark.class_masks("train")
         if masks is not None:
             self._heads = masks[: ctx.task - 1]
             return
         task_masks = getattr(ctx.benchmark, "task_masks", None)
         if (getattr(ctx.benchmark, "scenario", None) == "class_incremental"
-                and task_masks is not None and ctx.task > 1):
+                and task_masks is not None and ctx.task > 1
+                and DistillClasses(self.cfg.distill_classes) == DistillClasses.previous):
             self._heads = task_masks[: ctx.task - 1].any(0, keepdim=True)  # (1, C)
         else:
             self._heads = None

@@ -67,6 +67,16 @@ class ERConfig:
         check_at_least_one("strategy", self, "replay_batch_size", nullable=True)
 
 
+class DistillClasses(str, enum.Enum):
+    """Which outputs LwF's distillation covers on a class-incremental split
+    (``strategy.distill_classes``); task- and domain-incremental runs are not affected."""
+
+    #: one softmax over the classes of tasks 1..t-1 (Mammoth's class-IL ``models/lwf.py``)
+    previous = "previous"
+    #: one softmax over every output (van de Ven's code with ``--active-classes all``)
+    all = "all"
+
+
 @dataclass
 class LwFConfig:
     """``strategy=lwf`` (module docstring of ``cl_runner/strategies/lwf.py``).
@@ -77,11 +87,14 @@ class LwFConfig:
             best Seq-MNIST LwF: alpha 1).
         temperature: T of the softened probabilities of teacher and student (Li & Hoiem,
             Sec. 3: T = 2, following Hinton et al.'s distillation).
+        distill_classes: class-incremental splits only: ``previous`` (default) or ``all``;
+            see :class:`DistillClasses`.
     """
 
     name: str = "lwf"
     alpha: float = 1.0
     temperature: float = 2.0
+    distill_classes: DistillClasses = DistillClasses.previous
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""
