@@ -33,7 +33,7 @@ ratios, not seconds).
   training step against ``seq:naive``'s in the same repeat, with the time of a strategy's own
   phases and task-boundary work beside it (``scripts/bench_seq.py``); a row whose run fails
   says so and the others go on. Measured 2026-12-07 (``--samples 4000 --repeats 3 --only
-  seq:all``, docs/results/measured.md).
+  seq:all``, docs/results/seq_mnist_speed.md).
 - ``--hidden H1,H2``: the floor's and the naive runs' MLP widths (default the benchmark's
   256,256). With a small net (16,16) the step's arithmetic shrinks and the runner's per-step
   overhead, which does not depend on the widths, stands out of the machine's noise.
