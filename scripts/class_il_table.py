@@ -56,8 +56,7 @@ def split_mnist_grid(scenario: str) -> list[tuple[str, str, list[str]]]:
     cells = []
     for name in VDV:
         extra = [] if scenario == "class" else [f"benchmark.scenario={scenario}"]
-        if name == "icarl" and scenario != "class":
-            continue  # iCaRL is a class-incremental method (van de Ven runs it there only)
+        # iCaRL runs in all three (issue 28 asks for it); van de Ven runs it in class-IL only
         if name.startswith("ewc") and scenario in EWC_LAMBDA:
             extra.append(f"strategy.ewc_lambda={EWC_LAMBDA[scenario]}")
         if name == "er" and scenario == "class":

@@ -31,10 +31,12 @@ def test_items_put_naive_first_and_refuse_unknown_names():
 def test_a_strategy_without_preset_runs_in_naives_regime():
     assert bench_seq.overrides_for("gem", CONF_DIR) == ["+experiment=seq_mnist_gem"]
     assert bench_seq.overrides_for("mas", CONF_DIR) == ["+experiment=seq_mnist_naive",
-                                                        "strategy=mas"]
+                                                        "strategy=mas", "strategy.mas_lambda=0.1"]
+    assert bench_seq.overrides_for("si", CONF_DIR) == ["+experiment=seq_mnist_si"]
     cfg = bench_seq.compose_config(bench_seq.overrides_for("mas", CONF_DIR), "/nowhere", 50, 1)
     assert (cfg.strategy.name, cfg.benchmark.name, cfg.benchmark.train_samples_per_task,
             cfg.hardware.num_threads, cfg.data.download) == ("mas", "split_mnist", 50, 1, False)
+    assert cfg.strategy.mas_lambda == 0.1  # finite at naive's lr (the schema's 1 diverges)
 
 
 def run(train_seconds, steps, phases=None):
