@@ -98,6 +98,10 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     # exemplars (their code of 2019-05, main.py --budget default 2000, README
     # `./main.py --icarl --budget=2000` [R]); the preset follows the 2022 code's 100 per class
     "split_mnist_probe": [("icarl_budget2000", "split_mnist_icarl", ["strategy.memory_size=2000"])],
+    # Mammoth's current icarl.py adds opt_wd * sum(p^2) to the loss (opt_wd default 1e-5,
+    # read at e75a491): with plain SGD the same step as torch's weight_decay 2e-5
+    "seq_mnist_icarl_wd": [(c, f"seq_mnist_{c}", ["optimizer.weight_decay=2e-05"])
+                           for c in ("icarl_b200", "icarl_b500")],
     # LwF's class-IL distillation over the previous tasks' classes (Mammoth's) instead of every
     # output (van de Ven's code, the preset's strategy.distill_classes=all): the preset before
     # the key existed
