@@ -22,7 +22,8 @@ model's sigmoid output on the same input. Units of classes not yet seen are left
 Alg. 3 (``strategy.units=seen``, the default). ``strategy.units=all`` keeps every output, the
 classes not seen yet with target 0, as the authors' Theano code (all 100 units) and Mammoth's
 ``models/icarl.py`` (``get_loss``: targets over all outputs, the old network's sigmoid on the
-past classes; read at e75a491) do; the DER-protocol presets ``seq_mnist_icarl_*`` use it. The
+past classes; read at e75a491) do; the presets that follow those codebases use it
+(``seq_mnist_icarl_*``, ``seq_cifar10_icarl_b500``, ``split_cifar100_icarl``). The
 previous model's outputs come from a frozen copy of the model taken at the task's start, in
 eval mode, run in the ``loss`` hook on ``batch.inputs`` under ``no_grad`` (one extra forward
 pass per step, only on tasks with old classes), as the authors' code (``func_pred`` on every
