@@ -97,7 +97,16 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     # van de Ven & Tolias 2019 (arXiv 1904.07734) ran iCaRL with a total budget of 2,000
     # exemplars (their code of 2019-05, main.py --budget default 2000, README
     # `./main.py --icarl --budget=2000` [R]); the preset follows the 2022 code's 100 per class
-    "split_mnist_probe": [("icarl_budget2000", "split_mnist_icarl", ["strategy.memory_size=2000"])],
+    # (run before strategy.distill_temperature existed: the plain sigmoid, T = 1)
+    "split_mnist_probe": [("icarl_budget2000", "split_mnist_icarl",
+                           ["strategy.memory_size=2000", "strategy.distill_temperature=1.0"])],
+    # iCaRL's old-class targets as a plain sigmoid (T = 1: the paper's, Mammoth's) instead of
+    # van de Ven's sigmoid(z / 2) (the preset's strategy.distill_temperature=2.0): the preset
+    # before the key existed, in the three scenarios
+    "split_mnist_icarl_t1": [(f"icarl_{sc}", "split_mnist_icarl",
+                              ([] if sc == "class" else [f"benchmark.scenario={sc}"])
+                              + ["strategy.distill_temperature=1.0"])
+                             for sc in ("class", "task", "domain")],
     # Mammoth's current icarl.py adds opt_wd * sum(p^2) to the loss (opt_wd default 1e-5,
     # read at e75a491): with plain SGD the same step as torch's weight_decay 2e-5
     "seq_mnist_icarl_wd": [(c, f"seq_mnist_{c}", ["optimizer.weight_decay=2e-05"])

@@ -36,6 +36,7 @@ ADDED_LATER = [
     (["strategy=naive"], "benchmark.train_augmentation"),
     (["strategy=naive"], "model.init"),
     (["strategy=icarl"], "strategy.units"),
+    (["strategy=icarl"], "strategy.distill_temperature"),
     (["strategy=lwf"], "strategy.distill_classes"),
 ]
 

@@ -216,6 +216,39 @@ def test_units_all_adds_the_unseen_classes_with_target_zero():
     assert model.head.weight.grad[3].abs().sum() > 0  # the unseen unit is pushed towards 0
 
 
+def test_distill_temperature_softens_the_old_classes_targets():
+    """``distill_temperature=2`` (van de Ven's code): the same batch as the seen-units test,
+    the old units' targets sigmoid(z_old / 2) instead of sigmoid(z_old)."""
+    model = FeatureNet(4)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [3.0, 3.0]]))
+        model.head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))
+    icarl = ICaRL(ICaRLConfig(memory_size=4, distill_temperature=2.0))
+    run_task(icarl, ctx(1, model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1], 4))
+    icarl.before_task(ctx(2, model, torch.tensor([[0.6, 0.8]]), [2], 4))
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0], [1.0, 1.0], [-7.0, 9.0]]))
+        model.head.bias.copy_(torch.tensor([0.25, 0.0, -0.5, 4.0]))
+
+    def sig(z):
+        return 1 / (1 + math.exp(-z))
+
+    def bce(z, t):
+        return -(t * math.log(sig(z)) + (1 - t) * math.log(1 - sig(z)))
+
+    terms = []
+    for (x1, x2), label in (([0.6, 0.8], 2), ([1.0, 0.0], 0)):
+        targets = [sig(x1 / 2), sig((x2 + 0.5) / 2), float(label == 2)]  # old model / T
+        logits = [0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5]
+        terms += [bce(z, t) for z, t in zip(logits, targets, strict=True)]
+    inputs = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    batch = Batch(inputs, torch.tensor([2, 0]), 2, 1, inputs=inputs)
+    assert icarl.loss(batch, model(inputs), model).item() == pytest.approx(sum(terms) / 6,
+                                                                           rel=1e-6)
+    with pytest.raises(ConfigError, match="distill_temperature"):
+        ICaRLConfig(distill_temperature=0.0).validate()
+
+
 @pytest.mark.parametrize(("preset", "units"), [
     ("split_mnist_icarl", "seen"),  # van de Ven's compare.py: neg_samples "all-so-far"
     ("seq_mnist_icarl_b200", "all"), ("seq_mnist_icarl_b500", "all"),  # Mammoth's get_loss
@@ -224,7 +257,10 @@ def test_units_all_adds_the_unseen_classes_with_target_zero():
 ])
 def test_presets_use_their_sources_units(preset, units):
     from tests.conftest import compose_run
-    assert compose_run([f"+experiment={preset}"]).strategy.units.value == units
+    run = compose_run([f"+experiment={preset}"])
+    assert run.strategy.units.value == units
+    # van de Ven's sigmoid(scores / KD_temp), KD_temp 2; the others a plain sigmoid
+    assert run.strategy.distill_temperature == (2.0 if preset == "split_mnist_icarl" else 1.0)
     assert compose_run(["strategy=icarl"]).strategy.units.value == "seen"  # the schema default
 
 

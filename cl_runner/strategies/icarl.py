@@ -23,7 +23,9 @@ Alg. 3 (``strategy.units=seen``, the default). ``strategy.units=all`` keeps ever
 classes not seen yet with target 0, as the authors' Theano code (all 100 units) and Mammoth's
 ``models/icarl.py`` (``get_loss``: targets over all outputs, the old network's sigmoid on the
 past classes; read at e75a491) do; the presets that follow those codebases use it
-(``seq_mnist_icarl_*``, ``seq_cifar10_icarl_b500``, ``split_cifar100_icarl``). The
+(``seq_mnist_icarl_*``, ``seq_cifar10_icarl_b500``, ``split_cifar100_icarl``).
+``strategy.distill_temperature`` T makes the old classes' targets ``sigmoid(z_old / T)``
+(default 1, the paper's; van de Ven's code uses T = 2, ``split_mnist_icarl``). The
 previous model's outputs come from a frozen copy of the model taken at the task's start, in
 eval mode, run in the ``loss`` hook on ``batch.inputs`` under ``no_grad`` (one extra forward
 pass per step, only on tasks with old classes), as the authors' code (``func_pred`` on every
@@ -246,7 +248,10 @@ class ICaRL(Strategy):
         target = self._targets[batch.y]
         if self.teacher is not None:
             with torch.no_grad():
-                old = torch.sigmoid(self.teacher(batch.inputs).index_select(1, self._units))
+                old_logits = self.teacher(batch.inputs).index_select(1, self._units)
+                if self.cfg.distill_temperature != 1.0:
+                    old_logits = old_logits / self.cfg.distill_temperature
+                old = torch.sigmoid(old_logits)
             target = torch.where(self._old_units, old.to(target.dtype), target)
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cl_runner.checks import check_at_least_one
+from cl_runner.checks import check_at_least_one, check_value
 from cl_runner.errors import ConfigError
 
 
@@ -72,15 +72,21 @@ class ICaRLConfig:
             and the class means (memory only, no effect on the numbers).
         units: ``seen`` (default, the paper's Alg. 3) or ``all`` (the authors' and Mammoth's
             code; the ``seq_mnist_icarl_*`` presets); see :class:`ICaRLUnits`.
+        distill_temperature: T of the old classes' targets ``sigmoid(z_old / T)``; default 1,
+            the paper's (Alg. 3), the authors' and Mammoth's plain sigmoid; van de Ven's code
+            divides by its distillation temperature, 2 by default (``models/classifier.py``:
+            ``torch.sigmoid(scores / self.KD_temp)``, read at e6d795a): ``split_mnist_icarl``.
     """
 
     name: str = "icarl"
     memory_size: int = 2000
     feature_batch_size: int = 512
     units: ICaRLUnits = ICaRLUnits.seen
+    distill_temperature: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the key of an out-of-range value."""
         if self.memory_size < 1:
             raise ConfigError(f"strategy.memory_size must be >= 1, got {self.memory_size}")
         check_at_least_one("strategy", self, "feature_batch_size")
+        check_value("strategy.distill_temperature", self.distill_temperature, gt=0)
