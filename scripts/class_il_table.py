@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 VDV = ["naive", "er", "multitask", "lwf", "agem", "icarl", "derpp", "si", "ewc", "ewc_online"]
 #: van de Ven's EWC lambda per scenario on Split MNIST (params/param_values.py [R])
 EWC_LAMBDA = {"task": "100000.0", "domain": "10000000000.0"}
+#: and SI's c per scenario (the same file [R]; the preset holds the class scenario's 5000)
+SI_C = {"task": "10.0", "domain": "50000.0"}
 
 
 def split_mnist_grid(scenario: str) -> list[tuple[str, str, list[str]]]:
@@ -59,6 +61,8 @@ def split_mnist_grid(scenario: str) -> list[tuple[str, str, list[str]]]:
         # iCaRL runs in all three (issue 28 asks for it); van de Ven runs it in class-IL only
         if name.startswith("ewc") and scenario in EWC_LAMBDA:
             extra.append(f"strategy.ewc_lambda={EWC_LAMBDA[scenario]}")
+        if name == "si" and scenario in SI_C:
+            extra.append(f"strategy.c={SI_C[scenario]}")
         if name == "er" and scenario == "class":
             extra.append("eval.every_steps=20")  # the stability gap's continual evaluation
         cells.append((name, f"split_mnist_{name}", extra))
@@ -100,6 +104,10 @@ GRIDS: dict[str, list[tuple[str, str, list[str]]]] = {
     # (run before strategy.distill_temperature existed: the plain sigmoid, T = 1)
     "split_mnist_probe": [("icarl_budget2000", "split_mnist_icarl",
                            ["strategy.memory_size=2000", "strategy.distill_temperature=1.0"])],
+    # SI in task-IL and domain-IL with the class scenario's c (5000, the preset's), as the grid
+    # ran it before SI_C existed
+    "split_mnist_si_c5000": [(f"si_{sc}", "split_mnist_si", [f"benchmark.scenario={sc}"])
+                             for sc in ("task", "domain")],
     # iCaRL's old-class targets as a plain sigmoid (T = 1: the paper's, Mammoth's) instead of
     # van de Ven's sigmoid(z / 2) (the preset's strategy.distill_temperature=2.0): the preset
     # before the key existed, in the three scenarios
