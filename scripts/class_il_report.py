@@ -20,6 +20,7 @@ PAPER: dict[tuple[str, str], tuple[float | None, str, str]] = {
     ("split_mnist_class", "naive"): (19.90, "recalled", "van de Ven & Tolias 2019, class-IL"),
     ("split_mnist_class", "ewc"): (20.01, "recalled", "van de Ven & Tolias 2019"),
     ("split_mnist_class", "ewc_online"): (19.96, "recalled", "van de Ven & Tolias 2019"),
+    ("split_mnist_class", "si"): (19.99, "recalled", "van de Ven & Tolias 2019"),
     ("split_mnist_class", "lwf"): (23.85, "recalled", "van de Ven & Tolias 2019"),
     ("split_mnist_class", "icarl"): (94.57, "recalled", "van de Ven & Tolias 2019"),
     ("split_mnist_class", "multitask"): (97.94, "recalled", "van de Ven & Tolias 2019 (Joint)"),
