@@ -132,48 +132,69 @@ def test_nearest_mean_of_exemplars_scores_the_hand_computed_distances():
     assert scores.argmax(1).tolist() == [0, 1]
 
 
+#: the batch of the loss tests: x_a of class 2 (task 2's data), an exemplar x_b of class 0
+XA, XB = [0.6, 0.8], [1.0, 0.0]
+
+
+def sig(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def bce(z: float, t: float) -> float:
+    """Binary cross-entropy of logit z against target t, by hand."""
+    return -(t * math.log(sig(z)) + (1 - t) * math.log(1 - sig(z)))
+
+
+def icarl_at_task_two(cfg: ICaRLConfig) -> tuple[ICaRL, FeatureNet, TaskContext]:
+    """Task 1 (classes 0, 1) trained with the old weights (old model: z0 = x1,
+    z1 = x2 + 0.5), task 2 (class 2) started, then the model moved on to the new weights
+    (z0 = 0.5 x1 - x2 + 0.25, z1 = 2 x1, z2 = x1 + x2 - 0.5, z3 = -7 x1 + 9 x2 + 4); the
+    teacher keeps the task-1 weights. Unit 3 (class 3) is never seen."""
+    model = FeatureNet(4)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [3.0, 3.0]]))
+        model.head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))
+    icarl = ICaRL(cfg)
+    run_task(icarl, ctx(1, model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1], 4))
+    c2 = ctx(2, model, torch.tensor([XA]), [2], 4)
+    icarl.before_task(c2)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0], [1.0, 1.0], [-7.0, 9.0]]))
+        model.head.bias.copy_(torch.tensor([0.25, 0.0, -0.5, 4.0]))
+    return icarl, model, c2
+
+
+def new_logits(x1: float, x2: float) -> list[float]:
+    """The moved model's logits z0..z3 (see :func:`icarl_at_task_two`)."""
+    return [0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5, -7 * x1 + 9 * x2 + 4]
+
+
+def icarl_loss(icarl: ICaRL, model: nn.Module) -> torch.Tensor:
+    inputs = torch.tensor([XA, XB])
+    batch = Batch(inputs, torch.tensor([2, 0]), 2, 1, inputs=inputs)
+    return icarl.loss(batch, model(inputs), model)
+
+
 def test_loss_is_the_binary_cross_entropy_with_the_previous_models_targets():
     """Task 1 saw classes 0 and 1, task 2 brings class 2; unit 3 is never seen. The loss of a
     batch (x_a of class 2, an exemplar x_b of class 0) is the mean over 2 examples x 3 units
     of -(t log s(z) + (1 - t) log(1 - s(z))), z the new model's logits, t the old model's
     sigmoid on units 0, 1 and [label == 2] on unit 2."""
-    model = FeatureNet(4)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [3.0, 3.0]]))
-        model.head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))
-    icarl = ICaRL(ICaRLConfig(memory_size=4))
-    run_task(icarl, ctx(1, model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1], 4))
-    c2 = ctx(2, model, torch.tensor([[0.6, 0.8]]), [2], 4)
-    icarl.before_task(c2)
+    icarl, model, c2 = icarl_at_task_two(ICaRLConfig(memory_size=4))
     x_train, y_train = icarl.task_data(c2)
     assert y_train.tolist() == [2, 0, 1]  # the task's data, then the exemplars
-    with torch.no_grad():  # the model moves on; the teacher keeps the task-1 weights
-        model.head.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0], [1.0, 1.0], [-7.0, 9.0]]))
-        model.head.bias.copy_(torch.tensor([0.25, 0.0, -0.5, 4.0]))
-
-    xa, xb = [0.6, 0.8], [1.0, 0.0]
-    # old model: z0 = x1, z1 = x2 + 0.5; new model: z0 = 0.5 x1 - x2 + 0.25, z1 = 2 x1,
-    # z2 = x1 + x2 - 0.5
-    def sig(z):
-        return 1 / (1 + math.exp(-z))
-
-    def bce(z, t):
-        return -(t * math.log(sig(z)) + (1 - t) * math.log(1 - sig(z)))
 
     terms = []
-    for (x1, x2), label in ((xa, 2), (xb, 0)):
+    for (x1, x2), label in ((XA, 2), (XB, 0)):
         targets = [sig(x1), sig(x2 + 0.5), float(label == 2)]
-        logits = [0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5]
-        terms += [bce(z, t) for z, t in zip(logits, targets, strict=True)]
+        terms += [bce(z, t) for z, t in zip(new_logits(x1, x2)[:3], targets, strict=True)]
     expected = sum(terms) / 6
 
-    inputs = torch.tensor([xa, xb])
-    batch = Batch(inputs, torch.tensor([2, 0]), 2, 1, inputs=inputs)
-    got = icarl.loss(batch, model(inputs), model)
+    got = icarl_loss(icarl, model)
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # the distillation term matters: one-hot targets on every unit give another value
-    one_hot = sum(bce(z, float(i == lab)) for (x1, x2), lab in ((xa, 2), (xb, 0))
-                  for i, z in enumerate([0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5])) / 6
+    one_hot = sum(bce(z, float(i == lab)) for (x1, x2), lab in ((XA, 2), (XB, 0))
+                  for i, z in enumerate(new_logits(x1, x2)[:3])) / 6
     assert abs(expected - one_hot) > 0.05
     got.backward()
     assert model.head.weight.grad[3].abs().sum() == 0  # unit 3 (never seen) is not trained
@@ -187,30 +208,12 @@ def test_units_all_adds_the_unseen_classes_with_target_zero():
     """``strategy.units=all`` (Mammoth's and the authors' code): the same batch as above, but
     the mean runs over 2 examples x 4 units, unit 3 (class 3, not seen yet) with target 0 and
     new-model logit z3 = -7 x1 + 9 x2 + 4; its weights now get a gradient."""
-    model = FeatureNet(4)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [3.0, 3.0]]))
-        model.head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))
-    icarl = ICaRL(ICaRLConfig(memory_size=4, units="all"))
-    run_task(icarl, ctx(1, model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1], 4))
-    c2 = ctx(2, model, torch.tensor([[0.6, 0.8]]), [2], 4)
-    icarl.before_task(c2)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0], [1.0, 1.0], [-7.0, 9.0]]))
-        model.head.bias.copy_(torch.tensor([0.25, 0.0, -0.5, 4.0]))
-
-    def bce(z, t):
-        s = 1 / (1 + math.exp(-z))
-        return -(t * math.log(s) + (1 - t) * math.log(1 - s))
-
+    icarl, model, _ = icarl_at_task_two(ICaRLConfig(memory_size=4, units="all"))
     terms = []
-    for (x1, x2), label in (([0.6, 0.8], 2), ([1.0, 0.0], 0)):
-        targets = [1 / (1 + math.exp(-x1)), 1 / (1 + math.exp(-(x2 + 0.5))), float(label == 2), 0.0]
-        logits = [0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5, -7 * x1 + 9 * x2 + 4]
-        terms += [bce(z, t) for z, t in zip(logits, targets, strict=True)]
-    inputs = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
-    batch = Batch(inputs, torch.tensor([2, 0]), 2, 1, inputs=inputs)
-    got = icarl.loss(batch, model(inputs), model)
+    for (x1, x2), label in ((XA, 2), (XB, 0)):
+        targets = [sig(x1), sig(x2 + 0.5), float(label == 2), 0.0]
+        terms += [bce(z, t) for z, t in zip(new_logits(x1, x2), targets, strict=True)]
+    got = icarl_loss(icarl, model)
     assert got.item() == pytest.approx(sum(terms) / 8, rel=1e-6)
     got.backward()
     assert model.head.weight.grad[3].abs().sum() > 0  # the unseen unit is pushed towards 0
@@ -219,32 +222,12 @@ def test_units_all_adds_the_unseen_classes_with_target_zero():
 def test_distill_temperature_softens_the_old_classes_targets():
     """``distill_temperature=2`` (van de Ven's code): the same batch as the seen-units test,
     the old units' targets sigmoid(z_old / 2) instead of sigmoid(z_old)."""
-    model = FeatureNet(4)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.5], [3.0, 3.0]]))
-        model.head.bias.copy_(torch.tensor([0.0, 0.5, 0.0, 1.0]))
-    icarl = ICaRL(ICaRLConfig(memory_size=4, distill_temperature=2.0))
-    run_task(icarl, ctx(1, model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), [0, 1], 4))
-    icarl.before_task(ctx(2, model, torch.tensor([[0.6, 0.8]]), [2], 4))
-    with torch.no_grad():
-        model.head.weight.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0], [1.0, 1.0], [-7.0, 9.0]]))
-        model.head.bias.copy_(torch.tensor([0.25, 0.0, -0.5, 4.0]))
-
-    def sig(z):
-        return 1 / (1 + math.exp(-z))
-
-    def bce(z, t):
-        return -(t * math.log(sig(z)) + (1 - t) * math.log(1 - sig(z)))
-
+    icarl, model, _ = icarl_at_task_two(ICaRLConfig(memory_size=4, distill_temperature=2.0))
     terms = []
-    for (x1, x2), label in (([0.6, 0.8], 2), ([1.0, 0.0], 0)):
+    for (x1, x2), label in ((XA, 2), (XB, 0)):
         targets = [sig(x1 / 2), sig((x2 + 0.5) / 2), float(label == 2)]  # old model / T
-        logits = [0.5 * x1 - x2 + 0.25, 2 * x1, x1 + x2 - 0.5]
-        terms += [bce(z, t) for z, t in zip(logits, targets, strict=True)]
-    inputs = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
-    batch = Batch(inputs, torch.tensor([2, 0]), 2, 1, inputs=inputs)
-    assert icarl.loss(batch, model(inputs), model).item() == pytest.approx(sum(terms) / 6,
-                                                                           rel=1e-6)
+        terms += [bce(z, t) for z, t in zip(new_logits(x1, x2)[:3], targets, strict=True)]
+    assert icarl_loss(icarl, model).item() == pytest.approx(sum(terms) / 6, rel=1e-6)
     with pytest.raises(ConfigError, match="distill_temperature"):
         ICaRLConfig(distill_temperature=0.0).validate()
 

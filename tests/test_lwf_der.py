@@ -127,49 +127,52 @@ class ClassILBenchmark(FloatBenchmark):
         self.task_masks = task_masks
 
 
-def test_lwf_distills_the_old_classes_with_one_softmax_on_class_incremental_splits():
-    """6 classes, tasks of 2, class-incremental (one head, no masks): at task 3 the teacher's
-    softmax and the student's range over the old classes {0, 1, 2, 3} together (Mammoth's
-    class-IL LwF); units 4, 5 (the current task's, never trained by the teacher) are not
-    distilled. Teacher biases (1, -1, 0, 2, 9, 9), student (0, 0, 1, 1, -9, 5), T = 1; the
-    cross-entropy is over all 6 units (no mask)."""
+#: 6 classes in tasks of 2; teacher biases (1, -1, 0, 2, 9, 9), student (0, 0, 1, 1, -9, 5)
+TEACHER_BIAS = [1.0, -1.0, 0.0, 2.0, 9.0, 9.0]
+STUDENT_BIAS = [0.0, 0.0, 1.0, 1.0, -9.0, 5.0]
+
+
+def class_il_task_three_loss(cfg: LwFConfig) -> float:
+    """LwF's loss at task 3 of a 6-class class-incremental split (one head, no masks) on one
+    example of class 4, the teacher copied after task 2 (constant logits TEACHER_BIAS), the
+    student's logits STUDENT_BIAS."""
     task_masks = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0],
                                [0, 0, 0, 0, 1, 1]]).bool()
-    lwf = LwF(LwFConfig(alpha=1.0, temperature=1.0))
-    teacher = linear([[0.0]] * 6, [1.0, -1.0, 0.0, 2.0, 9.0, 9.0])
+    lwf = LwF(cfg)
+    teacher = linear([[0.0]] * 6, TEACHER_BIAS)
     lwf.after_training(TaskContext(2, torch.zeros(1, 1, dtype=torch.uint8),
                                    torch.zeros(1, dtype=torch.int64), teacher,
                                    ClassILBenchmark(task_masks), CPU, torch.Generator()))
-    student = linear([[0.0]] * 6, [0.0, 0.0, 1.0, 1.0, -9.0, 5.0])
+    student = linear([[0.0]] * 6, STUDENT_BIAS)
     lwf.before_task(TaskContext(3, torch.zeros(1, 1, dtype=torch.uint8),
                                 torch.zeros(1, dtype=torch.int64), student,
                                 ClassILBenchmark(task_masks), CPU, torch.Generator()))
     _, _, loss = step(lwf, student, [[0]], [4], task=3)
-    ce = -math.log(math.exp(-9) / sum(math.exp(v) for v in (0, 0, 1, 1, -9, 5)))
-    want = ce + soft_ce([1.0, -1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 1.0], 1.0)
-    assert loss.detach().item() == pytest.approx(want, rel=1e-6)
+    return loss.detach().item()
+
+
+#: the cross-entropy of class 4 over all 6 units (no mask)
+CE_TASK_THREE = -math.log(math.exp(-9) / sum(math.exp(v) for v in STUDENT_BIAS))
+
+
+def test_lwf_distills_the_old_classes_with_one_softmax_on_class_incremental_splits():
+    """6 classes, tasks of 2, class-incremental (one head, no masks): at task 3 the teacher's
+    softmax and the student's range over the old classes {0, 1, 2, 3} together (Mammoth's
+    class-IL LwF); units 4, 5 (the current task's, never trained by the teacher) are not
+    distilled. T = 1; the cross-entropy is over all 6 units (no mask)."""
+    got = class_il_task_three_loss(LwFConfig(alpha=1.0, temperature=1.0))
+    want = CE_TASK_THREE + soft_ce(TEACHER_BIAS[:4], STUDENT_BIAS[:4], 1.0)
+    assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_lwf_distill_classes_all_distills_every_output_on_class_incremental_splits():
     """The split above with ``distill_classes=all`` (van de Ven's code, every class active):
     one softmax over all 6 units for teacher and student, the current task's units 4, 5
     (teacher biases 9, 9) included, so the term differs from the old-classes one."""
-    task_masks = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0],
-                               [0, 0, 0, 0, 1, 1]]).bool()
-    lwf = LwF(LwFConfig(alpha=1.0, temperature=1.0, distill_classes="all"))
-    teacher = linear([[0.0]] * 6, [1.0, -1.0, 0.0, 2.0, 9.0, 9.0])
-    lwf.after_training(TaskContext(2, torch.zeros(1, 1, dtype=torch.uint8),
-                                   torch.zeros(1, dtype=torch.int64), teacher,
-                                   ClassILBenchmark(task_masks), CPU, torch.Generator()))
-    student = linear([[0.0]] * 6, [0.0, 0.0, 1.0, 1.0, -9.0, 5.0])
-    lwf.before_task(TaskContext(3, torch.zeros(1, 1, dtype=torch.uint8),
-                                torch.zeros(1, dtype=torch.int64), student,
-                                ClassILBenchmark(task_masks), CPU, torch.Generator()))
-    _, _, loss = step(lwf, student, [[0]], [4], task=3)
-    ce = -math.log(math.exp(-9) / sum(math.exp(v) for v in (0, 0, 1, 1, -9, 5)))
-    want = ce + soft_ce([1.0, -1.0, 0.0, 2.0, 9.0, 9.0], [0.0, 0.0, 1.0, 1.0, -9.0, 5.0], 1.0)
-    assert loss.detach().item() == pytest.approx(want, rel=1e-6)
-    previous = ce + soft_ce([1.0, -1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 1.0], 1.0)
+    got = class_il_task_three_loss(LwFConfig(alpha=1.0, temperature=1.0, distill_classes="all"))
+    want = CE_TASK_THREE + soft_ce(TEACHER_BIAS, STUDENT_BIAS, 1.0)
+    assert got == pytest.approx(want, rel=1e-6)
+    previous = CE_TASK_THREE + soft_ce(TEACHER_BIAS[:4], STUDENT_BIAS[:4], 1.0)
     assert abs(want - previous) > 1.0
 
 
